@@ -1,0 +1,31 @@
+# Install and run targets.  Everything a fresh machine needs is installed here, never by hand.
+# torch/torchvision are installed with pip from this machine's local wheels (uv/poetry would download GBs).
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+BIN    := $(CURDIR)/$(VENV)/bin
+CORES  ?= 2
+export PATH := $(BIN):$(PATH)
+
+.PHONY: install demo demo-dvc test lint clean-data
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# The whole pipeline on the embedded demo data, through Snakemake (the DVC route: `make demo-dvc`).
+demo: install
+	snakemake --cores $(CORES) --resources gpu=1 --workflow-profile workflow/profiles/default
+
+demo-dvc: install
+	dvc repro
+
+test: install
+	$(PY) -m pytest -q -n 2 --durations=15
+
+clean-data:
+	rm -rf data/raw data/interim data/processed data/splits logs

@@ -1,0 +1,19 @@
+# animegen: the pipeline DAG for Snakemake (dvc.yaml declares the same stages for DVC).
+#   snakemake --cores 2 --resources gpu=1 --workflow-profile workflow/profiles/default
+# params.yaml is validated before any job runs (exit code 2 on a bad key).
+from snakemake.utils import min_version
+
+min_version("9.11")
+
+
+configfile: "params.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        expand(SPLIT, dataset=DATASETS),

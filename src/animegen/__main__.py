@@ -1,0 +1,3 @@
+from animegen.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,66 @@
+"""The ``animegen`` command: one subcommand per pipeline stage, plus ``validate``.
+
+Exit codes: 0 success; 1 a stage could not produce a trustworthy output (message says why, nothing
+written); 2 a bad ``params.yaml`` or a bad argument (one line naming the key, nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+from animegen import __version__
+from animegen.config import EXIT_PARAMS, ParamsError, dataset, load_params
+from animegen.stages import StageError
+
+DATASET_STAGES = {
+    "collect": "gather raw images of a dataset from its sources (folders, archives, URL lists, synthetic)",
+    "cutout": "cut the character out onto a black background (alpha, flood fill + GrabCut, or ONNX model)",
+    "resize": "crop, pad to a black square and resize to the dataset's size without silent upscaling",
+    "split": "deterministic train/test split by image id",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="animegen", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"animegen {__version__}")
+    parser.add_argument("--params", default="params.yaml", help="params file; its folder is the workspace root")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
+    sub.add_parser("validate", help="check params.yaml and exit", description="Check params.yaml and exit (0 ok, 2 bad).")
+    for name, text in DATASET_STAGES.items():
+        p = sub.add_parser(name, help=text, description=_stage_doc(name), formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--dataset", required=True, help="a dataset name declared under datasets: in params.yaml")
+    return parser
+
+
+def _stage_doc(name: str) -> str:
+    """A stage module's docstring, read without importing it (a stage run imports only its own code)."""
+    spec = importlib.util.find_spec(f"animegen.stages.{name}")
+    return ast.get_docstring(ast.parse(Path(spec.origin).read_text(encoding="utf-8"))) or ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    params_path = Path(args.params)
+    try:
+        params = load_params(params_path)
+        if args.command == "validate":
+            print(f"{params_path}: ok ({len(params['datasets'])} datasets)")
+            return 0
+        dataset(params, args.dataset)
+    except ParamsError as e:
+        print(f"animegen: {params_path}: {e}", file=sys.stderr)
+        return EXIT_PARAMS
+    stage = importlib.import_module(f"animegen.stages.{args.command}")
+    try:
+        report = stage.run(params, args.dataset, params_path.resolve().parent)
+    except StageError as e:
+        print(f"animegen: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps({"stage": args.command, **report}, sort_keys=True))
+    return 0

@@ -1,0 +1,322 @@
+"""The ``params.yaml`` schema, validated before any stage does work.
+
+``load_params`` reads the file with both YAML loaders the orchestrators use (ruamel, YAML 1.2, as DVC
+does; PyYAML, YAML 1.1, as Snakemake does), refuses a file they read differently (``2e-4`` is a string
+to one and a float to the other; ``yes`` a bool to one and a string to the other), checks it against a
+JSON schema (no unknown keys, right types, explicit values everywhere: DVC tracks params only when the
+key is written in the file), and then checks what a schema cannot (local source folders exist, the
+split is a fraction or a count).  Any problem raises :class:`ParamsError` whose message is one line
+starting with the dotted key path, e.g. ``collect.min_side: expected integer, got string '12'``; the
+command line turns it into exit code 2 before anything is written.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+from ruamel.yaml import YAML
+
+EXIT_PARAMS = 2
+SOURCES_ROOT = "data/sources"
+DATASET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+
+
+class ParamsError(Exception):
+    """A bad ``params.yaml``; ``str(e)`` is one line naming the key path."""
+
+
+def _obj(properties: dict, required: list[str] | None = None) -> dict:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+        "additionalProperties": False,
+    }
+
+
+INT = {"type": "integer"}
+POS_INT = {"type": "integer", "minimum": 1}
+NONNEG_INT = {"type": "integer", "minimum": 0}
+NUM = {"type": "number"}
+POS_NUM = {"type": "number", "exclusiveMinimum": 0}
+BOOL = {"type": "boolean"}
+STR = {"type": "string", "minLength": 1}
+OPT_STR = {"type": ["string", "null"]}
+
+_SOURCE_TYPES = {
+    "folder": _obj({"type": STR, "path": STR, "license": STR, "credit": STR}, ["type", "path"]),
+    "archive": _obj({"type": STR, "path": STR, "license": STR, "credit": STR}, ["type", "path"]),
+    "urls": _obj({"type": STR, "path": STR, "license": STR, "credit": STR}, ["type", "path"]),
+    "synthetic": _obj(
+        {
+            "type": STR,
+            "kind": {"enum": ["face", "body"]},
+            "style": {"enum": ["a", "b"]},
+            "variant": {"enum": ["early", "later"]},
+            "n": POS_INT,
+            "seed": NONNEG_INT,
+        }
+    ),
+}
+
+SOURCE = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {"type": {"enum": sorted(_SOURCE_TYPES)}},
+    "allOf": [
+        {"if": {"properties": {"type": {"const": t}}}, "then": s} for t, s in _SOURCE_TYPES.items()
+    ],
+}
+
+DATASET = _obj(
+    {
+        "sources": {"type": "array", "items": SOURCE, "minItems": 1},
+        "size": {"type": "integer", "minimum": 8, "maximum": 4096},
+        "crop": {"enum": ["full", "shoulders_up"]},
+    }
+)
+
+SCHEMA = _obj(
+    {
+        "datasets": {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {"pattern": DATASET_NAME},
+            "additionalProperties": DATASET,
+        },
+        "collect": _obj(
+            {
+                "max_pixels": POS_INT,
+                "min_side": POS_INT,
+                "max_aspect_ratio": {"type": "number", "minimum": 1},
+                "min_colours": POS_INT,
+                "near_duplicate": _obj(
+                    {
+                        "phash_max_distance": {"type": ["integer", "null"], "minimum": 0, "maximum": 64},
+                        "colorhash_max_distance": {"type": ["integer", "null"], "minimum": 0},
+                    }
+                ),
+                "archive": _obj(
+                    {
+                        "max_entries": POS_INT,
+                        "max_entry_bytes": POS_INT,
+                        "max_total_bytes": POS_INT,
+                        "max_ratio": POS_NUM,
+                    }
+                ),
+                "urls": _obj(
+                    {
+                        "allow_private": BOOL,
+                        "max_bytes": POS_INT,
+                        "timeout": POS_NUM,
+                        "retries": NONNEG_INT,
+                        "backoff": {"type": "number", "minimum": 0},
+                        "max_redirects": NONNEG_INT,
+                        "honor_noai": BOOL,
+                        "workers": POS_INT,
+                    }
+                ),
+            }
+        ),
+        "cutout": _obj(
+            {
+                "method": {"enum": ["auto", "alpha", "floodfill", "grabcut", "onnx"]},
+                "onnx_model": OPT_STR,
+                "onnx_size": POS_INT,
+                "flood_tolerance": {"type": "integer", "minimum": 0, "maximum": 255},
+                "border_match": {"type": "number", "minimum": 0, "maximum": 1},
+                "grabcut_iterations": NONNEG_INT,
+                "grabcut_margin": {"type": "number", "minimum": 0, "maximum": 0.45},
+                "min_foreground": {"type": "number", "minimum": 0, "maximum": 1},
+                "max_foreground": {"type": "number", "minimum": 0, "maximum": 1},
+            }
+        ),
+        "resize": _obj(
+            {
+                "filter": {"enum": ["lanczos", "bicubic", "box", "area"]},
+                "allow_upscale": BOOL,
+                "trim_to_foreground": BOOL,
+                "margin": {"type": "number", "minimum": 0, "maximum": 1},
+                "shoulders_ratio": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            }
+        ),
+        "split": _obj({"test": POS_NUM, "seed": NONNEG_INT}),
+    }
+)
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+
+def _path_str(path) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def _describe(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return f"boolean {v!r}"
+    if isinstance(v, int):
+        return f"integer {v}"
+    if isinstance(v, float):
+        return f"number {v}"
+    if isinstance(v, str):
+        return f"string {v!r}"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, dict):
+        return "a mapping"
+    return type(v).__name__
+
+
+def _first_difference(a: Any, b: Any, path=()) -> tuple[tuple, Any, Any] | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in list(a) + [k for k in b if k not in a]:
+            if k not in a or k not in b:
+                return (path + (k,), a.get(k), b.get(k))
+            d = _first_difference(a[k], b[k], path + (k,))
+            if d:
+                return d
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return (path, a, b)
+        for i, (x, y) in enumerate(zip(a, b)):
+            d = _first_difference(x, y, path + (i,))
+            if d:
+                return d
+        return None
+    if type(a) is not type(b) or a != b:
+        return (path, a, b)
+    return None
+
+
+def _to_plain(obj):
+    if isinstance(obj, dict):
+        return {str(k): _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+def parse_yaml_both(text: str) -> dict:
+    """Parse with ruamel (YAML 1.2, DVC) and PyYAML (YAML 1.1, Snakemake); refuse any disagreement."""
+    try:
+        r = _to_plain(YAML(typ="safe", pure=True).load(io.StringIO(text)))
+        p = yaml.safe_load(text)
+    except Exception as e:  # noqa: BLE001 - any parser error is a params error
+        msg = " ".join(str(e).split())
+        raise ParamsError(f"(file): not valid YAML: {msg}") from None
+    diff = _first_difference(r, p)
+    if diff is not None:
+        path, rv, pv = diff
+        raise ParamsError(
+            f"{_path_str(path)}: YAML 1.2 (DVC) reads {_describe(rv)} but YAML 1.1 (Snakemake) reads "
+            f"{_describe(pv)}; write it unambiguously (e.g. 0.0002 or 2.0e-4, true/false)"
+        )
+    if not isinstance(r, dict):
+        raise ParamsError("(top level): params.yaml must be a mapping of sections")
+    return r
+
+
+def _format_error(err: jsonschema.ValidationError) -> str:
+    path = list(err.absolute_path)
+    where = _path_str(path)
+    v = err.validator
+    if v == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = sorted(k for k in err.instance if k not in allowed)
+        key = _path_str(path + [extra[0]]) if extra else where
+        return f"{key}: unknown key (allowed here: {', '.join(allowed)})"
+    if v == "required":
+        missing = [k for k in err.validator_value if k not in err.instance]
+        return f"{_path_str(path + [missing[0]])}: required key is missing"
+    if v == "type":
+        want = err.validator_value
+        want = " or ".join(want) if isinstance(want, list) else want
+        return f"{where}: expected {want}, got {_describe(err.instance)}"
+    if v == "enum":
+        return f"{where}: {err.instance!r} is not one of {', '.join(map(str, err.validator_value))}"
+    if v == "propertyNames":
+        return f"{where}: dataset name {err.instance!r} must match {DATASET_NAME}"
+    return f"{where}: {err.message}"
+
+
+def _error_rank(err: jsonschema.ValidationError):
+    # Prefer the deepest error (most specific key path), then the schema's own order.
+    return (-len(err.absolute_path), str(list(err.absolute_path)))
+
+
+def validate(params: dict, root: str | Path = ".") -> dict:
+    """Validate a parsed params mapping; return it unchanged or raise :class:`ParamsError`."""
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    errors = sorted(validator.iter_errors(params), key=_error_rank)
+    if errors:
+        raise ParamsError(_format_error(errors[0]))
+    _check_semantics(params, Path(root))
+    return params
+
+
+def _check_semantics(params: dict, root: Path) -> None:
+    test = params["split"]["test"]
+    if isinstance(test, float) and not (0 < test < 1):
+        raise ParamsError(f"split.test: a fraction must be between 0 and 1 (exclusive), got {test}")
+    if isinstance(test, float) and math.isnan(test):
+        raise ParamsError("split.test: got NaN")
+    cut = params["cutout"]
+    if cut["min_foreground"] >= cut["max_foreground"]:
+        raise ParamsError("cutout.min_foreground: must be smaller than cutout.max_foreground")
+    if cut["method"] == "onnx" and not cut["onnx_model"]:
+        raise ParamsError("cutout.onnx_model: method 'onnx' needs a path to an .onnx segmentation model")
+    if cut["onnx_model"] and not (root / cut["onnx_model"]).is_file():
+        raise ParamsError(f"cutout.onnx_model: no such file: {cut['onnx_model']}")
+    for name, ds in params["datasets"].items():
+        src_dir = root / SOURCES_ROOT / name
+        if not src_dir.is_dir():
+            raise ParamsError(
+                f"datasets.{name}: its source folder {SOURCES_ROOT}/{name}/ does not exist "
+                "(create it, even empty: it is the collect stage's tracked input)"
+            )
+        for i, src in enumerate(ds["sources"]):
+            if "path" not in src:
+                continue
+            key = f"datasets.{name}.sources[{i}].path"
+            rel = Path(src["path"])
+            if rel.is_absolute() or ".." in rel.parts:
+                raise ParamsError(
+                    f"{key}: must be relative to {SOURCES_ROOT}/{name}/ without '..' "
+                    "(link or copy outside data there, so both orchestrators track it)"
+                )
+            target = src_dir / rel
+            if src["type"] == "folder" and not target.is_dir():
+                raise ParamsError(f"{key}: no such folder: {SOURCES_ROOT}/{name}/{rel}")
+            if src["type"] != "folder" and not target.is_file():
+                raise ParamsError(f"{key}: no such file: {SOURCES_ROOT}/{name}/{rel}")
+
+
+def load_params(path: str | Path = "params.yaml") -> dict:
+    """Read, cross-check and validate ``params.yaml``; the root for relative paths is its folder."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ParamsError(f"(file): cannot read {path}: {e.strerror}") from None
+    return validate(parse_yaml_both(text), root=path.parent)
+
+
+def dataset(params: dict, name: str) -> dict:
+    """The declaration of one dataset, or a :class:`ParamsError` naming the missing key."""
+    try:
+        return params["datasets"][name]
+    except KeyError:
+        known = ", ".join(sorted(params["datasets"]))
+        raise ParamsError(f"datasets.{name}: no such dataset (declared: {known})") from None

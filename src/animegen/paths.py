@@ -1,0 +1,10 @@
+"""Where each stage reads and writes, relative to the workspace root (the folder of params.yaml).
+
+The Snakefile and dvc.yaml spell the same paths; ``tests/test_dag_parity.py`` checks that they agree.
+"""
+
+SOURCES = "data/sources/{dataset}"  # user-supplied local inputs of collect (folders, archives, URL lists)
+RAW = "data/raw/{dataset}"  # collect: images/, manifest.csv, rejects.csv, report.json
+CUTOUT = "data/interim/cutout/{dataset}"  # cutout: images/ (RGB on black), masks/, manifest.csv, ...
+PROCESSED = "data/processed/{dataset}"  # resize: images/ at the dataset's size, manifest.csv, ...
+SPLIT = "data/splits/{dataset}.json"  # split: {"train": [ids], "test": [ids], ...}

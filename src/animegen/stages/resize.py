@@ -1,0 +1,85 @@
+"""Stage ``resize``: pad each cut-out to a black square and resize it to the dataset's size.
+
+Reads:  ``data/interim/cutout/<name>/``; ``params.yaml`` keys ``datasets.<name>.size``,
+        ``datasets.<name>.crop`` and section ``resize``.
+Writes: ``data/processed/<name>/`` with ``images/<id>.png`` (RGB, size x size), ``manifest.csv`` (id,
+        crop box, scale, whether it was upscaled, part boxes mapped to normalised output coordinates
+        when the source recorded them), ``rejects.csv`` and ``report.json`` (counts, upscaled count).
+Guarantees: the folder appears complete or not at all; no image is upscaled unless
+``resize.allow_upscale`` is true, and every upscaled image is counted.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from animegen import config, paths
+from animegen.data.resize import ResizeParams, pad_and_resize
+from animegen.io import Rejected, atomic_dir, read_csv, save_png, write_csv, write_json_atomic
+from animegen.stages import StageError, count_reasons
+
+MANIFEST_COLUMNS = ["id", "file", "size", "crop_box", "scale", "upscaled", "extra"]
+REJECT_COLUMNS = ["id", "reason", "detail"]
+
+
+def _load(path: Path, mode: str) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert(mode))
+    except (OSError, ValueError) as e:
+        raise Rejected("unreadable", f"{path.name}: {e}") from None
+
+
+def _map_parts(extra: dict, transform, size: int) -> dict:
+    parts = extra.get("parts")
+    if not parts:
+        return extra
+    mapped = {k: transform.box(v, size) for k, v in parts.items()}
+    return {**extra, "parts": mapped, "parts_coords": "normalised_output"}
+
+
+def run(params: dict, dataset: str, root: Path) -> dict:
+    ds = config.dataset(params, dataset)
+    p = ResizeParams(size=ds["size"], crop=ds["crop"], **params["resize"])
+    src = root / paths.CUTOUT.format(dataset=dataset)
+    rows = read_csv(src / "manifest.csv")
+    t0 = time.perf_counter()
+    kept, rejects = [], []
+    with atomic_dir(root / paths.PROCESSED.format(dataset=dataset)) as tmp:
+        (tmp / "images").mkdir()
+        for row in tqdm(rows, desc=f"resize {dataset}", unit="img", disable=None):
+            try:
+                rgb, mask = _load(src / row["file"], "RGB"), _load(src / row["mask"], "L")
+                out, tf = pad_and_resize(rgb, mask, p)
+            except Rejected as r:
+                rejects.append({"id": row["id"], "reason": r.reason, "detail": r.detail})
+                continue
+            save_png(Image.fromarray(out, "RGB"), tmp / "images" / f"{row['id']}.png")
+            extra = _map_parts(json.loads(row["extra"] or "{}"), tf, p.size)
+            kept.append({
+                "id": row["id"], "file": f"images/{row['id']}.png", "size": p.size,
+                "crop_box": list(tf.crop),
+                "scale": round(tf.scale, 6), "upscaled": tf.upscaled, "extra": extra,
+            })  # fmt: skip
+        if not kept:
+            raise StageError(f"resize {dataset}: every image failed ({count_reasons(rejects)})")
+        report = {
+            "dataset": dataset,
+            "size": p.size,
+            "crop": p.crop,
+            "kept": len(kept),
+            "rejected": len(rejects),
+            "upscaled": sum(1 for r in kept if r["upscaled"]),
+            "rejects_by_reason": count_reasons(rejects),
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        write_csv(tmp / "manifest.csv", MANIFEST_COLUMNS, kept)
+        write_csv(tmp / "rejects.csv", REJECT_COLUMNS, rejects)
+        write_json_atomic(tmp / "report.json", report)
+    return report

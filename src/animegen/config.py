@@ -246,9 +246,18 @@ def _format_error(err: jsonschema.ValidationError) -> str:
         return f"{where}: expected {want}, got {_describe(err.instance)}"
     if v == "enum":
         return f"{where}: {err.instance!r} is not one of {', '.join(map(str, err.validator_value))}"
-    if v == "propertyNames":
-        return f"{where}: dataset name {err.instance!r} must match {DATASET_NAME}"
+    if "propertyNames" in err.schema_path:
+        return f"{where}: dataset name {err.instance!r} must match {DATASET_NAME} (no '@', DVC's separator)"
     return f"{where}: {err.message}"
+
+
+# "integer" means a YAML integer: jsonschema would also accept 32.0, which YAML reads as a float.
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, v: isinstance(v, int) and not isinstance(v, bool)
+    ),
+)
 
 
 def _error_rank(err: jsonschema.ValidationError):
@@ -258,7 +267,7 @@ def _error_rank(err: jsonschema.ValidationError):
 
 def validate(params: dict, root: str | Path = ".") -> dict:
     """Validate a parsed params mapping; return it unchanged or raise :class:`ParamsError`."""
-    validator = jsonschema.Draft202012Validator(SCHEMA)
+    validator = _Validator(SCHEMA)
     errors = sorted(validator.iter_errors(params), key=_error_rank)
     if errors:
         raise ParamsError(_format_error(errors[0]))

@@ -78,7 +78,7 @@ def flood_background(rgb: np.ndarray, tolerance: int) -> tuple[np.ndarray, float
     ref = np.median(border, axis=0)
     seed_ok = np.abs(border - ref).max(axis=1) <= 3 * tolerance
     ff_mask = np.zeros((h + 2, w + 2), np.uint8)
-    img = np.ascontiguousarray(rgb)
+    img = rgb.copy()  # floodFill wants a writable image even with FLOODFILL_MASK_ONLY
     flags = 4 | cv2.FLOODFILL_MASK_ONLY | (1 << 8)
     lo = up = (tolerance, tolerance, tolerance)
     for y, x, ok in zip(*_border_coords(h, w), seed_ok):

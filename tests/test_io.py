@@ -1,0 +1,169 @@
+"""Safe ingestion: every bad file the tests can make gets a named outcome; writes are atomic."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from animegen.data.clean import Filters, check_filters
+from animegen.io import Rejected, atomic_dir, composite_on_black, decode_image, pixel_sha256, write_json_atomic
+
+
+def encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def noise(w=64, h=48, seed=0) -> Image.Image:
+    return Image.fromarray((np.random.default_rng(seed).random((h, w, 3)) * 255).astype(np.uint8))
+
+
+def reason(data: bytes, **kw) -> str:
+    with pytest.raises(Rejected) as e:
+        decode_image(data, **kw)
+    return e.value.reason
+
+
+def test_zero_byte_file():
+    assert reason(b"") == "empty_file"
+
+
+def test_not_an_image_with_image_extension():
+    assert reason(b"hello, this is text with a .png name\n") == "unreadable"
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_truncated_files(fmt):
+    data = encode(noise(128, 128), fmt)
+    assert decode_image(data).image.size == (128, 128)
+    assert reason(data[: len(data) // 2]) == "truncated"
+
+
+def _png_header_only(w: int, h: int) -> bytes:
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_is_refused_from_the_header():
+    # 100k x 100k declared in a file of a few dozen bytes: refused before any pixel is decoded
+    data = _png_header_only(100_000, 100_000)
+    assert len(data) < 200
+    assert reason(data) == "decompression_bomb"
+    # our own cap, far below Pillow's
+    assert reason(encode(noise(300, 300), "PNG"), max_pixels=50_000) == "decompression_bomb"
+
+
+def test_16bit_png_is_scaled_not_clipped():
+    ramp = (np.arange(256 * 64, dtype=np.uint32).reshape(64, 256) * 4).astype(np.uint16)
+    img = Image.fromarray(ramp)  # mode I;16
+    assert img.mode.startswith("I;16")
+    dec = decode_image(encode(img, "PNG"))
+    arr = np.asarray(dec.image)
+    assert dec.image.mode == "RGB" and "16bit_scaled" in dec.notes
+    assert arr.max() <= 255 and arr.min() == 0
+    assert (arr[..., 0] == 255).mean() < 0.05  # clipping would make most of the image white
+    assert np.array_equal(arr[..., 0], (ramp >> 8).astype(np.uint8))
+
+
+def test_palette_with_transparency_keeps_its_alpha():
+    pal = Image.new("P", (64, 64), 0)
+    pal.putpalette([255, 0, 0, 0, 255, 0] + [0] * 762)
+    pal.paste(1, (16, 16, 48, 48))
+    pal.info["transparency"] = 0
+    dec = decode_image(encode(pal, "PNG", transparency=0))
+    assert dec.image.mode == "RGBA" and "palette_alpha" in dec.notes
+    a = np.asarray(dec.image)[..., 3]
+    assert a[0, 0] == 0 and a[32, 32] == 255
+    # composited onto black, the transparent red becomes black
+    assert composite_on_black(dec.image).getpixel((0, 0)) == (0, 0, 0)
+    assert composite_on_black(dec.image).getpixel((32, 32)) == (0, 255, 0)
+
+
+def test_cmyk_jpeg_becomes_rgb():
+    cmyk = Image.new("CMYK", (64, 64), (0, 255, 255, 0))  # red in CMYK
+    dec = decode_image(encode(cmyk, "JPEG"))
+    assert dec.original_mode == "CMYK" and dec.image.mode == "RGB"
+    r, g, b = dec.image.getpixel((32, 32))
+    assert r > 200 and g < 60 and b < 60
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP"])
+def test_animated_images_take_the_first_frame(fmt):
+    frames = [Image.new("RGB", (64, 64), c) for c in [(250, 10, 10), (10, 250, 10), (10, 10, 250)]]
+    data = encode(frames[0], fmt, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    dec = decode_image(data)
+    assert dec.n_frames == 3 and "first_frame_of_3" in dec.notes
+    r, g, b = dec.image.convert("RGB").getpixel((32, 32))
+    assert r > 200 and g < 60 and b < 60
+
+
+def test_exif_rotated_jpeg_is_rotated_correctly():
+    img = Image.new("RGB", (80, 40), (255, 255, 255))
+    img.paste((255, 0, 0), (0, 0, 16, 16))  # red marker in the stored top-left corner
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    dec = decode_image(encode(img, "JPEG", exif=exif.tobytes(), quality=95))
+    assert dec.original_size == (80, 40)
+    assert dec.image.size == (40, 80) and dec.exif_rotated and "exif_orientation_6" in dec.notes
+    # after a 90 degree clockwise turn the stored top-left corner is displayed top-right
+    r, g, b = dec.image.getpixel((36, 4))
+    assert r > 200 and g < 80
+    assert dec.image.getpixel((4, 4))[1] > 200
+
+
+def test_huge_aspect_ratio_and_small_and_flat_images_are_filtered():
+    f = Filters(min_side=32, max_aspect_ratio=4.0, min_colours=64)
+    with pytest.raises(Rejected, match="extreme_aspect"):
+        check_filters(noise(1000, 40), f)
+    with pytest.raises(Rejected, match="too_small"):
+        check_filters(noise(31, 64), f)
+    with pytest.raises(Rejected, match="too_few_colours"):
+        check_filters(Image.new("RGB", (64, 64), (9, 9, 9)), f)
+    check_filters(noise(64, 64), f)
+
+
+def test_opaque_alpha_is_dropped_and_pixel_hash_ignores_container():
+    rgb = noise(64, 64)
+    rgba = rgb.convert("RGBA")
+    dec_png, dec_rgba, dec_bmp = decode_image(encode(rgb, "PNG")), decode_image(encode(rgba, "PNG")), decode_image(encode(rgb, "BMP"))
+    assert dec_rgba.image.mode == "RGB"
+    assert pixel_sha256(dec_png.image) == pixel_sha256(dec_rgba.image) == pixel_sha256(dec_bmp.image)
+
+
+def test_atomic_dir_leaves_nothing_half_written(tmp_path: Path):
+    out = tmp_path / "stage_out"
+    with atomic_dir(out) as tmp:
+        (tmp / "a.txt").write_text("v1")
+    assert (out / "a.txt").read_text() == "v1"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(out) as tmp:
+            (tmp / "a.txt").write_text("v2-partial")
+            (tmp / "b.txt").write_text("partial")
+            raise RuntimeError("killed mid-stage")
+    assert (out / "a.txt").read_text() == "v1" and not (out / "b.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stage_out"]
+
+
+def test_atomic_dir_cleans_stale_partials_from_a_killed_run(tmp_path: Path):
+    stale = tmp_path / ".stage_out.abc123.partial"
+    stale.mkdir()
+    (stale / "junk").write_text("x")
+    with atomic_dir(tmp_path / "stage_out") as tmp:
+        (tmp / "ok").write_text("y")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stage_out"]
+
+
+def test_atomic_file_write(tmp_path: Path):
+    write_json_atomic(tmp_path / "m.json", {"b": 1, "a": 2})
+    assert (tmp_path / "m.json").read_text() == '{\n  "a": 2,\n  "b": 1\n}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]

@@ -1,0 +1,108 @@
+"""params.yaml: both YAML loaders agree, the schema names the bad key, the CLI exits 2 writing nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from ruamel.yaml import YAML
+
+from animegen import cli
+from animegen.config import ParamsError, load_params, parse_yaml_both, validate
+
+from conftest import REPO, dump_yaml, load_yaml
+
+
+def test_project_params_read_the_same_with_pyyaml_and_ruamel():
+    text = (REPO / "params.yaml").read_text()
+    assert yaml.safe_load(text) == YAML(typ="safe", pure=True).load(text)
+    assert yaml.load(text, Loader=yaml.FullLoader) == YAML(typ="safe").load(text)
+
+
+def test_project_params_are_valid():
+    params = load_params(REPO / "params.yaml")
+    assert set(params) == {"datasets", "collect", "cutout", "resize", "split"}
+
+
+@pytest.mark.parametrize("text, key", [("lr: 2e-4\n", "lr"), ("flag: yes\n", "flag"), ("x: on\n", "x"), ("n: 0o17\n", "n")])
+def test_loader_disagreements_are_refused_with_the_key(text, key):
+    with pytest.raises(ParamsError) as e:
+        parse_yaml_both("a:\n  " + text.replace("\n", "\n  "))
+    msg = str(e.value)
+    assert msg.startswith(f"a.{key}: YAML 1.2 (DVC) reads")
+    assert "\n" not in msg
+
+
+def _broken(mutate):
+    params = parse_yaml_both((REPO / "params.yaml").read_text())
+    mutate(params)
+    with pytest.raises(ParamsError) as e:
+        validate(params, root=REPO)
+    return str(e.value)
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda p: p["collect"].update(foo=1), "collect.foo: unknown key"),
+        (lambda p: p.update(trainn={}), "trainn: unknown key"),
+        (lambda p: p["collect"].update(min_side="12"), "collect.min_side: expected integer, got string '12'"),
+        (lambda p: p["collect"]["urls"].update(timeout="10"), "collect.urls.timeout: expected number"),
+        (lambda p: p["cutout"].update(method="magic"), "cutout.method: 'magic' is not one of"),
+        (lambda p: p["resize"].pop("filter"), "resize.filter: required key is missing"),
+        (lambda p: p["datasets"]["face_a_later"]["sources"][0].update(style="z"), "datasets.face_a_later.sources[0].style:"),
+        (lambda p: p["datasets"]["face_a_later"]["sources"][0].update(type="ftp"), "datasets.face_a_later.sources[0].type:"),
+        (lambda p: p["datasets"]["face_a_later"]["sources"][0].update(path="x"), "datasets.face_a_later.sources[0].path: unknown key"),
+        (lambda p: p["datasets"]["face_a_later"].update(size=32.0), "datasets.face_a_later.size: expected integer"),
+        (lambda p: p["datasets"].update({"bad@name": p["datasets"]["face_a_later"]}), "datasets: dataset name 'bad@name'"),
+        (lambda p: p["datasets"].update(ghost=p["datasets"]["face_a_later"]), "datasets.ghost: its source folder data/sources/ghost/ does not exist"),
+        (lambda p: p["datasets"]["face_a_early"]["sources"][1].update(path="../../etc"), "datasets.face_a_early.sources[1].path: must be relative"),
+        (lambda p: p["datasets"]["face_a_early"]["sources"][1].update(path="nowhere"), "datasets.face_a_early.sources[1].path: no such folder"),
+        (lambda p: p["split"].update(test=1.5), "split.test: a fraction must be between 0 and 1"),
+        (lambda p: p["cutout"].update(method="onnx"), "cutout.onnx_model: method 'onnx' needs a path"),
+        (lambda p: p["cutout"].update(min_foreground=0.99), "cutout.min_foreground: must be smaller"),
+    ],
+)
+def test_schema_errors_name_the_key(mutate, expected):
+    msg = _broken(mutate)
+    assert msg.startswith(expected), msg
+    assert "\n" not in msg
+
+
+def _run_cli(ws: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "animegen", "--params", str(ws / "params.yaml"), *args],
+        capture_output=True, text=True, cwd=ws,
+    )  # fmt: skip
+
+
+def test_cli_bad_params_exit_2_and_write_nothing(workspace):
+    params = load_yaml(workspace / "params.yaml")
+    params["collect"]["min_side"] = "12"
+    dump_yaml(params, workspace / "params.yaml")
+    before = sorted(p.relative_to(workspace) for p in workspace.rglob("*"))
+    r = _run_cli(workspace, "collect", "--dataset", "face_a_later")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()]  # one line
+    assert "collect.min_side: expected integer" in r.stderr
+    assert sorted(p.relative_to(workspace) for p in workspace.rglob("*")) == before
+
+
+def test_cli_unknown_dataset_exit_2(workspace):
+    r = _run_cli(workspace, "cutout", "--dataset", "nope")
+    assert r.returncode == 2
+    assert "datasets.nope: no such dataset (declared: body_a," in r.stderr
+    assert not (workspace / "data" / "interim").exists()
+
+
+def test_cli_validate_ok_and_every_stage_has_help(capsys):
+    assert cli.main(["--params", str(REPO / "params.yaml"), "validate"]) == 0
+    for stage in cli.DATASET_STAGES:
+        with pytest.raises(SystemExit) as e:
+            cli.main([stage, "--help"])
+        assert e.value.code == 0
+        out = capsys.readouterr().out
+        assert "--dataset" in out and "Writes:" in out

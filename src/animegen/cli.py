@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import json
 import sys
+import time
 from pathlib import Path
 
 from animegen import __version__
@@ -57,10 +58,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"animegen: {params_path}: {e}", file=sys.stderr)
         return EXIT_PARAMS
     stage = importlib.import_module(f"animegen.stages.{args.command}")
+    t0 = time.perf_counter()
     try:
         report = stage.run(params, args.dataset, params_path.resolve().parent)
     except StageError as e:
         print(f"animegen: {e}", file=sys.stderr)
         return 1
-    print(json.dumps({"stage": args.command, **report}, sort_keys=True))
+    # Timing goes to the log only: outputs must be byte-identical across reruns (DVC hashes them).
+    seconds = round(time.perf_counter() - t0, 3)
+    print(json.dumps({"stage": args.command, **report, "seconds": seconds}, sort_keys=True))
     return 0

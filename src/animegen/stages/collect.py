@@ -11,7 +11,6 @@ Guarantees: the folder appears complete or not at all; a dataset where nothing s
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -56,7 +55,6 @@ def run(params: dict, dataset: str, root: Path) -> dict:
     nd = c["near_duplicate"]
     index = DuplicateIndex(nd["phash_max_distance"], nd["colorhash_max_distance"])
     items = iter_sources(ds["sources"], root / paths.SOURCES.format(dataset=dataset), c)
-    t0 = time.perf_counter()
     kept, rejects = [], []
     with atomic_dir(root / paths.RAW.format(dataset=dataset)) as tmp:
         (tmp / "images").mkdir()
@@ -78,7 +76,6 @@ def run(params: dict, dataset: str, root: Path) -> dict:
             "rejected": len(rejects),
             "rejects_by_reason": count_reasons(rejects),
             "kept_by_source": dict(sorted(Counter(r["source"] for r in kept).items())),
-            "seconds": round(time.perf_counter() - t0, 3),
         }
         write_csv(tmp / "manifest.csv", MANIFEST_COLUMNS, kept)
         write_csv(tmp / "rejects.csv", REJECT_COLUMNS, rejects)

@@ -10,7 +10,6 @@ Guarantees: the folder appears complete or not at all; the method used for every
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -34,7 +33,6 @@ def run(params: dict, dataset: str, root: Path) -> dict:
     segmenter = OnnxSegmenter(root / model, size) if model and p.method in ("auto", "onnx") else None
     src = root / paths.RAW.format(dataset=dataset)
     rows = read_csv(src / "manifest.csv")
-    t0 = time.perf_counter()
     kept, rejects = [], []
     with atomic_dir(root / paths.CUTOUT.format(dataset=dataset)) as tmp:
         (tmp / "images").mkdir()
@@ -62,7 +60,6 @@ def run(params: dict, dataset: str, root: Path) -> dict:
             "rejects_by_reason": count_reasons(rejects),
             "by_method": dict(sorted(Counter(r["method"] for r in kept).items())),
             "onnx_model": model if segmenter is not None else None,
-            "seconds": round(time.perf_counter() - t0, 3),
         }
         write_csv(tmp / "manifest.csv", MANIFEST_COLUMNS, kept)
         write_csv(tmp / "rejects.csv", REJECT_COLUMNS, rejects)

@@ -12,7 +12,6 @@ Guarantees: the folder appears complete or not at all; no image is upscaled unle
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +48,6 @@ def run(params: dict, dataset: str, root: Path) -> dict:
     p = ResizeParams(size=ds["size"], crop=ds["crop"], **params["resize"])
     src = root / paths.CUTOUT.format(dataset=dataset)
     rows = read_csv(src / "manifest.csv")
-    t0 = time.perf_counter()
     kept, rejects = [], []
     with atomic_dir(root / paths.PROCESSED.format(dataset=dataset)) as tmp:
         (tmp / "images").mkdir()
@@ -77,7 +75,6 @@ def run(params: dict, dataset: str, root: Path) -> dict:
             "rejected": len(rejects),
             "upscaled": sum(1 for r in kept if r["upscaled"]),
             "rejects_by_reason": count_reasons(rejects),
-            "seconds": round(time.perf_counter() - t0, 3),
         }
         write_csv(tmp / "manifest.csv", MANIFEST_COLUMNS, kept)
         write_csv(tmp / "rejects.csv", REJECT_COLUMNS, rejects)

@@ -1,0 +1,254 @@
+"""End to end through the real Snakefile and dvc.yaml on a shrunk copy of the demo profile.
+
+One workspace (a git repo like a fresh clone) is built once per module: Snakemake runs every data
+stage, DVC records the results, and the tests then check that the two tools describe the same DAG,
+agree on what a params change makes stale, and that `dvc repro` in a second clone reproduces the
+same bytes.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, copy_workspace, dump_yaml, git, load_yaml
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+STAGES = ["collect", "cutout", "resize", "split"]
+
+
+def sh(cwd: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return r
+
+
+def shrink(params: dict, n: int = 10) -> None:
+    params["split"]["test"] = 2  # a count: 10% of 10 images may round to an empty test set (an error)
+    for ds in params["datasets"].values():
+        for src in ds["sources"]:
+            if src["type"] == "synthetic":
+                src["n"] = n
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory) -> Path:
+    ws = copy_workspace(tmp_path_factory.mktemp("pipeline") / "ws")
+    params = load_yaml(ws / "params.yaml")
+    shrink(params)
+    dump_yaml(params, ws / "params.yaml")
+    git(ws, "init", "-q", "-b", "main")
+    git(ws, "add", "-A")
+    git(ws, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    sh(ws, "snakemake", "--cores", "2", "--resources", "gpu=1", "--workflow-profile", "workflow/profiles/default")
+    sh(ws, "dvc", "commit", "-f", "-q")
+    return ws
+
+
+def datasets(ws: Path) -> list[str]:
+    return sorted(load_yaml(ws / "params.yaml")["datasets"])
+
+
+def test_all_data_stages_ran_with_named_rejects(ran: Path):
+    for ds in datasets(ran):
+        split = json.loads((ran / f"data/splits/{ds}.json").read_text())
+        assert split["n_train"] > 0 and split["n_test"] > 0
+        processed = {r["id"] for r in csv.DictReader(open(ran / f"data/processed/{ds}/manifest.csv"))}
+        assert set(split["train"]) | set(split["test"]) == processed
+        assert len(list((ran / f"data/processed/{ds}/images").glob("*.png"))) == len(processed)
+    rejects = {r["origin"]: r["reason"] for r in csv.DictReader(open(ran / "data/raw/face_a_early/rejects.csv"))}
+    assert rejects == {
+        "blank.png": "too_few_colours", "not_an_image.png": "unreadable", "notes.txt": "not_an_image_file",
+        "tiny.png": "too_small", "truncated.png": "truncated",
+    }  # fmt: skip
+    assert not list(ran.rglob(".*.partial"))
+
+
+def test_both_tools_agree_nothing_is_stale_after_a_run(ran: Path):
+    assert "Nothing to be done" in sh(ran, "snakemake", "-n", "--cores", "1").stdout
+    assert json.loads(sh(ran, "dvc", "status", "--json").stdout or "{}") == {}
+
+
+def _dvc_stages(ws: Path) -> dict[str, dict]:
+    code = (
+        "import json;from dvc.repo import Repo\n"
+        "r=Repo('.');out={}\n"
+        "for s in r.index.stages:\n"
+        "    out[s.addressing]={'deps':sorted(d.def_path for d in s.deps if d.def_path!='params.yaml'),"
+        "'params':sorted(k for d in s.params for k in d.params),'outs':sorted(o.def_path for o in s.outs),'cmd':s.cmd}\n"
+        "print(json.dumps(out))"
+    )
+    return json.loads(sh(ws, sys.executable, "-c", code).stdout)
+
+
+def _summary(ws: Path, *flags: str) -> dict[str, dict]:
+    """Rows of a Snakemake summary table keyed by output file (log lines before the header skipped)."""
+    lines = sh(ws, "snakemake", *flags, "--cores", "1").stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("output_file\t"))
+    header = lines[start].split("\t")
+    rows = (dict(zip(header, line.split("\t"))) for line in lines[start + 1 :] if "\t" in line)
+    return {row["output_file"]: row for row in rows}
+
+
+def _snakemake_jobs(ws: Path) -> dict[str, dict]:
+    return _summary(ws, "--detailed-summary")
+
+
+def test_snakefile_and_dvc_yaml_declare_the_same_stages(ran: Path):
+    dvc = _dvc_stages(ran)
+    smk = _snakemake_jobs(ran)
+    assert {o for s in dvc.values() for o in s["outs"]} == set(smk)
+    for name, stage in dvc.items():
+        (out,) = stage["outs"]
+        job = smk[out]
+        assert job["rule"] == name.split("@")[0]
+        dataset = name.split("@")[1]
+        assert stage["cmd"] == f"animegen {job['rule']} --dataset {dataset}"
+        assert job["shellcmd"].startswith(stage["cmd"] + " > logs/")
+        smk_inputs = set(job["input-file(s)"].split(","))
+        # Snakemake lists each file below data/sources/<dataset>/ too (directory dates miss nested edits)
+        src_dir = f"data/sources/{dataset}"
+        smk_inputs = {i for i in smk_inputs if not i.startswith(src_dir + "/")}
+        assert smk_inputs == set(stage["deps"]), name
+
+
+def _module_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names |= {f"{node.module}.{a.name}" for a in node.names}
+    return {n for n in names if n.split(".")[0] == "animegen"}
+
+
+def _closure(entry: list[str]) -> set[str]:
+    src = REPO / "src"
+    seen, todo = set(), list(entry)
+    while todo:
+        mod = todo.pop()
+        for candidate in (src / (mod.replace(".", "/") + ".py"), src / mod.replace(".", "/") / "__init__.py"):
+            if candidate.is_file():
+                rel = candidate.relative_to(REPO).as_posix()
+                if rel not in seen:
+                    seen.add(rel)
+                    todo.extend(_module_imports(candidate))
+                    parts = mod.split(".")
+                    todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))  # parent packages
+    return seen
+
+
+def test_code_dependencies_match_the_real_import_graph(ran: Path):
+    """Neither tool follows imports: the listed code deps must be exactly what a stage imports."""
+    dvc = _dvc_stages(ran)
+    for name, stage in dvc.items():
+        rule = name.split("@")[0]
+        listed = {d for d in stage["deps"] if d.startswith("src/")}
+        assert listed == _closure(["animegen.cli", f"animegen.stages.{rule}"]), rule
+
+
+def _stale(ws: Path) -> tuple[set[str], set[str], set[str]]:
+    """(Snakemake 'update pending' stages, DVC `status` stages, DVC repro --dry --force-downstream stages)."""
+    by_out = {o: name for name, s in _dvc_stages(ws).items() for o in s["outs"]}
+    summary = _summary(ws, "-n", "--summary")
+    pending = {by_out[out] for out, row in summary.items() if row["plan"] == "update pending" and out in by_out}
+    status = set(json.loads(sh(ws, "dvc", "status", "--json").stdout or "{}"))
+    dry = sh(ws, "dvc", "repro", "--dry", "--force-downstream").stdout
+    would_run = {line.split("'")[1] for line in dry.splitlines() if line.startswith("Running stage")}
+    return pending, status, would_run
+
+
+@pytest.mark.parametrize(
+    "mutate, changed, stale",
+    [
+        (lambda p: p["resize"].update(margin=0.05), ["resize@*"], ["resize@*", "split@*"]),
+        (lambda p: p["datasets"]["body_a"].update(size=48), ["resize@body_a"], ["resize@body_a", "split@body_a"]),
+        (lambda p: p["datasets"]["face_b_later"]["sources"][0].update(seed=40), ["collect@face_b_later"],
+         ["collect@face_b_later", "cutout@face_b_later", "resize@face_b_later", "split@face_b_later"]),
+        (lambda p: p["split"].update(seed=1), ["split@*"], ["split@*"]),
+        (lambda p: p["collect"]["urls"].update(timeout=5.0), ["collect@*"], ["*"]),
+        # reordering keys inside a section changes no value: nothing is stale in either tool
+        (lambda p: p.__setitem__("cutout", dict(reversed(list(p["cutout"].items())))), [], []),
+    ],
+    ids=["resize-section", "one-dataset-size", "one-dataset-sources", "split-seed", "collect-nested", "reorder"],
+)
+def test_a_params_change_makes_exactly_its_stages_stale_in_both_tools(ran: Path, mutate, changed, stale):
+    names = {f"{st}@{ds}" for st in STAGES for ds in datasets(ran)}
+
+    def expand(patterns):
+        out = set()
+        for p in patterns:
+            out |= {n for n in names if p == "*" or n == p or (p.endswith("@*") and n.startswith(p[:-1]))}
+        return out
+
+    original = (ran / "params.yaml").read_text()
+    try:
+        params = load_yaml(ran / "params.yaml")
+        mutate(params)
+        dump_yaml(params, ran / "params.yaml")
+        pending, status, would_run = _stale(ran)
+    finally:
+        (ran / "params.yaml").write_text(original)
+    assert status == expand(changed)
+    assert pending == would_run == expand(stale)
+
+
+def test_bad_params_stop_snakemake_before_any_job(ran: Path):
+    original = (ran / "params.yaml").read_text()
+    try:
+        (ran / "params.yaml").write_text(original.replace("split:\n", "split:\n  tset: 0.2\n", 1))
+        r = sh(ran, "snakemake", "--cores", "1", "--forceall", check=False)
+    finally:
+        (ran / "params.yaml").write_text(original)
+    assert r.returncode == 2
+    assert "split.tset: unknown key" in r.stderr
+    assert "rule " not in r.stdout + r.stderr.split("split.tset")[0]
+
+
+def test_dvc_repro_in_a_fresh_clone_reproduces_the_same_bytes(ran: Path, tmp_path: Path):
+    git(ran, "add", "dvc.lock")
+    git(ran, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "lock")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(ran), str(clone))
+    # the clone shares no cache: every stage really runs under DVC
+    sh(clone, "dvc", "repro", "-q")
+    assert json.loads(sh(clone, "dvc", "status", "--json").stdout or "{}") == {}
+    assert (clone / "dvc.lock").read_text() == (ran / "dvc.lock").read_text()
+    assert git(clone, "status", "--porcelain").strip() == ""
+
+
+def test_an_interrupted_stage_leaves_no_output_and_reruns_cleanly(ran: Path, tmp_path: Path):
+    ws = copy_workspace(tmp_path / "ws")
+    params = load_yaml(ws / "params.yaml")
+    params["datasets"]["face_b_early"]["sources"][0]["n"] = 400
+    dump_yaml(params, ws / "params.yaml")
+    cmd = [str(BIN / "animegen"), "collect", "--dataset", "face_b_early"]
+    proc = subprocess.Popen(cmd, cwd=ws, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = ws / "data/raw/face_b_early"
+    partial = []
+    for _ in range(200):  # wait until images are being written, then kill hard
+        partial = list((ws / "data/raw").glob(".face_b_early.*.partial/images/*.png")) if (ws / "data/raw").exists() else []
+        if len(partial) > 5:
+            break
+        subprocess.run(["sleep", "0.05"])
+    proc.kill()
+    proc.wait()
+    assert partial, "the stage never started writing"
+    assert not out.exists(), "a killed stage must not leave an output a later stage would trust"
+    sh(ws, "animegen", "collect", "--dataset", "face_b_early")
+    assert len(list((out / "images").glob("*.png"))) == len(list(csv.DictReader(open(out / "manifest.csv"))))
+    assert not list((ws / "data/raw").glob(".*.partial"))
+    shutil.rmtree(ws)

@@ -1,0 +1,157 @@
+"""The collect stage on a mix of real sources: folder, zip, URL list on a local server, synthetic."""
+
+from __future__ import annotations
+
+import csv
+import http.server
+import io
+import json
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from animegen.cli import main
+from animegen.data.clean import DuplicateIndex, perceptual_hashes
+from animegen.io import pixel_sha256
+
+from conftest import dump_yaml, load_yaml
+
+
+def picture(seed: int, size=(96, 80)) -> Image.Image:
+    """A smooth random picture (blurred noise): realistic for perceptual hashes, many colours."""
+    rng = np.random.default_rng(seed)
+    small = rng.random((6, 6, 3)) * 255
+    big = Image.fromarray(small.astype(np.uint8)).resize(size, Image.Resampling.BICUBIC)
+    arr = np.asarray(big).astype(np.int16) + rng.integers(-3, 4, (size[1], size[0], 3))
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+def encode(img, fmt, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    files: dict[str, bytes] = {}
+
+    def do_GET(self):  # noqa: N802
+        if self.path == "/broken":
+            self.send_response(500)
+            self.end_headers()
+            return
+        body = self.files.get(self.path)
+        if body is None:
+            self.send_response(404)
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    _Handler.files = {"/u1.png": encode(picture(11), "PNG"), "/u2.jpg": encode(picture(12), "JPEG", quality=95)}
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_collect_mixes_sources_with_provenance_and_named_rejects(workspace: Path, server: str):
+    src = workspace / "data/sources/mix"
+    (src / "folder/sub").mkdir(parents=True)
+    picture(1).save(src / "folder/a.png")
+    picture(1).save(src / "folder/sub/a_copy.bmp")  # same pixels, other container: exact duplicate
+    picture(2).save(src / "folder/sub/b.jpg", quality=95)
+    picture(2).resize((90, 75)).save(src / "folder/b_small.jpg", quality=70)  # near duplicate of b
+    with zipfile.ZipFile(src / "pack.zip", "w") as zf:
+        zf.writestr("z/c.png", encode(picture(3), "PNG"))
+        zf.writestr("../evil.png", encode(picture(4), "PNG"))
+    (src / "urls.csv").write_text(
+        "url,license,credit\n"
+        f"{server}/u1.png,CC-BY-4.0,Alice\n"
+        f"{server}/missing.png,,\n"
+        f"{server}/broken,,\n"
+        "file:///etc/passwd,,\n"
+        f"{server}/u2.jpg,CC0-1.0,Bob\n"
+    )
+    params = load_yaml(workspace / "params.yaml")
+    params["datasets"] = {"mix": {
+        "sources": [
+            {"type": "folder", "path": "folder", "license": "own work"},
+            {"type": "archive", "path": "pack.zip"},
+            {"type": "urls", "path": "urls.csv"},
+            {"type": "synthetic", "kind": "face", "style": "b", "variant": "early", "n": 3, "seed": 9},
+        ],
+        "size": 32, "crop": "full",
+    }}  # fmt: skip
+    params["collect"]["urls"].update(allow_private=True, retries=1, backoff=0.0, timeout=5.0)
+    dump_yaml(params, workspace / "params.yaml")
+
+    assert main(["--params", str(workspace / "params.yaml"), "collect", "--dataset", "mix"]) == 0
+
+    out = workspace / "data/raw/mix"
+    kept = list(csv.DictReader(open(out / "manifest.csv")))
+    rejects = {r["origin"]: r for r in csv.DictReader(open(out / "rejects.csv"))}
+    by_origin = {r["origin"]: r for r in kept}
+    # the first of a duplicate pair in source order is kept (folders are read in sorted path order)
+    assert set(by_origin) == {"a.png", "b_small.jpg", "z/c.png", f"{server}/u1.png", f"{server}/u2.jpg",
+                              "face-b-early-0000", "face-b-early-0001", "face-b-early-0002"}  # fmt: skip
+    a = by_origin["a.png"]
+    assert rejects["sub/a_copy.bmp"]["reason"] == f"duplicate_of:{a['id']}"
+    assert rejects["sub/a_copy.bmp"]["detail"] == "exact"
+    assert rejects["sub/b.jpg"]["reason"] == f"duplicate_of:{by_origin['b_small.jpg']['id']}"
+    assert rejects["sub/b.jpg"]["detail"] == "near"
+    assert rejects["../evil.png"]["reason"] == "unsafe_path"
+    assert rejects[f"{server}/missing.png"]["reason"] == "http_404"
+    assert rejects[f"{server}/broken"]["reason"] == "http_500"
+    assert rejects["file:///etc/passwd"]["reason"] == "bad_scheme"
+    # provenance: licence/credit from the URL list, from the folder spec, and from the generator
+    assert (by_origin[f"{server}/u1.png"]["license"], by_origin[f"{server}/u1.png"]["credit"]) == ("CC-BY-4.0", "Alice")
+    assert a["license"] == "own work" and a["source"] == "folder:folder"
+    assert by_origin["face-b-early-0000"]["license"].startswith("CC0")
+    assert json.loads(by_origin["face-b-early-0000"]["extra"])["parts"]["mouth"]
+    # the stored image is the decoded one, and the manifest's hash is of its pixels
+    img = Image.open(out / a["file"])
+    assert pixel_sha256(img) == a["sha256"] and a["id"] == a["sha256"][:16]
+    assert (int(a["original_width"]), int(a["original_height"]), a["original_mode"]) == (96, 80, "RGB")
+    report = json.loads((out / "report.json").read_text())
+    assert report["kept"] == len(kept) and report["rejected"] == len(rejects)
+    assert report["rejects_by_reason"]["duplicate"] == 2
+
+
+def test_collect_with_nothing_kept_fails_and_writes_nothing(workspace: Path, capsys):
+    src = workspace / "data/sources/empty"
+    src.mkdir(parents=True)
+    (src / "junk.png").write_bytes(b"not an image")
+    params = load_yaml(workspace / "params.yaml")
+    params["datasets"] = {"empty": {"sources": [{"type": "folder", "path": "."}], "size": 32, "crop": "full"}}
+    dump_yaml(params, workspace / "params.yaml")
+    assert main(["--params", str(workspace / "params.yaml"), "collect", "--dataset", "empty"]) == 1
+    assert "no image kept out of 1 inputs" in capsys.readouterr().err
+    assert not (workspace / "data/raw").exists() or not any((workspace / "data/raw").iterdir())
+
+
+def test_near_duplicates_need_both_hashes_close():
+    base = picture(5)
+    recoloured = Image.fromarray(255 - np.asarray(base))  # same structure, other colours
+    index = DuplicateIndex(phash_max_distance=64, colorhash_max_distance=0)
+    index.add("base", pixel_sha256(base), perceptual_hashes(base))
+    assert index.find(pixel_sha256(recoloured), perceptual_hashes(recoloured)) is None
+    jpeg = Image.open(io.BytesIO(encode(base, "JPEG", quality=80)))
+    strict = DuplicateIndex(phash_max_distance=6, colorhash_max_distance=4)
+    strict.add("base", pixel_sha256(base), perceptual_hashes(base))
+    assert strict.find(pixel_sha256(jpeg), perceptual_hashes(jpeg)) == ("base", "near")
+    assert strict.find(pixel_sha256(picture(6)), perceptual_hashes(picture(6))) is None

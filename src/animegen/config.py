@@ -132,6 +132,7 @@ SCHEMA = _obj(
                 "border_match": {"type": "number", "minimum": 0, "maximum": 1},
                 "grabcut_iterations": NONNEG_INT,
                 "grabcut_margin": {"type": "number", "minimum": 0, "maximum": 0.45},
+                "work_max_side": {"type": "integer", "minimum": 32},
                 "min_foreground": {"type": "number", "minimum": 0, "maximum": 1},
                 "max_foreground": {"type": "number", "minimum": 0, "maximum": 1},
             }

@@ -250,9 +250,12 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def save_png(img: Image.Image, path: str | os.PathLike) -> None:
-    """Write a PNG (inside an :func:`atomic_dir` the directory swap makes it atomic)."""
-    img.save(path, format="PNG", compress_level=6)
+def save_png(img: Image.Image, path: str | os.PathLike, compress_level: int = 6) -> None:
+    """Write a PNG (inside an :func:`atomic_dir` the directory swap makes it atomic).
+
+    Intermediate stages pass ``compress_level=1``: 3-4x faster to encode for ~20% more bytes.
+    """
+    img.save(path, format="PNG", compress_level=compress_level)
 
 
 # --------------------------------------------------------------------------------------- CSV manifests

@@ -35,14 +35,27 @@ class Filters:
     min_colours: int = 64
 
 
-def count_colours(img: Image.Image) -> int:
-    """Distinct RGB colours among visible pixels (alpha > 0)."""
+def count_colours(img: Image.Image, enough: int | None = None) -> int:
+    """Distinct RGB colours among visible pixels (alpha > 0).
+
+    With ``enough``, a strided sample of at most 65536 pixels is counted first and returned when it
+    already reaches ``enough`` (a sample's colours are a subset of the image's, so the decision
+    "at least ``enough``" is exact); only images below it are counted in full.
+    """
     arr = np.asarray(img)
-    rgb = arr[..., :3].reshape(-1, 3).astype(np.uint32)
+    rgb = arr[..., :3].reshape(-1, 3)
     if img.mode == "RGBA":
         rgb = rgb[arr[..., 3].reshape(-1) > 0]
-    packed = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
-    return int(np.unique(packed).size)
+    if enough is not None and len(rgb) > 65536:
+        n = _distinct(rgb[:: len(rgb) // 65536])
+        if n >= enough:
+            return n
+    return _distinct(rgb)
+
+
+def _distinct(rgb: np.ndarray) -> int:
+    rgb = rgb.astype(np.uint32)
+    return int(np.unique((rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]).size)
 
 
 def check_filters(img: Image.Image, f: Filters) -> None:
@@ -53,7 +66,7 @@ def check_filters(img: Image.Image, f: Filters) -> None:
     ratio = max(w, h) / min(w, h)
     if ratio > f.max_aspect_ratio:
         raise Rejected("extreme_aspect", f"{w}x{h}, ratio {ratio:.2f} > {f.max_aspect_ratio}")
-    n = count_colours(img)
+    n = count_colours(img, enough=f.min_colours)
     if n < f.min_colours:
         raise Rejected("too_few_colours", f"{n} colours < {f.min_colours}")
 
@@ -64,9 +77,19 @@ class Hashes:
     colorhash: str
 
 
+HASH_MAX_SIDE = 256
+
+
 def perceptual_hashes(img: Image.Image) -> Hashes:
-    """pHash (64 bits) and colour hash of the image composited onto black (hidden RGBA colours ignored)."""
+    """pHash (64 bits) and colour hash of the image composited onto black (hidden RGBA colours ignored).
+
+    Computed on a copy at most ``HASH_MAX_SIDE`` px (pHash looks at 32 x 32 anyway; the colour hash at
+    histogram shares), which makes hashing a 1024 px image ~10x cheaper.
+    """
     rgb = composite_on_black(img)
+    if max(rgb.size) > HASH_MAX_SIDE:
+        rgb = rgb.copy()
+        rgb.thumbnail((HASH_MAX_SIDE, HASH_MAX_SIDE), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return Hashes(str(imagehash.phash(rgb, hash_size=8)), str(imagehash.colorhash(rgb, binbits=COLORHASH_BINBITS)))
 
 

@@ -61,7 +61,7 @@ def run(params: dict, dataset: str, root: Path) -> dict:
         results = collect_items(items, filters, index, c["max_pixels"])
         for r in tqdm(results, desc=f"collect {dataset}", unit="img", disable=None):
             if isinstance(r, Kept):
-                save_png(r.image, tmp / r.row["file"])
+                save_png(r.image, tmp / r.row["file"], compress_level=1)
                 kept.append(r.row)
             else:
                 rejects.append(r)

@@ -44,8 +44,8 @@ def run(params: dict, dataset: str, root: Path) -> dict:
             except Rejected as r:
                 rejects.append({"id": row["id"], "reason": r.reason, "detail": r.detail})
                 continue
-            save_png(Image.fromarray(cut.rgb, "RGB"), tmp / "images" / f"{row['id']}.png")
-            save_png(Image.fromarray(np.ascontiguousarray(cut.mask), "L"), tmp / "masks" / f"{row['id']}.png")
+            save_png(Image.fromarray(cut.rgb, "RGB"), tmp / "images" / f"{row['id']}.png", compress_level=1)
+            save_png(Image.fromarray(np.ascontiguousarray(cut.mask), "L"), tmp / "masks" / f"{row['id']}.png", compress_level=1)
             kept.append({
                 "id": row["id"], "file": f"images/{row['id']}.png", "mask": f"masks/{row['id']}.png",
                 "method": cut.method, "foreground_fraction": round(cut.foreground_fraction, 4),

@@ -25,7 +25,7 @@ demo-dvc: install
 	dvc repro
 
 test: install
-	$(PY) -m pytest -q -n 2 --durations=15
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
 
 clean-data:
 	rm -rf data/raw data/interim data/processed data/splits logs

@@ -24,8 +24,8 @@ from animegen.data.collect import (
     iter_synthetic, iter_url_list,
 )  # fmt: skip
 from animegen.data.fetch import FetchPolicy
-from animegen.io import atomic_dir, save_png, write_csv, write_json_atomic
-from animegen.stages import StageError, count_reasons
+from animegen.io import atomic_dir, save_png
+from animegen.stages import write_image_stage_outputs
 
 
 def iter_sources(specs: list[dict], src_root: Path, c: dict):
@@ -65,19 +65,8 @@ def run(params: dict, dataset: str, root: Path) -> dict:
                 kept.append(r.row)
             else:
                 rejects.append(r)
-        if not kept:
-            raise StageError(
-                f"collect {dataset}: no image kept out of {len(rejects)} inputs "
-                f"(rejects by reason: {count_reasons(rejects)})"
-            )
-        report = {
-            "dataset": dataset,
-            "kept": len(kept),
-            "rejected": len(rejects),
-            "rejects_by_reason": count_reasons(rejects),
-            "kept_by_source": dict(sorted(Counter(r["source"] for r in kept).items())),
-        }
-        write_csv(tmp / "manifest.csv", MANIFEST_COLUMNS, kept)
-        write_csv(tmp / "rejects.csv", REJECT_COLUMNS, rejects)
-        write_json_atomic(tmp / "report.json", report)
+        report = write_image_stage_outputs(
+            tmp, "collect", dataset, kept, rejects, MANIFEST_COLUMNS, REJECT_COLUMNS,
+            kept_by_source=dict(sorted(Counter(r["source"] for r in kept).items())),
+        )  # fmt: skip
     return report

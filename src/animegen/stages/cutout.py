@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 from animegen import paths
 from animegen.data.cutout import CutoutParams, OnnxSegmenter, remove_background
-from animegen.io import Rejected, atomic_dir, read_csv, read_image_file, save_png, write_csv, write_json_atomic
-from animegen.stages import StageError, count_reasons
+from animegen.io import Rejected, atomic_dir, read_csv, read_image_file, save_png
+from animegen.stages import write_image_stage_outputs
 
 MANIFEST_COLUMNS = ["id", "file", "mask", "method", "foreground_fraction", "extra"]
 REJECT_COLUMNS = ["id", "reason", "detail"]
@@ -51,17 +51,9 @@ def run(params: dict, dataset: str, root: Path) -> dict:
                 "method": cut.method, "foreground_fraction": round(cut.foreground_fraction, 4),
                 "extra": row["extra"],
             })  # fmt: skip
-        if not kept:
-            raise StageError(f"cutout {dataset}: every image failed ({count_reasons(rejects)})")
-        report = {
-            "dataset": dataset,
-            "kept": len(kept),
-            "rejected": len(rejects),
-            "rejects_by_reason": count_reasons(rejects),
-            "by_method": dict(sorted(Counter(r["method"] for r in kept).items())),
-            "onnx_model": model if segmenter is not None else None,
-        }
-        write_csv(tmp / "manifest.csv", MANIFEST_COLUMNS, kept)
-        write_csv(tmp / "rejects.csv", REJECT_COLUMNS, rejects)
-        write_json_atomic(tmp / "report.json", report)
+        report = write_image_stage_outputs(
+            tmp, "cutout", dataset, kept, rejects, MANIFEST_COLUMNS, REJECT_COLUMNS,
+            by_method=dict(sorted(Counter(r["method"] for r in kept).items())),
+            onnx_model=model if segmenter is not None else None,
+        )  # fmt: skip
     return report

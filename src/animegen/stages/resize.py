@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 from animegen import config, paths
 from animegen.data.resize import ResizeParams, pad_and_resize
-from animegen.io import Rejected, atomic_dir, read_csv, save_png, write_csv, write_json_atomic
-from animegen.stages import StageError, count_reasons
+from animegen.io import Rejected, atomic_dir, read_csv, save_png
+from animegen.stages import write_image_stage_outputs
 
 MANIFEST_COLUMNS = ["id", "file", "size", "crop_box", "scale", "upscaled", "extra"]
 REJECT_COLUMNS = ["id", "reason", "detail"]
@@ -65,18 +65,8 @@ def run(params: dict, dataset: str, root: Path) -> dict:
                 "crop_box": list(tf.crop),
                 "scale": round(tf.scale, 6), "upscaled": tf.upscaled, "extra": extra,
             })  # fmt: skip
-        if not kept:
-            raise StageError(f"resize {dataset}: every image failed ({count_reasons(rejects)})")
-        report = {
-            "dataset": dataset,
-            "size": p.size,
-            "crop": p.crop,
-            "kept": len(kept),
-            "rejected": len(rejects),
-            "upscaled": sum(1 for r in kept if r["upscaled"]),
-            "rejects_by_reason": count_reasons(rejects),
-        }
-        write_csv(tmp / "manifest.csv", MANIFEST_COLUMNS, kept)
-        write_csv(tmp / "rejects.csv", REJECT_COLUMNS, rejects)
-        write_json_atomic(tmp / "report.json", report)
+        report = write_image_stage_outputs(
+            tmp, "resize", dataset, kept, rejects, MANIFEST_COLUMNS, REJECT_COLUMNS,
+            size=p.size, crop=p.crop, upscaled=sum(1 for r in kept if r["upscaled"]),
+        )  # fmt: skip
     return report

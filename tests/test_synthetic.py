@@ -1,0 +1,236 @@
+"""Tests of the synthetic demo dataset (animegen.data.synthetic)."""
+
+from __future__ import annotations
+
+import imagehash
+import numpy as np
+import pytest
+from PIL import Image
+
+from animegen.data import synthetic
+from animegen.data.synthetic import KINDS, STYLES, VARIANTS, generate
+
+SEED = 0
+GROUPS = [(k, s, v) for k in KINDS for s in STYLES for v in VARIANTS]
+# Near-duplicates are checked on 96 images of four groups that cover every kind, style and variant
+# twice; the other checks use the first 32 images of every group (keeps the file at a few seconds).
+DUP_GROUPS = [("face", "a", "early"), ("face", "b", "later"), ("body", "a", "later"), ("body", "b", "early")]
+N_DUP, N_CHECK = 96, 32
+
+
+@pytest.fixture(scope="module")
+def samples():
+    """``samples(group)``: the group's images with the character layer and backdrop each was composed of."""
+    cache: dict[tuple[str, str, str], list] = {}
+
+    def get(group: tuple[str, str, str]) -> list:
+        if group not in cache:
+            cache[group] = list(synthetic._samples(*group, N_DUP if group in DUP_GROUPS else N_CHECK, SEED, None))
+        return cache[group]
+
+    return get
+
+
+def _fingerprint(item: synthetic.SyntheticImage) -> tuple:
+    return item.name, item.image.mode, item.image.size, item.image.tobytes(), item.background, item.parts, item.clarity
+
+
+def _on_black(image: Image.Image) -> Image.Image:
+    if image.mode == "RGBA":
+        return Image.alpha_composite(Image.new("RGBA", image.size, (0, 0, 0, 255)), image).convert("RGB")
+    return image
+
+
+def _hamming(hashes: list[imagehash.ImageHash]) -> np.ndarray:
+    bits = np.array([h.hash.ravel() for h in hashes])
+    return (bits[:, None, :] != bits[None, :, :]).sum(axis=-1)
+
+
+# --- determinism -----------------------------------------------------------------------
+
+
+def test_same_arguments_give_identical_images():
+    first = [_fingerprint(x) for x in generate("face", "a", "early", 4, 7)]
+    again = [_fingerprint(x) for x in generate("face", "a", "early", 4, 7)]
+    assert first == again
+
+
+def test_image_i_does_not_depend_on_n():
+    short = [_fingerprint(x) for x in generate("body", "b", "later", 5, 3)]
+    long = [_fingerprint(x) for x in generate("body", "b", "later", 12, 3)]
+    assert long[:5] == short
+
+
+def test_public_generator_matches_composed_samples(samples):
+    public = [_fingerprint(x) for x in generate("face", "b", "early", 5, SEED)]
+    assert public == [_fingerprint(s.image) for s in samples(("face", "b", "early"))[:5]]
+
+
+def test_counts():
+    assert len(list(generate("body", "a", "early", 3, SEED))) == 3
+    assert list(generate("face", "b", "later", 0, SEED)) == []
+
+
+def test_distinct_seeds_and_groups_differ():
+    base = [x.image.tobytes() for x in generate("face", "a", "early", 4, 1)]
+    assert base != [x.image.tobytes() for x in generate("face", "a", "early", 4, 2)]
+    assert base != [x.image.tobytes() for x in generate("face", "a", "later", 4, 1)]
+
+
+# --- shape of the output ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind, style, variant", GROUPS)
+def test_counts_names_modes_and_sizes(samples, kind, style, variant):
+    items = [s.image for s in samples((kind, style, variant))[:N_CHECK]]
+    assert len({x.name for x in items}) == N_CHECK
+    assert items[7].name == f"{kind}-{style}-{variant}-0007"
+    for x in items:
+        assert x.image.mode == ("RGBA" if x.background == "transparent" else "RGB")
+        w, h = x.image.size
+        if kind == "face":
+            assert 112 <= w <= 176 and 112 <= h <= 176
+        else:
+            assert 96 <= w <= 128 and 192 <= h <= 256 and h > w
+        assert 0.3 <= x.clarity <= 1.0
+
+
+def test_background_mix(samples):
+    kinds = [s.image.background for s in samples(("face", "a", "early"))]
+    share = {b: kinds.count(b) / len(kinds) for b in synthetic.BACKGROUNDS}
+    assert share["plain"] == pytest.approx(0.4, abs=0.05)
+    for b in ("gradient", "texture", "transparent"):
+        assert share[b] == pytest.approx(0.2, abs=0.05)
+
+
+# --- margin: the character never reaches the border --------------------------------------
+
+
+@pytest.mark.parametrize("kind, style, variant", GROUPS)
+def test_character_keeps_margin(samples, kind, style, variant):
+    for s in samples((kind, style, variant))[:N_CHECK]:
+        image, alpha = s.image.image, np.asarray(s.character)[..., 3]
+        h, w = alpha.shape
+        mx, my = int(0.06 * w), int(0.06 * h)
+        band = np.ones_like(alpha, dtype=bool)
+        band[my:h - my, mx:w - mx] = False
+        assert alpha.any() and not alpha[band].any(), s.image.name
+        if s.backdrop is None:
+            assert image.mode == "RGBA" and not np.asarray(image)[..., 3][band].any()
+            continue
+        # the delivered image is the backdrop with the character over it, and its border is pure backdrop
+        composed = Image.alpha_composite(s.backdrop.convert("RGBA"), s.character).convert("RGB")
+        assert composed.tobytes() == image.tobytes()
+        pixels, backdrop = np.asarray(image), np.asarray(s.backdrop)
+        assert np.array_equal(pixels[band], backdrop[band]), s.image.name
+
+
+def test_plain_backgrounds_have_a_single_colour_border(samples):
+    checked = 0
+    for group in GROUPS:
+        for s in samples(group)[:N_CHECK]:
+            if s.image.background == "plain":
+                pixels = np.asarray(s.image.image)
+                border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+                assert (border == border[0]).all(), s.image.name
+                checked += 1
+    assert checked > 0
+
+
+# --- parts ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind, style, variant", GROUPS)
+def test_parts_boxes_inside_image_and_nested(samples, kind, style, variant):
+    expected = {"face", "left_eye", "right_eye", "mouth"} | ({"body"} if kind == "body" else set())
+    for s in samples((kind, style, variant))[:N_CHECK]:
+        parts, (w, h) = s.image.parts, s.image.image.size
+        assert set(parts) == expected
+        for x0, y0, x1, y1 in parts.values():
+            assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+        fx0, fy0, fx1, fy1 = parts["face"]
+        for name in ("left_eye", "right_eye", "mouth"):
+            x0, y0, x1, y1 = parts[name]
+            assert fx0 <= x0 and fy0 <= y0 and x1 <= fx1 and y1 <= fy1, (s.image.name, name)
+        assert sum(parts["left_eye"][::2]) < sum(parts["right_eye"][::2])
+        if kind == "body":
+            bx0, by0, bx1, by1 = parts["body"]
+            assert bx0 <= fx0 and by0 <= fy0 and fx1 <= bx1 and fy1 <= by1
+            assert by1 - by0 > bx1 - bx0
+
+
+@pytest.mark.parametrize("kind, style", [(k, s) for k in KINDS for s in STYLES])
+def test_clarity_changes_only_eyes_and_mouth_and_boxes_are_tight(kind, style):
+    """Rendering the same image with parts at clarity 1 and 0 differs exactly inside the part boxes."""
+    bold = list(generate(kind, style, "later", 6, 5, parts_clarity=1.0))
+    faint = list(generate(kind, style, "later", 6, 5, parts_clarity=0.0))
+    for b, f in zip(bold, faint):
+        assert b.parts == f.parts and (b.clarity, f.clarity) == (1.0, 0.0)
+        diff = (np.asarray(b.image, dtype=int) != np.asarray(f.image, dtype=int)).any(axis=-1)
+        inside = np.zeros_like(diff)
+        for name in ("left_eye", "right_eye", "mouth"):
+            x0, y0, x1, y1 = b.parts[name]
+            inside[y0:y1, x0:x1] = True
+            ys, xs = np.nonzero(diff[y0:y1, x0:x1])
+            assert len(xs), (b.name, name)
+            # tight: what was drawn reaches within 2 px of every side of the box
+            assert xs.min() <= 2 and ys.min() <= 2 and xs.max() >= x1 - x0 - 3 and ys.max() >= y1 - y0 - 3
+        assert not (diff & ~inside).any(), b.name
+
+
+# --- arguments -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, kwargs",
+    [
+        (("hand", "a", "early", 1, 0), {}),
+        (("face", "c", "early", 1, 0), {}),
+        (("face", "a", "middle", 1, 0), {}),
+        (("face", "a", "early", -1, 0), {}),
+        (("face", "a", "early", 2.5, 0), {}),
+        (("face", "a", "early", 1, "0"), {}),
+        (("face", "a", "early", 1, 0), {"parts_clarity": 1.5}),
+        (("face", "a", "early", 1, 0), {"parts_clarity": -0.1}),
+    ],
+)
+def test_bad_arguments_raise_at_call(args, kwargs):
+    with pytest.raises(ValueError):
+        generate(*args, **kwargs)  # no iteration needed
+
+
+# --- distinctness and style separation ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind, style, variant", DUP_GROUPS)
+def test_no_near_duplicates_within_group(samples, kind, style, variant):
+    images = [_on_black(s.image.image) for s in samples((kind, style, variant))]
+    assert len(images) == N_DUP
+    dp = _hamming([imagehash.phash(im, hash_size=8) for im in images])
+    dc = _hamming([imagehash.colorhash(im, binbits=3) for im in images])
+    near = np.triu((dp <= 6) & (dc <= 4), k=1)
+    assert not near.any(), [tuple(p) for p in np.argwhere(near)]
+
+
+def _colour_histogram(group) -> np.ndarray:
+    """Mean over images of the 4x4x4 RGB histogram (each sums to 1) of the character's opaque pixels."""
+    total = np.zeros(64)
+    for s in group:
+        layer = np.asarray(s.character)
+        rgb = layer[layer[..., 3] == 255][:, :3].astype(int) // 64
+        total += np.bincount(rgb[:, 0] * 16 + rgb[:, 1] * 4 + rgb[:, 2], minlength=64) / len(rgb)
+    return total / len(group)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_styles_far_apart_variants_close(samples, kind):
+    """L1 distance of mean colour histograms: the two styles differ far more than two variants of one."""
+    hist = {(s, v): _colour_histogram(samples((kind, s, v))[:N_CHECK]) for s in STYLES for v in VARIANTS}
+
+    def dist(x, y):
+        return float(np.abs(hist[x] - hist[y]).sum())
+
+    between_styles = dist(("a", "early"), ("b", "early"))
+    within_a, within_b = dist(("a", "early"), ("a", "later")), dist(("b", "early"), ("b", "later"))
+    assert between_styles > 2 * within_a and between_styles > 2 * within_b
+    assert min(within_a, within_b) > 0.1  # the later variant is a measurable drift, not a copy

@@ -1,6 +1,6 @@
 """Where each stage reads and writes, relative to the workspace root (the folder of params.yaml).
 
-The Snakefile and dvc.yaml spell the same paths; ``tests/test_dag_parity.py`` checks that they agree.
+The Snakefile and dvc.yaml spell the same paths; ``tests/test_pipeline.py`` checks that they agree.
 """
 
 SOURCES = "data/sources/{dataset}"  # user-supplied local inputs of collect (folders, archives, URL lists)

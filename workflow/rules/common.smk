@@ -1,6 +1,6 @@
 # Helpers shared by the rule files.  Every stage is a whole `animegen <stage>` command; the modules it
 # imports are listed as inputs because neither Snakemake nor DVC follows Python imports (the same lists
-# appear in dvc.yaml; tests/test_dag_parity.py checks both against the real import graph).
+# appear in dvc.yaml; tests/test_pipeline.py checks both against the real import graph).
 import json
 import sys
 from pathlib import Path

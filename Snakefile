@@ -11,9 +11,11 @@ configfile: "params.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/models.smk"
 
 
 rule all:
     default_target: True
     input:
         expand(SPLIT, dataset=DATASETS),
+        expand(SAMPLES, model=MODELS),

@@ -25,7 +25,15 @@ pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-STAGES = ["collect", "cutout", "resize", "split"]
+DATA_STAGES = ["collect", "cutout", "resize", "split"]
+MODEL_STAGES = ["train", "sample"]
+
+# Tiny but real networks: every family trains a few steps and samples a few images on the CPU.
+TINY_NETS = {
+    "dcgan": {"nz": 16, "ngf": 8, "ndf": 8},
+    "stylegan2": {"z_dim": 16, "w_dim": 16, "channel_base": 128, "channel_max": 16},
+    "ddpm": {"dim": 8, "timesteps": 50},
+}
 
 
 def sh(cwd: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -35,12 +43,20 @@ def sh(cwd: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
     return r
 
 
-def shrink(params: dict, n: int = 10) -> None:
+def shrink(params: dict, n: int = 10, steps: int = 4) -> None:
     params["split"]["test"] = 2  # a count: 10% of 10 images may round to an empty test set (an error)
     for ds in params["datasets"].values():
         for src in ds["sources"]:
             if src["type"] == "synthetic":
                 src["n"] = n
+    params["train"].update(checkpoint_every_steps=2, log_every=2)
+    params["sample"].update(n=6, batch_size=4, grid=4)
+    for m in params["models"].values():
+        m["train"].update(steps=steps, batch_size=4)
+        m["train"]["ema"]["update_after_step"] = 1
+        m["net"].update(TINY_NETS[m["family"]])
+        if m["family"] == "ddpm":
+            m["sample"]["sampling_timesteps"] = 3
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +90,32 @@ def test_all_data_stages_ran_with_named_rejects(ran: Path):
         "tiny.png": "too_small", "truncated.png": "truncated",
     }  # fmt: skip
     assert not list(ran.rglob(".*.partial"))
+
+
+def test_every_model_trained_and_sampled(ran: Path):
+    for name, m in load_yaml(ran / "params.yaml")["models"].items():
+        info = json.loads((ran / f"data/models/{name}/train.json").read_text())
+        assert info["steps_done"] == m["train"]["steps"] and info["stop_reason"] == "steps"
+        assert info["family"] == m["family"]
+        curves = {c.stem: c.read_text().splitlines() for c in (ran / f"metrics/train/{name}/plots").rglob("*.tsv")}
+        main = "loss" if m["family"] == "ddpm" else "loss_g"  # regulariser curves are sparser (every k steps)
+        assert len(curves[main]) == 1 + m["train"]["steps"] // 2, curves
+        images = sorted((ran / f"data/samples/{name}/images").glob("*.png"))
+        assert len(images) == 6
+        assert (ran / f"data/samples/{name}/grid.png").is_file()
+    assert "sample" in (ran / "logs/sample/ddpm.log").read_text()
+
+
+def test_gpu_stages_never_overlap_under_resources_gpu_1(ran: Path):
+    """--resources gpu=1: the train/sample jobs' [start, end] intervals (from their logs) are disjoint."""
+    spans = []
+    for log in sorted((ran / "logs").glob("*/*.log")):
+        report = json.loads(log.read_text().strip().splitlines()[-1])
+        spans.append((report["started_at"], report["finished_at"], log.parent.name in MODEL_STAGES))
+    gpu = sorted((a, b) for a, b, is_gpu in spans if is_gpu)
+    assert len(gpu) == 2 * len(load_yaml(ran / "params.yaml")["models"])
+    for (_, end), (start, _) in zip(gpu, gpu[1:]):
+        assert start >= end, "two GPU stages ran at the same time"
 
 
 def test_both_tools_agree_nothing_is_stale_after_a_run(ran: Path):
@@ -110,16 +152,18 @@ def test_snakefile_and_dvc_yaml_declare_the_same_stages(ran: Path):
     dvc = _dvc_stages(ran)
     smk = _snakemake_jobs(ran)
     assert {o for s in dvc.values() for o in s["outs"]} == set(smk)
+    assert {n.split("@")[0] for n in dvc} == set(DATA_STAGES + MODEL_STAGES)
     for name, stage in dvc.items():
-        (out,) = stage["outs"]
-        job = smk[out]
-        assert job["rule"] == name.split("@")[0]
-        dataset = name.split("@")[1]
-        assert stage["cmd"] == f"animegen {job['rule']} --dataset {dataset}"
+        rule, target = name.split("@")
+        jobs = [smk[out] for out in stage["outs"]]
+        job = jobs[0]
+        assert all(j["rule"] == rule and j["shellcmd"] == job["shellcmd"] for j in jobs), name
+        flag = "--model" if rule in MODEL_STAGES else "--dataset"
+        assert stage["cmd"] == f"animegen {rule} {flag} {target}"
         assert job["shellcmd"].startswith(stage["cmd"] + " > logs/")
         smk_inputs = set(job["input-file(s)"].split(","))
         # Snakemake lists each file below data/sources/<dataset>/ too (directory dates miss nested edits)
-        src_dir = f"data/sources/{dataset}"
+        src_dir = f"data/sources/{target}"
         smk_inputs = {i for i in smk_inputs if not i.startswith(src_dir + "/")}
         assert smk_inputs == set(stage["deps"]), name
 
@@ -154,10 +198,14 @@ def _closure(entry: list[str]) -> set[str]:
 def test_code_dependencies_match_the_real_import_graph(ran: Path):
     """Neither tool follows imports: the listed code deps must be exactly what a stage imports."""
     dvc = _dvc_stages(ran)
+    models = load_yaml(ran / "params.yaml")["models"]
     for name, stage in dvc.items():
-        rule = name.split("@")[0]
+        rule, target = name.split("@")
+        entry = ["animegen.cli", f"animegen.stages.{rule}"]
+        if rule in MODEL_STAGES:  # the registry imports a family's module by name, at run time
+            entry.append(f"animegen.models.{models[target]['family']}")
         listed = {d for d in stage["deps"] if d.startswith("src/")}
-        assert listed == _closure(["animegen.cli", f"animegen.stages.{rule}"]), rule
+        assert listed == _closure(entry), name
 
 
 def _stale(ws: Path) -> tuple[set[str], set[str], set[str]]:
@@ -171,22 +219,31 @@ def _stale(ws: Path) -> tuple[set[str], set[str], set[str]]:
     return pending, status, would_run
 
 
+MODELS_OF_FACE_A_EARLY = ["train@*", "sample@*"]  # every demo model trains on face_a_early
+
+
 @pytest.mark.parametrize(
     "mutate, changed, stale",
     [
-        (lambda p: p["resize"].update(margin=0.05), ["resize@*"], ["resize@*", "split@*"]),
+        (lambda p: p["resize"].update(margin=0.05), ["resize@*"], ["resize@*", "split@*", *MODELS_OF_FACE_A_EARLY]),
         (lambda p: p["datasets"]["body_a"].update(size=48), ["resize@body_a"], ["resize@body_a", "split@body_a"]),
         (lambda p: p["datasets"]["face_b_later"]["sources"][0].update(seed=40), ["collect@face_b_later"],
          ["collect@face_b_later", "cutout@face_b_later", "resize@face_b_later", "split@face_b_later"]),
-        (lambda p: p["split"].update(seed=1), ["split@*"], ["split@*"]),
+        (lambda p: p["split"].update(seed=1), ["split@*"], ["split@*", *MODELS_OF_FACE_A_EARLY]),
         (lambda p: p["collect"]["urls"].update(timeout=5.0), ["collect@*"], ["*"]),
         # reordering keys inside a section changes no value: nothing is stale in either tool
         (lambda p: p.__setitem__("cutout", dict(reversed(list(p["cutout"].items())))), [], []),
+        (lambda p: p["models"]["dcgan"]["net"].update(lr=0.0001), ["train@dcgan"], ["train@dcgan", "sample@dcgan"]),
+        # a sampling setting resamples and never retrains
+        (lambda p: p["models"]["ddpm"]["sample"].update(sampling_timesteps=2), ["sample@ddpm"], ["sample@ddpm"]),
+        (lambda p: p["sample"].update(seed=1), ["sample@*"], ["sample@*"]),
+        (lambda p: p["train"].update(log_every=1), ["train@*"], ["train@*", "sample@*"]),
     ],
-    ids=["resize-section", "one-dataset-size", "one-dataset-sources", "split-seed", "collect-nested", "reorder"],
-)
+    ids=["resize-section", "one-dataset-size", "one-dataset-sources", "split-seed", "collect-nested", "reorder",
+         "one-model-net", "one-model-sampling", "sample-section", "train-section"],
+)  # fmt: skip
 def test_a_params_change_makes_exactly_its_stages_stale_in_both_tools(ran: Path, mutate, changed, stale):
-    names = {f"{st}@{ds}" for st in STAGES for ds in datasets(ran)}
+    names = set(_dvc_stages(ran))
 
     def expand(patterns):
         out = set()
@@ -219,7 +276,7 @@ def test_bad_params_stop_snakemake_before_any_job(ran: Path):
 
 
 def test_dvc_repro_in_a_fresh_clone_reproduces_the_same_bytes(ran: Path, tmp_path: Path):
-    git(ran, "add", "dvc.lock")
+    git(ran, "add", "dvc.lock", "metrics")  # uncached metrics and plots live in git
     git(ran, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "lock")
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(ran), str(clone))

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from animegen import __version__
-from animegen.config import EXIT_PARAMS, ParamsError, dataset, load_params
+from animegen.config import EXIT_PARAMS, ParamsError, dataset, load_params, model
 from animegen.stages import StageError
 
 DATASET_STAGES = {
@@ -24,6 +24,10 @@ DATASET_STAGES = {
     "cutout": "cut the character out onto a black background (alpha, flood fill + GrabCut, or ONNX model)",
     "resize": "crop, pad to a black square and resize to the dataset's size without silent upscaling",
     "split": "deterministic train/test split by image id",
+}
+MODEL_STAGES = {
+    "train": "train one model of params.yaml's models: (resumes from its last checkpoint)",
+    "sample": "draw sample.n images from one trained model, plus a grid",
 }
 
 
@@ -36,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in DATASET_STAGES.items():
         p = sub.add_parser(name, help=text, description=_stage_doc(name), formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--dataset", required=True, help="a dataset name declared under datasets: in params.yaml")
+    for name, text in MODEL_STAGES.items():
+        p = sub.add_parser(name, help=text, description=_stage_doc(name), formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--model", required=True, help="a model name declared under models: in params.yaml")
     return parser
 
 
@@ -53,18 +60,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "validate":
             print(f"{params_path}: ok ({len(params['datasets'])} datasets)")
             return 0
-        dataset(params, args.dataset)
+        target = args.dataset if args.command in DATASET_STAGES else args.model
+        (dataset if args.command in DATASET_STAGES else model)(params, target)
     except ParamsError as e:
         print(f"animegen: {params_path}: {e}", file=sys.stderr)
         return EXIT_PARAMS
     stage = importlib.import_module(f"animegen.stages.{args.command}")
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     try:
-        report = stage.run(params, args.dataset, params_path.resolve().parent)
+        report = stage.run(params, target, params_path.resolve().parent)
     except StageError as e:
         print(f"animegen: {e}", file=sys.stderr)
         return 1
     # Timing goes to the log only: outputs must be byte-identical across reruns (DVC hashes them).
     seconds = round(time.perf_counter() - t0, 3)
-    print(json.dumps({"stage": args.command, **report, "seconds": seconds}, sort_keys=True))
+    # started_at/finished_at (epoch seconds) let a test check that GPU stages never overlapped.
+    times = {"seconds": seconds, "started_at": round(started, 3), "finished_at": round(time.time(), 3)}
+    print(json.dumps({"stage": args.command, **report, **times}, sort_keys=True))
     return 0

@@ -21,6 +21,8 @@ import jsonschema
 import yaml
 from ruamel.yaml import YAML
 
+from animegen.models.registry import FAMILIES
+
 EXIT_PARAMS = 2
 SOURCES_ROOT = "data/sources"
 DATASET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
@@ -80,6 +82,46 @@ DATASET = _obj(
         "crop": {"enum": ["full", "shoulders_up"]},
     }
 )
+
+DEVICE = {"type": "string", "pattern": r"^(auto|cpu|cuda(:[0-9]+)?)$"}
+
+MODEL_TRAIN = _obj(
+    {
+        "steps": POS_INT,
+        "time_budget_hours": POS_NUM,
+        "batch_size": POS_INT,
+        "seed_offset": NONNEG_INT,
+        "hflip": BOOL,
+        "precision": {"enum": ["fp32", "bf16", "fp16"]},
+        "ema": _obj(
+            {
+                "beta": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+                "update_after_step": NONNEG_INT,
+                "update_every": POS_INT,
+            }
+        ),
+    }
+)
+
+MODEL = {
+    **_obj(
+        {
+            "family": {"enum": sorted(FAMILIES)},
+            "dataset": STR,
+            "train": MODEL_TRAIN,
+            "net": {"type": "object"},
+            "sample": {"type": "object"},
+        }
+    ),
+    # each family's own net/sample keys, from the registry
+    "allOf": [
+        {
+            "if": {"properties": {"family": {"const": name}}},
+            "then": {"properties": {"net": f.net, "sample": f.sample}},
+        }
+        for name, f in FAMILIES.items()
+    ],
+}
 
 SCHEMA = _obj(
     {
@@ -147,6 +189,31 @@ SCHEMA = _obj(
             }
         ),
         "split": _obj({"test": POS_NUM, "seed": NONNEG_INT}),
+        "train": _obj(
+            {
+                "seed": NONNEG_INT,
+                "device": DEVICE,
+                "tf32": BOOL,
+                "checkpoint_every_steps": POS_INT,
+                "checkpoint_every_minutes": POS_NUM,
+                "log_every": POS_INT,
+            }
+        ),
+        "sample": _obj(
+            {
+                "n": POS_INT,
+                "batch_size": POS_INT,
+                "grid": NONNEG_INT,
+                "seed": NONNEG_INT,
+                "use_ema": BOOL,
+                "device": DEVICE,
+            }
+        ),
+        "models": {
+            "type": "object",
+            "propertyNames": {"pattern": DATASET_NAME},
+            "additionalProperties": MODEL,
+        },
     }
 )
 
@@ -248,7 +315,7 @@ def _format_error(err: jsonschema.ValidationError) -> str:
     if v == "enum":
         return f"{where}: {err.instance!r} is not one of {', '.join(map(str, err.validator_value))}"
     if "propertyNames" in err.schema_path:
-        return f"{where}: dataset name {err.instance!r} must match {DATASET_NAME} (no '@', DVC's separator)"
+        return f"{where}: name {err.instance!r} must match {DATASET_NAME} (no '@', DVC's separator)"
     return f"{where}: {err.message}"
 
 
@@ -289,6 +356,7 @@ def _check_semantics(params: dict, root: Path) -> None:
         raise ParamsError("cutout.onnx_model: method 'onnx' needs a path to an .onnx segmentation model")
     if cut["onnx_model"] and not (root / cut["onnx_model"]).is_file():
         raise ParamsError(f"cutout.onnx_model: no such file: {cut['onnx_model']}")
+    _check_models(params)
     for name, ds in params["datasets"].items():
         src_dir = root / SOURCES_ROOT / name
         if not src_dir.is_dir():
@@ -313,6 +381,19 @@ def _check_semantics(params: dict, root: Path) -> None:
                 raise ParamsError(f"{key}: no such file: {SOURCES_ROOT}/{name}/{rel}")
 
 
+def _check_models(params: dict) -> None:
+    for name, m in params["models"].items():
+        if m["dataset"] not in params["datasets"]:
+            known = ", ".join(sorted(params["datasets"]))
+            raise ParamsError(f"models.{name}.dataset: no such dataset {m['dataset']!r} (declared: {known})")
+        problem = FAMILIES[m["family"]].check(m, params["datasets"][m["dataset"]]["size"])
+        if problem:
+            key, message = problem
+            raise ParamsError(f"models.{name}.{key}: {message}")
+        if m["train"]["ema"]["beta"] == 0 and params["sample"]["use_ema"]:
+            raise ParamsError(f"models.{name}.train.ema.beta: 0 keeps no EMA, but sample.use_ema is true")
+
+
 def load_params(path: str | Path = "params.yaml") -> dict:
     """Read, cross-check and validate ``params.yaml``; the root for relative paths is its folder."""
     path = Path(path)
@@ -330,3 +411,12 @@ def dataset(params: dict, name: str) -> dict:
     except KeyError:
         known = ", ".join(sorted(params["datasets"]))
         raise ParamsError(f"datasets.{name}: no such dataset (declared: {known})") from None
+
+
+def model(params: dict, name: str) -> dict:
+    """The section of one model, or a :class:`ParamsError` naming the missing key."""
+    try:
+        return params["models"][name]
+    except KeyError:
+        known = ", ".join(sorted(params["models"])) or "none"
+        raise ParamsError(f"models.{name}: no such model (declared: {known})") from None

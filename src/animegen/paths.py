@@ -8,3 +8,7 @@ RAW = "data/raw/{dataset}"  # collect: images/, manifest.csv, rejects.csv, repor
 CUTOUT = "data/interim/cutout/{dataset}"  # cutout: images/ (RGB on black), masks/, manifest.csv, ...
 PROCESSED = "data/processed/{dataset}"  # resize: images/ at the dataset's size, manifest.csv, ...
 SPLIT = "data/splits/{dataset}.json"  # split: {"train": [ids], "test": [ids], ...}
+MODEL = "data/models/{model}"  # train: model.pt (generator weights, EMA), train.json
+CHECKPOINTS = "data/checkpoints/{model}"  # train's resumable state (not an output: survives interruptions)
+TRAIN_METRICS = "metrics/train/{model}"  # train: dvclive metrics.json and plots/ (training curves)
+SAMPLES = "data/samples/{model}"  # sample: images/, grid.png, sample.json

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from animegen import paths
 from animegen.config import EXIT_PARAMS, ParamsError, load_params
+from animegen.models import registry
 
 try:
     load_params("params.yaml")  # same checks as every stage: unknown keys, types, YAML 1.1/1.2 agreement
@@ -15,13 +16,16 @@ except ParamsError as e:
     sys.exit(EXIT_PARAMS)
 
 DATASETS = sorted(config["datasets"])
+MODELS = sorted(config["models"])
 SOURCES, RAW, CUTOUT, PROCESSED, SPLIT = (
     paths.SOURCES, paths.RAW, paths.CUTOUT, paths.PROCESSED, paths.SPLIT
 )
+MODEL, TRAIN_METRICS, SAMPLES = paths.MODEL, paths.TRAIN_METRICS, paths.SAMPLES
 
 
 wildcard_constraints:
     dataset="[A-Za-z0-9][A-Za-z0-9_-]*",
+    model="[A-Za-z0-9][A-Za-z0-9_-]*",
 
 
 def P(key):
@@ -45,15 +49,33 @@ def source_files(wc):
 
 
 def code(*modules):
-    base = ("__init__", "cli", "config", "io", "paths", "stages/__init__", "data/__init__")
+    base = ("__init__", "cli", "config", "io", "paths", "stages/__init__", "models/__init__", "models/registry")
     return [f"src/animegen/{m}.py" for m in base + modules]
 
 
 CODE = {
     "collect": code(
-        "stages/collect", "data/archive", "data/clean", "data/collect", "data/fetch", "data/synthetic"
+        "data/__init__", "stages/collect", "data/archive", "data/clean", "data/collect", "data/fetch", "data/synthetic"
     ),
-    "cutout": code("stages/cutout", "data/cutout"),
-    "resize": code("stages/resize", "data/resize"),
-    "split": code("stages/split", "data/split"),
+    "cutout": code("data/__init__", "stages/cutout", "data/cutout"),
+    "resize": code("data/__init__", "stages/resize", "data/resize"),
+    "split": code("data/__init__", "stages/split", "data/split"),
+    # + src/animegen/models/<family>.py of the model (see model_code)
+    "train": code("stages/train", "train", "models/base"),
+    "sample": code("stages/sample", "train", "models/base"),
 }
+
+
+def model_code(stage):
+    """A model stage's code: the shared modules plus its family's file."""
+    return lambda wc: CODE[stage] + [registry.module_path(config["models"][wc.model]["family"])]
+
+
+def model_param(key):
+    """`key` below models.<model>, for a rule's params (e.g. model_param("net"))."""
+    return lambda wc: P(f"models.{wc.model}.{key}")
+
+
+def model_input(path):
+    """A path of the model's dataset (e.g. its processed images or its split file)."""
+    return lambda wc: path.format(dataset=config["models"][wc.model]["dataset"])

@@ -1,0 +1,1 @@
+"""Model families behind one protocol (:mod:`animegen.models.base`); :mod:`.registry` maps names to them."""

@@ -1,0 +1,132 @@
+"""Which model families exist, where their code lives and which params their sections take.
+
+Adding a family means one new file ``src/animegen/models/<family>.py`` defining a subclass of
+:class:`animegen.models.base.GenerativeModel` named ``Model``, and one entry here.  This module imports
+no torch: ``params.yaml`` validation (run before every stage and when the Snakefile is parsed) uses the
+schemas below without loading any network code.  The module of a family is the code dependency of its
+``train`` and ``sample`` stages (Snakefile and dvc.yaml both list ``src/animegen/models/<family>.py``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable
+
+_INT = {"type": "integer", "minimum": 1}
+_NONNEG_INT = {"type": "integer", "minimum": 0}
+_POS = {"type": "number", "exclusiveMinimum": 0}
+_NONNEG = {"type": "number", "minimum": 0}
+_UNIT = {"type": "number", "minimum": 0, "maximum": 1}
+_BOOL = {"type": "boolean"}
+_BETAS = {"type": "array", "items": _UNIT, "minItems": 2, "maxItems": 2}
+
+
+def _obj(properties: dict) -> dict:
+    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+
+
+def _power_of_two(minimum: int):
+    def check(model: dict, size: int):
+        if size < minimum or size & (size - 1):
+            return "dataset", f"{model['family']} needs a power-of-two image size of at least {minimum} px, got {size}"
+        return None
+
+    return check
+
+
+def _ddpm_check(model: dict, size: int):
+    factor = 2 ** (len(model["net"]["dim_mults"]) - 1)
+    if size % factor:
+        return "net.dim_mults", f"a Unet with {len(model['net']['dim_mults'])} levels needs an image size divisible by {factor}, got {size}"
+    if model["sample"]["sampling_timesteps"] > model["net"]["timesteps"]:
+        return "sample.sampling_timesteps", f"must not exceed net.timesteps ({model['net']['timesteps']})"
+    return None
+
+
+@dataclass(frozen=True)
+class Family:
+    module: str  # import path of the file defining ``Model``
+    kind: str  # "unconditional" | "translation"
+    net: dict  # JSON schema of models.<name>.net (architecture and optimiser)
+    sample: dict  # JSON schema of models.<name>.sample (sampling-only settings: no retraining when changed)
+    check: "Callable[[dict, int], tuple[str, str] | None]" = lambda model, size: None
+    # ^ what a schema cannot say: (key below models.<name>, message) when the model section does not fit
+    #   the dataset's image size; called by params validation.
+
+
+FAMILIES: dict[str, Family] = {
+    # PyTorch examples' DCGAN generalised to 32..128 px (one block per doubling); its defaults.
+    "dcgan": Family(
+        module="animegen.models.dcgan",
+        kind="unconditional",
+        net=_obj({"nz": _INT, "ngf": _INT, "ndf": _INT, "lr": _POS, "betas": _BETAS}),
+        sample=_obj({}),
+        check=_power_of_two(16),
+    ),
+    # StyleGAN2 in pure PyTorch (no custom CUDA ops), optional DiffAugment, lazy R1, path-length reg.
+    "stylegan2": Family(
+        module="animegen.models.stylegan2",
+        kind="unconditional",
+        net=_obj(
+            {
+                "z_dim": _INT,
+                "w_dim": _INT,
+                "mapping_layers": _INT,
+                "channel_base": _INT,  # channels at resolution r: min(channel_base // r, channel_max)
+                "channel_max": _INT,
+                "mbstd_group": _INT,
+                "lr": _POS,
+                "mapping_lr_mult": _POS,
+                "betas": _BETAS,
+                "r1_gamma": _NONNEG,
+                "r1_every": _INT,  # lazy regularisation interval (16 in StyleGAN2)
+                "pl_weight": _NONNEG,  # 0 disables path-length regularisation
+                "pl_every": _INT,
+                "pl_decay": _UNIT,
+                "style_mixing": _UNIT,
+                "diffaugment": {"type": "string", "pattern": r"^((color|translation|cutout)(,(color|translation|cutout))*)?$"},
+            }
+        ),
+        sample=_obj({"truncation_psi": {"type": "number", "minimum": 0, "maximum": 1}}),
+        check=_power_of_two(8),
+    ),
+    # lucidrains' Unet + GaussianDiffusion (denoising-diffusion-pytorch, pinned); study A's DDPM and,
+    # with dim_mults [1, 4, 16], its "hourglass" DDPM.
+    "ddpm": Family(
+        module="animegen.models.ddpm",
+        kind="unconditional",
+        net=_obj(
+            {
+                "dim": _INT,
+                "dim_mults": {"type": "array", "items": _INT, "minItems": 1},
+                "timesteps": _INT,
+                "objective": {"enum": ["pred_noise", "pred_x0", "pred_v"]},
+                "beta_schedule": {"enum": ["linear", "cosine", "sigmoid"]},
+                "dropout": _UNIT,
+                "lr": _POS,
+                "betas": _BETAS,
+                "max_grad_norm": _NONNEG,  # 0 disables clipping (the library's Trainer clips at 1.0)
+            }
+        ),
+        sample=_obj({"sampling_timesteps": _INT, "ddim_eta": _NONNEG}),
+        check=_ddpm_check,
+    ),
+}
+
+
+def family(name: str) -> Family:
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise KeyError(f"unknown model family {name!r} (known: {', '.join(sorted(FAMILIES))})") from None
+
+
+def model_class(name: str):
+    """The ``Model`` class of a family (imports its module, and torch, on first use)."""
+    return importlib.import_module(family(name).module).Model
+
+
+def module_path(name: str) -> str:
+    """The family's source file relative to the repository root (a code dependency of its stages)."""
+    return "src/" + family(name).module.replace(".", "/") + ".py"

@@ -1,0 +1,109 @@
+"""Stage ``train``: train one model of ``params.yaml``'s ``models:`` on its dataset's train split.
+
+Reads:  ``data/processed/<dataset>/images/`` and ``data/splits/<dataset>.json``; ``params.yaml``
+        sections ``train`` (the loop) and ``models.<name>`` (``family``, ``dataset``, ``train``, ``net``).
+Writes: ``data/models/<name>/`` with ``model.pt`` (every network's weights and the EMA generator's,
+        plus what sampling needs to rebuild the model) and ``train.json`` (steps done, why it stopped,
+        resume, refused checkpoints, parameter counts, device); ``metrics/train/<name>/``
+        (dvclive ``metrics.json`` and ``plots/``: the training curves).
+Keeps:  ``data/checkpoints/<name>/`` (not an output): the resumable state.  Rerunning the stage after an
+        interruption continues from the last checkpoint that verifies; delete the folder to start over.
+Guarantees: outputs appear complete or not at all; on the CPU a resumed run ends with the same weights
+as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from animegen import config, paths
+from animegen.io import atomic_dir, save_torch_atomic, write_json_atomic
+from animegen.models import registry
+from animegen.stages import StageError
+from animegen.train import LoopConfig, data_fingerprint, export_generator, select_device, train
+
+MODEL_FORMAT = 1
+
+
+def load_split_images(root: Path, dataset: str, part: str = "train") -> tuple[list[str], np.ndarray]:
+    """The ``part`` split of a processed dataset as ids and one uint8 array (N, H, W, 3)."""
+    split_path = root / paths.SPLIT.format(dataset=dataset)
+    ids = json.loads(split_path.read_text())[part]
+    folder = root / paths.PROCESSED.format(dataset=dataset) / "images"
+    arrays = []
+    for i in ids:
+        try:
+            with Image.open(folder / f"{i}.png") as im:
+                arrays.append(np.asarray(im.convert("RGB")))
+        except OSError as e:
+            raise StageError(f"{dataset}: cannot read processed image {i}.png ({e})") from None
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1:
+        raise StageError(f"{dataset}: processed images differ in size {sorted(shapes)}; rerun resize")
+    return ids, np.stack(arrays)
+
+
+def run(params: dict, name: str, root: Path) -> dict:
+    m = config.model(params, name)
+    ids, images = load_split_images(root, m["dataset"])
+    if len(ids) < 2:
+        raise StageError(f"train {name}: the train split of {m['dataset']} has {len(ids)} image(s); need at least 2")
+    size = images.shape[1]
+    cfg = LoopConfig.from_params(params["train"], m["train"])
+    try:
+        device = select_device(params["train"]["device"])
+    except RuntimeError as e:
+        raise StageError(f"train.device: {e}") from None
+    if cfg.precision == "fp16" and device.type != "cuda":
+        raise StageError(f"models.{name}.train.precision: fp16 needs CUDA, this run is on {device} (use bf16 or fp32)")
+    torch.manual_seed(cfg.seed)  # weight initialisation draws from the global generator too
+    try:
+        model = registry.model_class(m["family"])(m["net"], size)
+    except ValueError as e:
+        raise StageError(f"models.{name}.net: {e}") from None
+    fingerprint = hashlib.sha256(
+        json.dumps(
+            {"family": m["family"], "net": m["net"], "loop": cfg.fingerprint_fields(), "data": data_fingerprint(images)},
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()
+    ckpt_dir = root / paths.CHECKPOINTS.format(model=name)
+    log = lambda msg: print(f"train {name}: {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    log(f"{m['family']} on {len(ids)} images of {m['dataset']} at {size} px, device {device}, "
+        f"parameters {model.n_parameters()}")  # fmt: skip
+
+    try:
+        result, ema_net = train(model, images, cfg, device, ckpt_dir, ckpt_dir / "live", fingerprint, log=log)
+    except FloatingPointError as e:
+        raise StageError(f"train {name}: {e}") from None
+
+    summary = {
+        "model": name, "family": m["family"], "dataset": m["dataset"], "n_train_images": len(ids),
+        "image_size": size, "device": device.type, "steps_done": result.steps_done,
+        "steps_asked": cfg.steps, "stop_reason": result.stop_reason,
+        "time_budget_hours": cfg.time_budget_hours, "resumed_from_step": result.resumed_from_step,
+        "refused_checkpoints": result.refused_checkpoints,
+        "parameters": model.n_parameters(), "ema": ema_net is not None, "precision": cfg.precision,
+        "fingerprint": fingerprint, "final_losses": result.history[-1] if result.history else {},
+    }  # fmt: skip
+    with atomic_dir(root / paths.MODEL.format(model=name)) as tmp:
+        blob = {
+            "format": MODEL_FORMAT, "family": m["family"], "net": m["net"], "image_size": size,
+            "channels": 3, "seed_offset": m["train"]["seed_offset"], "step": result.steps_done,
+            **export_generator(model, ema_net),
+        }  # fmt: skip
+        save_torch_atomic(tmp / "model.pt", blob)
+        write_json_atomic(tmp / "train.json", summary)
+    with atomic_dir(root / paths.TRAIN_METRICS.format(model=name)) as tmp:
+        shutil.copytree(ckpt_dir / "live", tmp, dirs_exist_ok=True)
+    # Wall-clock time goes to the log only: on the CPU the outputs are byte-identical across reruns.
+    report = {k: summary[k] for k in ("model", "steps_done", "stop_reason", "resumed_from_step")}
+    return {**report, "training_seconds": result.elapsed_seconds}

@@ -1,0 +1,286 @@
+"""The training loop and the train/sample stages on tiny real models (CPU, 32 px, a few steps)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from animegen import config
+from animegen.config import ParamsError, parse_yaml_both, validate
+from animegen.models import registry
+from animegen.stages import StageError
+from animegen.stages import sample as sample_stage
+from animegen.stages import train as train_stage
+from animegen.train import ImageBank, LoopConfig, load_checkpoint, train
+from conftest import REPO, copy_workspace, dump_yaml, load_yaml
+
+BIN = Path(sys.executable).parent
+TINY = {
+    "dcgan": {"nz": 8, "ngf": 4, "ndf": 4, "lr": 0.0002, "betas": [0.5, 0.999]},
+    "ddpm": {
+        "dim": 4, "dim_mults": [1, 2], "timesteps": 20, "objective": "pred_v", "beta_schedule": "sigmoid",
+        "dropout": 0.0, "lr": 0.0002, "betas": [0.9, 0.99], "max_grad_norm": 1.0,
+    },
+    "stylegan2": {
+        "z_dim": 8, "w_dim": 8, "mapping_layers": 1, "channel_base": 64, "channel_max": 8, "mbstd_group": 2,
+        "lr": 0.002, "mapping_lr_mult": 0.01, "betas": [0.0, 0.99], "r1_gamma": 0.1, "r1_every": 2,
+        "pl_weight": 1.0, "pl_every": 2, "pl_decay": 0.01, "style_mixing": 0.5, "diffaugment": "color,translation",
+    },
+}  # fmt: skip
+TRAIN = {"seed": 3407, "device": "cpu", "tf32": True, "checkpoint_every_steps": 2, "checkpoint_every_minutes": 10.0, "log_every": 1}
+
+
+def loop_cfg(steps: int, **over) -> LoopConfig:
+    model_train = {
+        "steps": steps, "time_budget_hours": 1.0, "batch_size": 4, "seed_offset": 0, "hflip": True,
+        "precision": "fp32", "ema": {"beta": 0.9, "update_after_step": 1, "update_every": 1},
+    }  # fmt: skip
+    cfg = LoopConfig.from_params({**TRAIN, **over.pop("train", {})}, model_train)
+    return LoopConfig(**{**cfg.__dict__, **over})
+
+
+def images(n: int = 8, size: int = 16, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+def run_loop(family: str, tmp: Path, steps: int, ckpt: str = "ckpt", net=None, **over):
+    torch.manual_seed(0)  # model initialisation; the loop seeds its own stream
+    model = registry.model_class(family)(net or TINY[family], 16)
+    result, ema = train(model, images(), loop_cfg(steps, **over), torch.device("cpu"), tmp / ckpt, tmp / ckpt / "live",
+                        fingerprint=family + json.dumps(net or TINY[family], sort_keys=True), log=lambda m: None)  # fmt: skip
+    return model, result, ema
+
+
+def same_weights(a, b) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("family", sorted(registry.FAMILIES))
+def test_every_family_trains_with_finite_losses_and_samples(family, tmp_path):
+    model, result, ema = run_loop(family, tmp_path, steps=3)
+    assert result.steps_done == 3 and result.stop_reason == "steps"
+    assert [r["step"] for r in result.history] == [1, 2, 3]
+    assert all(np.isfinite(v) for r in result.history for v in r.values())
+    out = model.sample(ema, 5, torch.device("cpu"), **({"sampling_timesteps": 4, "ddim_eta": 0.0} if family == "ddpm" else {}))
+    assert out.shape == (5, 3, 16, 16) and out.min() >= 0 and out.max() <= 1
+
+
+@pytest.mark.parametrize("family", sorted(registry.FAMILIES))
+def test_resuming_from_a_checkpoint_equals_an_uninterrupted_run(family, tmp_path):
+    whole, r_whole, ema_whole = run_loop(family, tmp_path, steps=6, ckpt="a")
+    run_loop(family, tmp_path, steps=3, ckpt="b")  # "interrupted" after step 3 (steps is not in the fingerprint)
+    resumed, r_resumed, ema_resumed = run_loop(family, tmp_path, steps=6, ckpt="b")
+    assert r_resumed.resumed_from_step == 3 and r_whole.resumed_from_step is None
+    for k in whole.networks:
+        assert same_weights(whole.networks[k], resumed.networks[k]), k
+    assert same_weights(ema_whole, ema_resumed)
+    assert r_whole.history == r_resumed.history
+
+
+def test_a_truncated_checkpoint_is_refused_and_the_previous_one_used(tmp_path):
+    run_loop("dcgan", tmp_path, steps=4, ckpt="c")  # checkpoints at 2 and 4 (+ the final one at 4)
+    last = tmp_path / "c" / "last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    with pytest.raises(Exception, match="corrupt or truncated"):
+        load_checkpoint(last, "dcgan" + json.dumps(TINY["dcgan"], sort_keys=True))
+    model, result, _ = run_loop("dcgan", tmp_path, steps=6, ckpt="c")
+    assert any("corrupt or truncated" in r for r in result.refused_checkpoints)
+    assert result.resumed_from_step == 4  # prev.pt: the step-4 checkpoint written before the final save
+    whole, _, _ = run_loop("dcgan", tmp_path, steps=6, ckpt="fresh")
+    assert same_weights(whole.networks["G"], model.networks["G"])
+
+
+def test_a_checkpoint_of_another_configuration_is_never_loaded(tmp_path):
+    run_loop("dcgan", tmp_path, steps=2, ckpt="d")
+    other = {**TINY["dcgan"], "lr": 0.001}
+    _, result, _ = run_loop("dcgan", tmp_path, steps=2, ckpt="d", net=other)
+    assert result.resumed_from_step is None
+    assert result.refused_checkpoints and all("different configuration" in r for r in result.refused_checkpoints)
+
+
+def test_the_time_budget_stops_training_and_says_so(tmp_path):
+    _, result, _ = run_loop("dcgan", tmp_path, steps=1000, time_budget_hours=1e-9)
+    assert result.stop_reason == "time_budget" and result.steps_done < 1000
+
+
+def test_batches_are_deterministic_and_flips_follow_the_seed():
+    data = images(5)
+    a, b = ImageBank(data, torch.device("cpu"), 1, True), ImageBank(data, torch.device("cpu"), 1, True)
+    assert torch.equal(a.batch(3, 4), b.batch(3, 4))
+    noflip = ImageBank(data, torch.device("cpu"), 1, False)
+    x, y = a.batch(0, 5), noflip.batch(0, 5)
+    flipped = [not torch.equal(x[i], y[i]) for i in range(5)]
+    assert all(torch.equal(x[i], y[i].flip(-1)) for i in range(5) if flipped[i])
+    epoch = torch.cat([noflip.batch(s, 1) for s in range(5)])  # one epoch visits every image once
+    assert sorted(epoch.sum(dim=(1, 2, 3)).tolist()) == sorted(noflip.data.float().div(127.5).sub(1).sum(dim=(1, 2, 3)).tolist())
+    with pytest.raises(ValueError, match="uint8"):
+        ImageBank(data.astype(np.float32), torch.device("cpu"), 1, True)
+
+
+# ------------------------------------------------------------------------------------------ the stages
+
+
+def _workspace(tmp_path: Path, steps: int = 6, family: str = "dcgan") -> Path:
+    ws = copy_workspace(tmp_path / "ws")
+    params = load_yaml(ws / "params.yaml")
+    params["train"].update(checkpoint_every_steps=1, log_every=1, device="cpu")
+    params["sample"].update(n=10, batch_size=4, grid=9, device="cpu")
+    name = next(n for n, m in params["models"].items() if m["family"] == family)
+    params["models"] = {name: params["models"][name]}
+    m = params["models"][name]
+    m["train"].update(steps=steps, batch_size=4)
+    m["net"].update({k: v for k, v in TINY[family].items() if k not in ("lr", "betas")})
+    if family == "ddpm":
+        m["sample"]["sampling_timesteps"] = 3
+    dump_yaml(params, ws / "params.yaml")
+    ds = m["dataset"]
+    folder = ws / f"data/processed/{ds}/images"
+    folder.mkdir(parents=True)
+    ids = [f"img{i:02d}" for i in range(8)]
+    for i, img in zip(ids, images(8, 32)):
+        Image.fromarray(img).save(folder / f"{i}.png")
+    (ws / "data/splits").mkdir(parents=True)
+    (ws / f"data/splits/{ds}.json").write_text(json.dumps({"train": ids[:6], "test": ids[6:]}))
+    return ws
+
+
+def _params(ws: Path) -> dict:
+    return config.load_params(ws / "params.yaml")
+
+
+def test_sample_writes_exactly_n_valid_images_reproducibly(tmp_path):
+    ws = _workspace(tmp_path)
+    params = _params(ws)
+    train_stage.run(params, "dcgan", ws)
+    first = sample_stage.run(params, "dcgan", ws)
+    out = ws / "data/samples/dcgan"
+    files = sorted((out / "images").glob("*.png"))
+    assert first["n"] == 10 and len(files) == 10
+    for f in files:
+        with Image.open(f) as im:
+            assert im.size == (32, 32) and im.mode == "RGB"
+    assert Image.open(out / "grid.png").size[0] > 32 * 3
+    before = [f.read_bytes() for f in files]
+    sample_stage.run(params, "dcgan", ws)
+    assert [f.read_bytes() for f in sorted((out / "images").glob("*.png"))] == before
+    params["sample"]["seed"] += 1
+    sample_stage.run(params, "dcgan", ws)
+    assert [f.read_bytes() for f in sorted((out / "images").glob("*.png"))] != before
+
+
+def test_training_outputs_are_byte_identical_across_reruns(tmp_path):
+    ws = _workspace(tmp_path)
+    train_stage.run(_params(ws), "dcgan", ws)
+    first = {p.name: p.read_bytes() for p in (ws / "data/models/dcgan").iterdir()}
+    curves = (ws / "metrics/train/dcgan/metrics.json").read_text()
+    import shutil
+
+    shutil.rmtree(ws / "data/checkpoints")
+    train_stage.run(_params(ws), "dcgan", ws)
+    assert {p.name: p.read_bytes() for p in (ws / "data/models/dcgan").iterdir()} == first
+    assert (ws / "metrics/train/dcgan/metrics.json").read_text() == curves
+
+
+def test_killing_the_train_command_and_rerunning_it_resumes_to_the_same_weights(tmp_path):
+    ws = _workspace(tmp_path / "killed", steps=400)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    cmd = [str(BIN / "animegen"), "train", "--model", "dcgan"]
+    proc = subprocess.Popen(cmd, cwd=ws, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    meta = ws / "data/checkpoints/dcgan/last.json"
+    while proc.poll() is None:  # wait for a few checkpoints, then kill hard (no clean-up can run)
+        if meta.exists() and json.loads(meta.read_text())["step"] >= 5:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    assert proc.wait() == -signal.SIGKILL, "training finished before it could be killed"
+    assert not (ws / "data/models/dcgan").exists()
+    subprocess.run(cmd, cwd=ws, env=env, check=True, capture_output=True)
+    info = json.loads((ws / "data/models/dcgan/train.json").read_text())
+    assert info["resumed_from_step"] >= 5 and info["steps_done"] == 400
+
+    whole = _workspace(tmp_path / "whole", steps=400)
+    subprocess.run(cmd, cwd=whole, env=env, check=True, capture_output=True)
+    a = torch.load(ws / "data/models/dcgan/model.pt", weights_only=True)
+    b = torch.load(whole / "data/models/dcgan/model.pt", weights_only=True)
+    for net in a["networks"]:
+        assert all(torch.equal(a["networks"][net][k], b["networks"][net][k]) for k in a["networks"][net])
+    assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
+    assert (ws / "metrics/train/dcgan/metrics.json").read_text() == (whole / "metrics/train/dcgan/metrics.json").read_text()
+
+
+def test_a_diverging_model_fails_with_a_clear_message(tmp_path, monkeypatch):
+    ws = _workspace(tmp_path)
+    Model = registry.model_class("dcgan")
+    monkeypatch.setattr(Model, "train_step", lambda self, batch, step, ctx: {"loss_g": float("nan")})
+    with pytest.raises(StageError, match="loss_g is nan at step 1: training diverged"):
+        train_stage.run(_params(ws), "dcgan", ws)
+    assert not (ws / "data/models/dcgan").exists()
+
+
+def test_fp16_on_the_cpu_names_the_key(tmp_path):
+    ws = _workspace(tmp_path)
+    params = _params(ws)
+    params["models"]["dcgan"]["train"]["precision"] = "fp16"
+    with pytest.raises(StageError, match=r"models\.dcgan\.train\.precision: fp16 needs CUDA"):
+        train_stage.run(params, "dcgan", ws)
+
+
+def test_sampling_a_model_trained_with_other_settings_is_refused(tmp_path):
+    ws = _workspace(tmp_path)
+    params = _params(ws)
+    train_stage.run(params, "dcgan", ws)
+    params["models"]["dcgan"]["net"]["nz"] = 9
+    with pytest.raises(StageError, match="trained with other settings"):
+        sample_stage.run(params, "dcgan", ws)
+    (ws / "data/models/dcgan/model.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(StageError, match="cannot be read"):
+        sample_stage.run(_params(ws), "dcgan", ws)
+
+
+# ------------------------------------------------------------------------------------- params checks
+
+
+def _base() -> dict:
+    return parse_yaml_both((REPO / "params.yaml").read_text())
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda p: p["models"]["dcgan"].update(dataset="nope"), r"models\.dcgan\.dataset: no such dataset 'nope'"),
+        (lambda p: p["models"]["dcgan"].update(family="vae"), r"models\.dcgan\.family: 'vae' is not one of"),
+        (lambda p: p["models"]["dcgan"]["net"].update(foo=1), r"models\.dcgan\.net\.foo: unknown key"),
+        (lambda p: p["models"]["ddpm"]["net"].pop("objective"), r"models\.ddpm\.net\.objective: required key is missing"),
+        (lambda p: p["models"]["ddpm"]["sample"].update(sampling_timesteps=5000), r"models\.ddpm\.sample\.sampling_timesteps: must not exceed"),
+        (lambda p: p["models"]["ddpm"]["net"].update(dim_mults=[1, 2, 4, 8, 16, 32]), r"models\.ddpm\.net\.dim_mults: .* divisible by 32"),
+        (lambda p: p["datasets"]["face_a_early"].update(size=48), r"models\.dcgan\.dataset: dcgan needs a power-of-two"),
+        (lambda p: p["models"]["stylegan2"]["net"].update(diffaugment="colour"), r"models\.stylegan2\.net\.diffaugment"),
+        (lambda p: p["models"]["dcgan"]["train"].update(precision="fp8"), r"models\.dcgan\.train\.precision: 'fp8' is not one of"),
+        (lambda p: p["train"].update(device="gpu"), r"train\.device: 'gpu' does not match"),
+        (lambda p: p["models"]["dcgan"]["train"]["ema"].update(beta=0), r"models\.dcgan\.train\.ema\.beta: 0 keeps no EMA"),
+        (lambda p: p["models"].update({"bad@name": p["models"]["dcgan"]}), r"models: name 'bad@name' must match"),
+    ],
+)  # fmt: skip
+def test_bad_model_params_name_the_key(mutate, message):
+    params = _base()
+    mutate(params)
+    with pytest.raises(ParamsError, match=message):
+        validate(params, REPO)
+
+
+def test_every_torch_load_uses_weights_only():
+    for path in (REPO / "src").rglob("*.py"):
+        for call in re.findall(r"torch\.load\(([^)]*)\)", path.read_text()):
+            assert "weights_only=True" in call, f"{path}: torch.load({call})"

@@ -1,0 +1,43 @@
+# Models: train -> sample, one job per model declared under models: in params.yaml.  Both carry
+# resources gpu=1, so `snakemake --cores 8 --resources gpu=1` runs one of them at a time while the CPU
+# stages proceed in parallel.  The device is chosen by the stage (train.device / sample.device).
+
+
+rule train:
+    input:
+        images=model_input(PROCESSED),
+        split=model_input(SPLIT),
+        code=model_code("train"),
+    output:
+        model=directory(MODEL),
+        metrics=TRAIN_METRICS + "/metrics.json",
+        plots=directory(TRAIN_METRICS + "/plots"),
+    params:
+        train=P("train"),
+        family=model_param("family"),
+        dataset=model_param("dataset"),
+        loop=model_param("train"),
+        net=model_param("net"),
+    resources:
+        gpu=1,
+    log:
+        "logs/train/{model}.log",
+    shell:
+        "animegen train --model {wildcards.model} > {log} 2>&1"
+
+
+rule sample:
+    input:
+        MODEL,
+        code=model_code("sample"),
+    output:
+        directory(SAMPLES),
+    params:
+        sample=P("sample"),
+        family_sample=model_param("sample"),
+    resources:
+        gpu=1,
+    log:
+        "logs/sample/{model}.log",
+    shell:
+        "animegen sample --model {wildcards.model} > {log} 2>&1"

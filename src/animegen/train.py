@@ -105,6 +105,17 @@ def select_device(name: str) -> torch.device:
     return device
 
 
+def set_cpu_threads(n: int) -> int:
+    """Use ``n`` torch CPU threads (0: every CPU this process may use), whatever OMP_NUM_THREADS says.
+
+    Snakemake exports OMP_NUM_THREADS=<job threads> and DVC exports nothing; since float sums depend on
+    the thread count, leaving it to the environment would make the two tools compute different bits.
+    """
+    n = n or len(os.sched_getaffinity(0))
+    torch.set_num_threads(n)
+    return n
+
+
 def set_tf32(enabled: bool) -> None:
     """TF32 for float32 matmuls and convolutions on Ampere+ GPUs (study A trains with it on)."""
     mode = "tf32" if enabled else "ieee"

@@ -2,6 +2,7 @@
 # imports are listed as inputs because neither Snakemake nor DVC follows Python imports (the same lists
 # appear in dvc.yaml; tests/test_pipeline.py checks both against the real import graph).
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -69,6 +70,11 @@ CODE = {
 def model_code(stage):
     """A model stage's code: the shared modules plus its family's file."""
     return lambda wc: CODE[stage] + [registry.module_path(config["models"][wc.model]["family"])]
+
+
+def cpu_threads(section):
+    """The stage's torch thread count (it sets it itself), so the scheduler books as many cores."""
+    return config[section]["cpu_threads"] or len(os.sched_getaffinity(0))
 
 
 def model_param(key):

@@ -18,6 +18,7 @@ rule train:
         dataset=model_param("dataset"),
         loop=model_param("train"),
         net=model_param("net"),
+    threads: cpu_threads("train")
     resources:
         gpu=1,
     log:
@@ -35,6 +36,7 @@ rule sample:
     params:
         sample=P("sample"),
         family_sample=model_param("sample"),
+    threads: cpu_threads("sample")
     resources:
         gpu=1,
     log:

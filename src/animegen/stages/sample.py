@@ -23,7 +23,7 @@ from animegen import config, paths
 from animegen.io import atomic_dir, save_png, write_json_atomic
 from animegen.models import registry
 from animegen.stages import StageError
-from animegen.train import generator_for_sampling, select_device
+from animegen.train import generator_for_sampling, select_device, set_cpu_threads
 
 
 def load_model(path: Path):
@@ -59,6 +59,7 @@ def run(params: dict, name: str, root: Path) -> dict:
         device = select_device(s["device"])
     except RuntimeError as e:
         raise StageError(f"sample.device: {e}") from None
+    set_cpu_threads(s["cpu_threads"])
     model, blob = load_model(root / paths.MODEL.format(model=name) / "model.pt")
     if blob["family"] != m["family"] or blob["net"] != m["net"]:
         raise StageError(f"sample {name}: data/models/{name}/model.pt was trained with other settings; rerun train")

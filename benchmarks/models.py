@@ -111,7 +111,7 @@ def bench_ddim(device, size: int, dim: int, n: int, counts=(10, 25, 50, 100, 250
 
 
 MEMORY_CHILD = """
-import json, resource, sys, torch
+import json, sys, torch
 from animegen.models import registry
 from animegen.models.base import StepContext
 family, net, size, batch, device = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), torch.device(sys.argv[5])
@@ -124,8 +124,8 @@ for step in range(3):
 if device.type == "cuda":
     torch.cuda.synchronize()
     peak = torch.cuda.max_memory_allocated() / 2**20
-else:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+else:  # VmHWM starts afresh at exec; ru_maxrss would carry the parent's peak over
+    peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
 print(json.dumps({"peak_mib": peak, "params": sum(model.n_parameters().values())}))
 """
 

@@ -493,14 +493,16 @@ def test_features_reject_mixed_sizes_and_float_arrays(model, tmp_path):
 
 
 def test_full_fp32_restores_the_tf32_flags():
-    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    torch.backends.cuda.matmul.allow_tf32 = True
+    # the fp32_precision API only, like the training loop: torch refuses a mix with the legacy flags
+    mm, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    before = (mm.fp32_precision, conv.fp32_precision)
+    mm.fp32_precision = "tf32"
     try:
         with feat.full_fp32():
-            assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
-        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32 == before[0]
+            assert mm.fp32_precision == "ieee" and conv.fp32_precision == "ieee"
+        assert mm.fp32_precision == "tf32" and conv.fp32_precision == before[1]
     finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+        mm.fp32_precision, conv.fp32_precision = before
 
 
 def test_feature_statistics_match_pytorch_fid():

@@ -105,14 +105,16 @@ def full_fp32() -> Iterator[None]:
     matmuls too (study A trains with TF32); Inception features would then depend on the GPU model.
     A no-op on the CPU.
     """
-    conv, mm = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+    # The fp32_precision API only: torch raises when the legacy allow_tf32 flags and this API are mixed
+    # in one process, and the training loop (animegen.train.set_tf32) uses this one.
+    conv, mm = torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
+    torch.backends.cudnn.conv.fp32_precision = "ieee"
+    torch.backends.cuda.matmul.fp32_precision = "ieee"
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32 = conv
-        torch.backends.cuda.matmul.allow_tf32 = mm
+        torch.backends.cudnn.conv.fp32_precision = conv
+        torch.backends.cuda.matmul.fp32_precision = mm
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:

@@ -88,6 +88,18 @@ def test_resuming_from_a_checkpoint_equals_an_uninterrupted_run(family, tmp_path
     assert r_whole.history == r_resumed.history
 
 
+def test_resuming_between_two_curve_points_gives_the_same_curves(tmp_path):
+    """A mid-run checkpoint between two log rows: the partial loss window travels with it."""
+    cadence = {"log_every": 4, "checkpoint_every_steps": 3}
+    _, whole, _ = run_loop("dcgan", tmp_path, steps=6, ckpt="w1", train=cadence)
+    run_loop("dcgan", tmp_path, steps=5, ckpt="w2", train=cadence)  # checkpoints at step 3 (mid-run) and 5
+    for name in ("last.pt", "last.json"):  # keep only the step-3 one, as if killed before step 5
+        (tmp_path / "w2" / name).unlink()
+    _, resumed, _ = run_loop("dcgan", tmp_path, steps=6, ckpt="w2", train=cadence)
+    assert resumed.resumed_from_step == 3 and [r["step"] for r in whole.history] == [4, 6]
+    assert resumed.history == whole.history
+
+
 def test_a_truncated_checkpoint_is_refused_and_the_previous_one_used(tmp_path):
     run_loop("dcgan", tmp_path, steps=4, ckpt="c")  # checkpoints at 2 and 4 (+ the final one at 4)
     last = tmp_path / "c" / "last.pt"

@@ -297,6 +297,7 @@ def train(
 
     state, refused = find_resumable(checkpoint_dir, fingerprint, cfg.steps, log)
     step, elapsed_before, history = 0, 0.0, []
+    window: dict[str, list[float]] = defaultdict(list)  # losses since the last curve point
     resumed_from = None
     if state is not None:
         model.load_state_dict(state["model"])
@@ -305,6 +306,7 @@ def train(
         scaler.load_state_dict(state["scaler"])
         _set_rng_state(state["rng"], device)
         step, elapsed_before, history = state["step"], state["elapsed_seconds"], list(state["history"])
+        window.update({k: list(v) for k, v in state.get("window", {}).items()})  # a checkpoint between two log rows
         resumed_from = step
         log(f"resumed from checkpoint at step {step} ({elapsed_before:.0f} s of training so far)")
 
@@ -312,7 +314,6 @@ def train(
     budget = cfg.time_budget_hours * 3600.0
     t_start = time.monotonic()
     last_ckpt_time = t_start
-    window: dict[str, list[float]] = defaultdict(list)
 
     def elapsed() -> float:
         return elapsed_before + time.monotonic() - t_start
@@ -322,7 +323,7 @@ def train(
             "format": CHECKPOINT_FORMAT, "fingerprint": fingerprint, "step": step,
             "elapsed_seconds": elapsed(), "model": model.state_dict(),
             "ema": ema.state_dict() if ema is not None else {}, "scaler": scaler.state_dict(),
-            "rng": _rng_state(device), "history": history,
+            "rng": _rng_state(device), "history": history, "window": dict(window),
         })  # fmt: skip
 
     stop_reason = "steps"

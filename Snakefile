@@ -11,6 +11,7 @@ configfile: "params.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/cam.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/evaluate.smk"
 
@@ -20,5 +21,6 @@ rule all:
     input:
         expand(SPLIT, dataset=DATASETS),
         expand(REFERENCE, dataset=DATASETS),  # dvc.yaml makes one per dataset: same DAG in both tools
+        expand(CAM_SELECTION_METRICS, selection=SELECTIONS),
         expand(SAMPLES, model=MODELS),
         paths.SUMMARY,

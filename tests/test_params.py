@@ -25,7 +25,7 @@ def test_project_params_read_the_same_with_pyyaml_and_ruamel():
 def test_project_params_are_valid():
     params = load_params(REPO / "params.yaml")
     assert set(params) == {"datasets", "collect", "cutout", "resize", "split", "train", "sample", "models",
-                           "inception", "reference", "evaluate", "compare"}
+                           "inception", "reference", "evaluate", "compare", "cam"}
 
 
 def test_the_paper_profile_is_valid_and_differs_from_the_demo_only_in_values(tmp_path):
@@ -34,7 +34,9 @@ def test_the_paper_profile_is_valid_and_differs_from_the_demo_only_in_values(tmp
     demo = load_params(REPO / "params.yaml")
     (tmp_path / "data/sources/illustrator/icons").mkdir(parents=True)
     validate(paper, tmp_path)
-    assert set(paper) == set(demo) and set(paper["models"]) == set(demo["models"])
+    # study A's four models; the demo adds study C's two DCGANs on a CAM selection and its random control
+    assert set(paper) == set(demo) and set(paper["models"]) == set(demo["models"]) - {"dcgan_cam", "dcgan_cam_random"}
+    assert paper["cam"]["selections"] == {} and all(m["split"] == m["dataset"] for m in paper["models"].values())
     for name, m in paper["models"].items():
         assert m.keys() == demo["models"][name].keys() and m["net"].keys() == demo["models"][name]["net"].keys()
         assert m["train"]["time_budget_hours"] == 12.0 and m["train"]["hflip"]

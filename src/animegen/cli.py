@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from animegen import __version__
-from animegen.config import EXIT_PARAMS, ParamsError, dataset, load_params, model, pair
+from animegen.config import EXIT_PARAMS, ParamsError, dataset, load_params, model, pair, section_entry
 from animegen.stages import StageError
 
 DATASET_STAGES = {
@@ -32,6 +32,8 @@ MODEL_STAGES = {
     "evaluate": "FID, KID, MAE, NWI, memorisation rate and audit image of one model's samples",
 }
 PAIR_STAGES = {"compare": "FID, KID, MAE and NWI between the two datasets of a compare.pairs entry"}
+CLASSIFIER_STAGES = {"cam_classifier": "train a cam.classifiers entry (positive vs negative dataset) for Grad-CAM"}
+SELECTION_STAGES = {"cam_select": "score a dataset's train images by Grad-CAM concentration and select a training set"}
 OTHER_STAGES = {"summary": "all models' and pairs' metrics in metrics/summary.json and tables"}
 
 
@@ -50,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in PAIR_STAGES.items():
         p = sub.add_parser(name, help=text, description=_stage_doc(name), formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--pair", required=True, help="a pair name declared under compare.pairs in params.yaml")
+    for name, text in CLASSIFIER_STAGES.items():
+        p = sub.add_parser(name, help=text, description=_stage_doc(name), formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--classifier", required=True, help="a classifier name declared under cam.classifiers")
+    for name, text in SELECTION_STAGES.items():
+        p = sub.add_parser(name, help=text, description=_stage_doc(name), formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--selection", required=True, help="a selection name declared under cam.selections")
     for name, text in OTHER_STAGES.items():
         sub.add_parser(name, help=text, description=_stage_doc(name), formatter_class=argparse.RawDescriptionHelpFormatter)
     return parser
@@ -69,13 +77,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "validate":
             print(f"{params_path}: ok ({len(params['datasets'])} datasets)")
             return 0
-        target = getattr(args, "dataset", None) or getattr(args, "model", None) or getattr(args, "pair", None)
+        target = next((getattr(args, a) for a in ("dataset", "model", "pair", "classifier", "selection")
+                       if getattr(args, a, None)), None)  # fmt: skip
         if args.command in DATASET_STAGES:
             dataset(params, target)
         elif args.command in MODEL_STAGES:
             model(params, target)
         elif args.command in PAIR_STAGES:
             pair(params, target)
+        elif args.command in CLASSIFIER_STAGES:
+            section_entry(params, "cam", "classifiers", target)
+        elif args.command in SELECTION_STAGES:
+            section_entry(params, "cam", "selections", target)
     except ParamsError as e:
         print(f"animegen: {params_path}: {e}", file=sys.stderr)
         return EXIT_PARAMS

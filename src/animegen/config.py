@@ -49,6 +49,7 @@ POS_NUM = {"type": "number", "exclusiveMinimum": 0}
 BOOL = {"type": "boolean"}
 STR = {"type": "string", "minLength": 1}
 OPT_STR = {"type": ["string", "null"]}
+UNIT = {"type": "number", "minimum": 0, "maximum": 1}
 
 _SOURCE_TYPES = {
     "folder": _obj({"type": STR, "path": STR, "license": STR, "credit": STR}, ["type", "path"]),
@@ -62,7 +63,17 @@ _SOURCE_TYPES = {
             "variant": {"enum": ["early", "later"]},
             "n": POS_INT,
             "seed": NONNEG_INT,
-        }
+            # how visibly eyes and mouth are drawn: 0 leaves them out (a "faceless" negative class for
+            # the CAM classifier), 1 draws them bold, [lo, hi] draws it per image from that range;
+            # absent or null draws it per image from [0.3, 1]
+            "parts_clarity": {
+                "oneOf": [
+                    {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+                    {"type": "array", "items": UNIT, "minItems": 2, "maxItems": 2},
+                ]
+            },
+        },
+        ["type", "kind", "style", "variant", "n", "seed"],
     ),
 }
 
@@ -108,6 +119,7 @@ MODEL = {
         {
             "family": {"enum": sorted(FAMILIES)},
             "dataset": STR,
+            "split": STR,
             "train": MODEL_TRAIN,
             "net": {"type": "object"},
             "sample": {"type": "object"},
@@ -122,6 +134,44 @@ MODEL = {
         for name, f in FAMILIES.items()
     ],
 }
+
+CAM_CLASSIFIER = _obj(
+    {
+        "positive": STR,
+        "negative": STR,
+        "arch": {"enum": ["small_cnn", "resnet18", "resnet34", "resnet50"]},
+        "width": POS_INT,
+        "depth": {"type": "integer", "minimum": 1, "maximum": 6},
+        "weights": OPT_STR,
+        "epochs": POS_INT,
+        "batch_size": POS_INT,
+        "lr": POS_NUM,
+        "weight_decay": {"type": "number", "minimum": 0},
+        "hflip": BOOL,
+        "min_train_images": {"type": "integer", "minimum": 2},
+        "seed": NONNEG_INT,
+    }
+)
+CAM_SELECTION = _obj(
+    {
+        "classifier": STR,
+        "dataset": STR,
+        "target": {"enum": ["positive", "negative"]},
+        "target_layer": OPT_STR,
+        "batch_size": POS_INT,
+        "score": {"enum": ["region_mass", "topk_mass", "entropy"]},
+        "regions": {
+            "type": "array",
+            "items": {"oneOf": [STR, {"type": "array", "items": UNIT, "minItems": 4, "maxItems": 4}]},
+        },
+        "topk_percent": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
+        "select": {"enum": ["top_n", "threshold"]},
+        "n": {"type": ["integer", "null"], "minimum": 1},
+        "threshold": {"type": ["number", "null"]},
+        "overlay_count": NONNEG_INT,
+        "seed": NONNEG_INT,
+    }
+)
 
 SCHEMA = _obj(
     {
@@ -239,6 +289,22 @@ SCHEMA = _obj(
                     "type": "object",
                     "propertyNames": {"pattern": DATASET_NAME},
                     "additionalProperties": _obj({"reference": STR, "candidate": STR}),
+                },
+            }
+        ),
+        "cam": _obj(
+            {
+                "device": DEVICE,
+                "cpu_threads": NONNEG_INT,
+                "classifiers": {
+                    "type": "object",
+                    "propertyNames": {"pattern": DATASET_NAME},
+                    "additionalProperties": CAM_CLASSIFIER,
+                },
+                "selections": {
+                    "type": "object",
+                    "propertyNames": {"pattern": DATASET_NAME},
+                    "additionalProperties": CAM_SELECTION,
                 },
             }
         ),
@@ -390,6 +456,7 @@ def _check_semantics(params: dict, root: Path) -> None:
     if cut["onnx_model"] and not (root / cut["onnx_model"]).is_file():
         raise ParamsError(f"cutout.onnx_model: no such file: {cut['onnx_model']}")
     _check_models(params)
+    _check_cam(params, root)
     weights = params["inception"]["weights"]
     if weights and not (root / weights).is_file():
         raise ParamsError(f"inception.weights: no such file: {weights} (relative to the folder of params.yaml)")
@@ -401,6 +468,9 @@ def _check_semantics(params: dict, root: Path) -> None:
                 "(create it, even empty: it is the collect stage's tracked input)"
             )
         for i, src in enumerate(ds["sources"]):
+            clarity = src.get("parts_clarity")
+            if isinstance(clarity, list) and clarity[0] > clarity[1]:
+                raise ParamsError(f"datasets.{name}.sources[{i}].parts_clarity: a range is [lo, hi] with lo <= hi")
             if "path" not in src:
                 continue
             key = f"datasets.{name}.sources[{i}].path"
@@ -436,12 +506,71 @@ def _check_models(params: dict) -> None:
         if m["dataset"] not in params["datasets"]:
             known = ", ".join(sorted(params["datasets"]))
             raise ParamsError(f"models.{name}.dataset: no such dataset {m['dataset']!r} (declared: {known})")
+        usable = split_names(params, m["dataset"])
+        if m["split"] not in usable:
+            raise ParamsError(
+                f"models.{name}.split: {m['split']!r} is not a split of dataset {m['dataset']!r} "
+                f"(usable: {', '.join(usable)}; a CAM selection must select from the model's dataset)"
+            )
         problem = FAMILIES[m["family"]].check(m, params["datasets"][m["dataset"]]["size"])
         if problem:
             key, message = problem
             raise ParamsError(f"models.{name}.{key}: {message}")
         if m["train"]["ema"]["beta"] == 0 and params["sample"]["use_ema"]:
             raise ParamsError(f"models.{name}.train.ema.beta: 0 keeps no EMA, but sample.use_ema is true")
+
+
+RANDOM_SUFFIX = "_random"  # <selection>_random: the random control of the same size as the selection
+
+
+def split_names(params: dict, dataset_name: str) -> list[str]:
+    """The splits a model on ``dataset_name`` may train on: the dataset's own, and each CAM selection
+    from it with its random control (their files are ``data/splits/<name>.json``)."""
+    sel = sorted(s for s, v in params["cam"]["selections"].items() if v["dataset"] == dataset_name)
+    return [dataset_name] + [n for s in sel for n in (s, s + RANDOM_SUFFIX)]
+
+
+def _check_cam(params: dict, root: Path) -> None:
+    datasets = params["datasets"]
+    for name, c in params["cam"]["classifiers"].items():
+        key = f"cam.classifiers.{name}"
+        for role in ("positive", "negative"):
+            if c[role] not in datasets:
+                raise ParamsError(f"{key}.{role}: no such dataset {c[role]!r}")
+        if c["positive"] == c["negative"]:
+            raise ParamsError(f"{key}.negative: the same dataset as positive ({c['positive']!r})")
+        sizes = {datasets[c[r]]["size"] for r in ("positive", "negative")}
+        if len(sizes) > 1:
+            raise ParamsError(f"{key}: the two classes have different sizes {sorted(sizes)}; one classifier input size")
+        if c["weights"] and c["arch"] == "small_cnn":
+            raise ParamsError(f"{key}.weights: small_cnn has no pretrained weights; use null or a torchvision arch")
+        if c["weights"] and not (root / c["weights"]).is_file():
+            raise ParamsError(f"{key}.weights: no such file: {c['weights']} (relative to the folder of params.yaml)")
+    taken = set(datasets)
+    for name, s in params["cam"]["selections"].items():
+        key = f"cam.selections.{name}"
+        for n in (name, name + RANDOM_SUFFIX):
+            if n in taken:
+                raise ParamsError(f"{key}: {n!r} would name two splits (data/splits/{n}.json); rename the selection")
+            taken.add(n)
+        if s["classifier"] not in params["cam"]["classifiers"]:
+            known = ", ".join(sorted(params["cam"]["classifiers"])) or "none"
+            raise ParamsError(f"{key}.classifier: no such classifier {s['classifier']!r} (declared: {known})")
+        if s["dataset"] not in datasets:
+            raise ParamsError(f"{key}.dataset: no such dataset {s['dataset']!r}")
+        clf = params["cam"]["classifiers"][s["classifier"]]
+        if datasets[s["dataset"]]["size"] != datasets[clf["positive"]]["size"]:
+            raise ParamsError(f"{key}.dataset: size {datasets[s['dataset']]['size']} differs from the classifier's "
+                              f"{datasets[clf['positive']]['size']}")  # fmt: skip
+        if s["score"] == "region_mass" and not s["regions"]:
+            raise ParamsError(f"{key}.regions: score region_mass needs at least one region")
+        for i, r in enumerate(s["regions"]):
+            if isinstance(r, list) and not (r[0] < r[2] and r[1] < r[3]):
+                raise ParamsError(f"{key}.regions[{i}]: a box is [x0, y0, x1, y1] with x0 < x1 and y0 < y1")
+        if s["select"] == "top_n" and (s["n"] is None or s["threshold"] is not None):
+            raise ParamsError(f"{key}.n: select top_n needs n (an integer) and threshold: null")
+        if s["select"] == "threshold" and (s["threshold"] is None or s["n"] is not None):
+            raise ParamsError(f"{key}.threshold: select threshold needs threshold (a number) and n: null")
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:
@@ -470,6 +599,15 @@ def model(params: dict, name: str) -> dict:
     except KeyError:
         known = ", ".join(sorted(params["models"])) or "none"
         raise ParamsError(f"models.{name}: no such model (declared: {known})") from None
+
+
+def section_entry(params: dict, section: str, group: str, name: str) -> dict:
+    """``params[section][group][name]`` (e.g. cam.selections.x), or a :class:`ParamsError` naming it."""
+    try:
+        return params[section][group][name]
+    except KeyError:
+        known = ", ".join(sorted(params[section][group])) or "none"
+        raise ParamsError(f"{section}.{group}.{name}: not declared (declared: {known})") from None
 
 
 def pair(params: dict, name: str) -> dict:

@@ -3,6 +3,7 @@
 # appear in dvc.yaml; tests/test_pipeline.py checks both against the real import graph).
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -24,12 +25,24 @@ SOURCES, RAW, CUTOUT, PROCESSED, SPLIT = (
 MODEL, TRAIN_METRICS, SAMPLES = paths.MODEL, paths.TRAIN_METRICS, paths.SAMPLES
 REFERENCE, EVALUATE, MODEL_METRICS, COMPARE = paths.REFERENCE, paths.EVALUATE, paths.MODEL_METRICS, paths.COMPARE
 PAIRS = sorted(config["compare"]["pairs"])
+CLASSIFIERS = sorted(config["cam"]["classifiers"])
+SELECTIONS = sorted(config["cam"]["selections"])
+CAM_CLASSIFIER, CAM_CLASSIFIER_METRICS = paths.CAM_CLASSIFIER, paths.CAM_CLASSIFIER_METRICS
+CAM_SELECTION, CAM_SELECTION_METRICS = paths.CAM_SELECTION, paths.CAM_SELECTION_METRICS
+CAM_SPLIT, CAM_RANDOM_SPLIT = paths.CAM_SPLIT, paths.CAM_RANDOM_SPLIT
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly these names (split and cam_select both write data/splits/)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
 wildcard_constraints:
-    dataset="[A-Za-z0-9][A-Za-z0-9_-]*",
+    dataset=one_of(DATASETS),
     model="[A-Za-z0-9][A-Za-z0-9_-]*",
     pair="[A-Za-z0-9][A-Za-z0-9_-]*",
+    classifier="[A-Za-z0-9][A-Za-z0-9_-]*",
+    selection=one_of(SELECTIONS),
 
 
 def P(key):
@@ -73,6 +86,8 @@ CODE = {
     "evaluate": code("stages/evaluate", *FEATURES, "metrics/kid", "metrics/mae"),
     "compare": code("stages/compare", "stages/evaluate", *FEATURES, "metrics/kid", "metrics/mae"),
     "summary": code("stages/summary"),
+    "cam_classifier": code("stages/cam_classifier", "cam/__init__", "cam/classifier", "device"),
+    "cam_select": code("stages/cam_select", "cam/__init__", "cam/scores", "cam/gradcam", "cam/classifier", "device"),
 }
 
 
@@ -97,5 +112,20 @@ def pair_input(path, role):
 
 
 def model_input(path):
-    """A path of the model's dataset (e.g. its processed images or its split file)."""
+    """A path of the model's dataset (e.g. its processed images)."""
     return lambda wc: path.format(dataset=config["models"][wc.model]["dataset"])
+
+
+def model_split(wc):
+    """The split file the model trains on: its dataset's, or a CAM selection's (models.<m>.split)."""
+    return SPLIT.format(dataset=config["models"][wc.model]["split"])
+
+
+def classifier_input(path, role):
+    """A path of the positive or negative dataset of a cam.classifiers entry."""
+    return lambda wc: path.format(dataset=config["cam"]["classifiers"][wc.classifier][role])
+
+
+def selection_input(path):
+    """A path of the dataset a cam.selections entry selects from."""
+    return lambda wc: path.format(dataset=config["cam"]["selections"][wc.selection]["dataset"])

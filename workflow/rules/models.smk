@@ -6,7 +6,7 @@
 rule train:
     input:
         images=model_input(PROCESSED),
-        split=model_input(SPLIT),
+        split=model_split,
         code=model_code("train"),
     output:
         model=directory(MODEL),
@@ -16,6 +16,7 @@ rule train:
         train=P("train"),
         family=model_param("family"),
         dataset=model_param("dataset"),
+        split=model_param("split"),
         loop=model_param("train"),
         net=model_param("net"),
     threads: cpu_threads("train")

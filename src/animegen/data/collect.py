@@ -102,9 +102,11 @@ def iter_url_list(path: Path, label: str, policy: FetchPolicy, workers: int, lic
             )  # fmt: skip
 
 
-def iter_synthetic(kind: str, style: str, variant: str, n: int, seed: int) -> Iterator[RawItem]:
+def iter_synthetic(
+    kind: str, style: str, variant: str, n: int, seed: int, parts_clarity: float | None = None
+) -> Iterator[RawItem]:
     label = f"synthetic:{kind}-{style}-{variant}"
-    for s in synthetic.generate(kind, style, variant, n, seed):
+    for s in synthetic.generate(kind, style, variant, n, seed, parts_clarity):
         buf = io.BytesIO()
         s.image.save(buf, format="PNG", compress_level=1)
         extra = {"parts": s.parts, "background": s.background, "clarity": round(float(s.clarity), 4)}

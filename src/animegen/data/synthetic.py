@@ -800,15 +800,22 @@ def _size(kind: str, rng: np.random.Generator) -> tuple[int, int]:
 
 
 def _sample(kind: str, style: str, variant: str, key: int, index: int, attempt: int,
-            clarity: float | None) -> _Sample:
+            clarity: float | tuple[float, float] | None) -> _Sample:
     """Attempt ``attempt`` at image ``index`` of a group.
 
-    The clarity is drawn even when given, so a given clarity changes nothing but eyes and mouth.
+    The clarity is drawn even when given, so a given clarity changes nothing but eyes and mouth.  A
+    (lo, hi) range maps the drawn value linearly onto it (same rank order as the default draw).
     """
     rng = np.random.default_rng([key, index, attempt])
     size = _size(kind, rng)
     drawn = rng.uniform(*_CLARITY_RANGE)
-    clarity = drawn if clarity is None else float(clarity)
+    if clarity is None:
+        clarity = drawn
+    elif isinstance(clarity, tuple):
+        lo, hi = clarity
+        clarity = lo + (hi - lo) * (drawn - _CLARITY_RANGE[0]) / (_CLARITY_RANGE[1] - _CLARITY_RANGE[0])
+    else:
+        clarity = float(clarity)
     background = _backdrop_kind(key, index)
     st = _style(style, variant)
     look = _look(rng, st, kind)
@@ -851,7 +858,8 @@ class _Distinct:
         return True
 
 
-def _samples(kind: str, style: str, variant: str, n: int, seed: int, parts_clarity: float | None) -> Iterator[_Sample]:
+def _samples(kind: str, style: str, variant: str, n: int, seed: int,
+             parts_clarity: float | tuple[float, float] | None) -> Iterator[_Sample]:  # fmt: skip
     """The group's first ``n`` samples.
 
     An attempt that nearly duplicates an earlier image of the group (judged on the normal
@@ -870,7 +878,7 @@ def _samples(kind: str, style: str, variant: str, n: int, seed: int, parts_clari
         yield sample
 
 
-def _check(kind: str, style: str, variant: str, n: int, seed: int, parts_clarity: float | None) -> None:
+def _check(kind: str, style: str, variant: str, n: int, seed: int, parts_clarity) -> None:
     for label, value, allowed in (("kind", kind, KINDS), ("style", style, STYLES), ("variant", variant, VARIANTS)):
         if value not in allowed:
             raise ValueError(f"unknown {label} {value!r}; expected one of {', '.join(allowed)}")
@@ -878,18 +886,22 @@ def _check(kind: str, style: str, variant: str, n: int, seed: int, parts_clarity
         raise ValueError(f"n must be a non-negative integer, got {n!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an integer, got {seed!r}")
-    if parts_clarity is not None and not 0.0 <= parts_clarity <= 1.0:
-        raise ValueError(f"parts_clarity must be in [0, 1] or None, got {parts_clarity!r}")
+    if isinstance(parts_clarity, tuple):
+        if len(parts_clarity) != 2 or not 0.0 <= parts_clarity[0] <= parts_clarity[1] <= 1.0:
+            raise ValueError(f"a parts_clarity range must be (lo, hi) with 0 <= lo <= hi <= 1, got {parts_clarity!r}")
+    elif parts_clarity is not None and not 0.0 <= parts_clarity <= 1.0:
+        raise ValueError(f"parts_clarity must be in [0, 1], a (lo, hi) range or None, got {parts_clarity!r}")
 
 
 def generate(
-    kind: str, style: str, variant: str, n: int, seed: int, parts_clarity: float | None = None
+    kind: str, style: str, variant: str, n: int, seed: int, parts_clarity: float | tuple[float, float] | None = None
 ) -> Iterator[SyntheticImage]:
     """Yield the first ``n`` images of one (kind, style, variant) group.
 
     Image i depends on (seed, kind, style, variant, i) only, never on ``n``, and is no
     near-duplicate of an earlier image of the group.  ``parts_clarity`` fixes how visibly eyes
-    and mouth are drawn (0 absent, 1 bold); None draws it per image uniformly from [0.3, 1.0].
+    and mouth are drawn (0 absent, 1 bold); None draws it per image uniformly from [0.3, 1.0], and a
+    (lo, hi) tuple uniformly from [lo, hi].
     Arguments are checked at call time, images are drawn lazily.
     """
     _check(kind, style, variant, n, seed, parts_clarity)

@@ -48,9 +48,14 @@ def write_image_stage_outputs(
     return report
 
 
-def load_split_images(root: Path, dataset: str, part: str = "train") -> tuple[list[str], np.ndarray]:
-    """The ``part`` split of a processed dataset as ids and one uint8 array (N, H, W, 3)."""
-    split_path = root / paths.SPLIT.format(dataset=dataset)
+def load_split_images(
+    root: Path, dataset: str, part: str = "train", split: str | None = None
+) -> tuple[list[str], np.ndarray]:
+    """The ``part`` split of a processed dataset as ids and one uint8 array (N, H, W, 3).
+
+    ``split`` names another split file of the dataset (a CAM selection, ``data/splits/<split>.json``).
+    """
+    split_path = root / paths.SPLIT.format(dataset=split or dataset)
     ids = json.loads(split_path.read_text())[part]
     folder = root / paths.PROCESSED.format(dataset=dataset) / "images"
     arrays = []

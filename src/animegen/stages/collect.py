@@ -28,6 +28,13 @@ from animegen.io import atomic_dir, save_png
 from animegen.stages import write_image_stage_outputs
 
 
+def _clarity(value):
+    """params' parts_clarity: null, a number, or [lo, hi] (the generator takes a tuple for a range)."""
+    if isinstance(value, list):  # lo <= hi is checked with params.yaml
+        return (float(value[0]), float(value[1]))
+    return value
+
+
 def iter_sources(specs: list[dict], src_root: Path, c: dict):
     caps = ArchiveCaps(**c["archive"])
     u = dict(c["urls"])
@@ -37,7 +44,9 @@ def iter_sources(specs: list[dict], src_root: Path, c: dict):
         t = spec["type"]
         lic = {"license": spec.get("license", ""), "credit": spec.get("credit", "")}
         if t == "synthetic":
-            yield from iter_synthetic(spec["kind"], spec["style"], spec["variant"], spec["n"], spec["seed"])
+            yield from iter_synthetic(
+                spec["kind"], spec["style"], spec["variant"], spec["n"], spec["seed"], _clarity(spec.get("parts_clarity"))
+            )
         elif t == "folder":
             yield from iter_folder(src_root / spec["path"], f"folder:{spec['path']}", **lic)
         elif t == "archive":

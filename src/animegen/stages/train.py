@@ -1,7 +1,8 @@
 """Stage ``train``: train one model of ``params.yaml``'s ``models:`` on its dataset's train split.
 
-Reads:  ``data/processed/<dataset>/images/`` and ``data/splits/<dataset>.json``; ``params.yaml``
-        sections ``train`` (the loop) and ``models.<name>`` (``family``, ``dataset``, ``train``, ``net``).
+Reads:  ``data/processed/<dataset>/images/`` and ``data/splits/<split>.json`` (``split`` is the dataset
+        itself, or a CAM selection of it and its random control); ``params.yaml`` sections ``train``
+        (the loop) and ``models.<name>`` (``family``, ``dataset``, ``split``, ``train``, ``net``).
 Writes: ``data/models/<name>/`` with ``model.pt`` (every network's weights and the EMA generator's,
         plus what sampling needs to rebuild the model) and ``train.json`` (steps done, why it stopped,
         resume, refused checkpoints, parameter counts, device); ``metrics/train/<name>/``
@@ -34,9 +35,9 @@ MODEL_FORMAT = 1
 
 def run(params: dict, name: str, root: Path) -> dict:
     m = config.model(params, name)
-    ids, images = load_split_images(root, m["dataset"])
+    ids, images = load_split_images(root, m["dataset"], split=m["split"])
     if len(ids) < 2:
-        raise StageError(f"train {name}: the train split of {m['dataset']} has {len(ids)} image(s); need at least 2")
+        raise StageError(f"train {name}: the train split {m['split']} of {m['dataset']} has {len(ids)} image(s); need at least 2")
     size = images.shape[1]
     cfg = LoopConfig.from_params(params["train"], m["train"])
     try:
@@ -59,7 +60,7 @@ def run(params: dict, name: str, root: Path) -> dict:
     ).hexdigest()
     ckpt_dir = root / paths.CHECKPOINTS.format(model=name)
     log = lambda msg: print(f"train {name}: {msg}", file=sys.stderr, flush=True)  # noqa: E731
-    log(f"{m['family']} on {len(ids)} images of {m['dataset']} at {size} px, device {device}, "
+    log(f"{m['family']} on {len(ids)} images of {m['dataset']} (split {m['split']}) at {size} px, device {device}, "
         f"parameters {model.n_parameters()}")  # fmt: skip
 
     try:
@@ -68,7 +69,7 @@ def run(params: dict, name: str, root: Path) -> dict:
         raise StageError(f"train {name}: {e}") from None
 
     summary = {
-        "model": name, "family": m["family"], "dataset": m["dataset"], "n_train_images": len(ids),
+        "model": name, "family": m["family"], "dataset": m["dataset"], "split": m["split"], "n_train_images": len(ids),
         "image_size": size, "device": device.type, "steps_done": result.steps_done,
         "steps_asked": cfg.steps, "stop_reason": result.stop_reason,
         "time_budget_hours": cfg.time_budget_hours, "resumed_from_step": result.resumed_from_step,

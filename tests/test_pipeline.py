@@ -28,8 +28,9 @@ BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
 DATA_STAGES = ["collect", "cutout", "resize", "split", "reference"]
 MODEL_STAGES = ["train", "sample", "evaluate"]
-FLAGS = {**dict.fromkeys(DATA_STAGES, "--dataset"), **dict.fromkeys(MODEL_STAGES, "--model"), "compare": "--pair"}
-GPU_STAGES = {"train", "sample", "reference", "evaluate", "compare"}
+FLAGS = {**dict.fromkeys(DATA_STAGES, "--dataset"), **dict.fromkeys(MODEL_STAGES, "--model"), "compare": "--pair",
+         "cam_classifier": "--classifier", "cam_select": "--selection"}  # fmt: skip
+GPU_STAGES = {"train", "sample", "reference", "evaluate", "compare", "cam_classifier", "cam_select"}
 
 # Tiny but real networks: every family trains a few steps and samples a few images on the CPU.
 TINY_NETS = {
@@ -54,6 +55,10 @@ def shrink(params: dict, n: int = 10, steps: int = 4) -> None:
                 src["n"] = n
     params["train"].update(checkpoint_every_steps=2, log_every=2)
     params["sample"].update(n=6, batch_size=4, grid=4)
+    for c in params["cam"]["classifiers"].values():
+        c.update(epochs=2, min_train_images=4)
+    for sel in params["cam"]["selections"].values():
+        sel.update(n=2, overlay_count=2)
     for m in params["models"].values():
         m["train"].update(steps=steps, batch_size=4)
         m["train"]["ema"]["update_after_step"] = 1
@@ -128,7 +133,10 @@ def test_gpu_stages_never_overlap_under_resources_gpu_1(ran: Path):
         report = json.loads(log.read_text().strip().splitlines()[-1])
         spans.append((report["started_at"], report["finished_at"], log.parent.name in GPU_STAGES))
     gpu = sorted((a, b) for a, b, is_gpu in spans if is_gpu)
-    assert len(gpu) == 3 * len(load_yaml(ran / "params.yaml")["models"]) + 6 + 4  # + reference per dataset, compare per pair
+    params = load_yaml(ran / "params.yaml")
+    # train/sample/evaluate per model, reference per dataset, compare per pair, the CAM stages
+    assert len(gpu) == (3 * len(params["models"]) + len(params["datasets"]) + len(params["compare"]["pairs"])
+                        + len(params["cam"]["classifiers"]) + len(params["cam"]["selections"]))  # fmt: skip
     assert len(spans) > len(gpu)
     for (_, end), (start, _) in zip(gpu, gpu[1:]):
         assert start >= end, "two GPU stages ran at the same time"
@@ -235,7 +243,9 @@ def _stale(ws: Path) -> tuple[set[str], set[str], set[str]]:
     return pending, status, would_run
 
 
-MODELS_OF_FACE_A_EARLY = ["train@*", "sample@*", "evaluate@*"]  # every demo model trains on face_a_early
+STUDY_C = ["dcgan_cam", "dcgan_cam_random"]  # on the CAM selection from face_a_mixed and its random control
+ALL_MODELS = ["train@*", "sample@*", "evaluate@*"]
+CAM = ["cam_classifier@*", "cam_select@*"]
 FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
 
 
@@ -243,13 +253,23 @@ FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
     "mutate, changed, stale",
     [
         (lambda p: p["resize"].update(margin=0.05), ["resize@*"],
-         ["resize@*", "split@*", *MODELS_OF_FACE_A_EARLY, *FROM_REFERENCE]),
+         ["resize@*", "split@*", *CAM, *ALL_MODELS, *FROM_REFERENCE]),
         (lambda p: p["datasets"]["body_a"].update(size=48), ["resize@body_a"],
          ["resize@body_a", "split@body_a", "reference@body_a"]),
         (lambda p: p["datasets"]["face_b_later"]["sources"][0].update(seed=40), ["collect@face_b_later"],
          ["collect@face_b_later", "cutout@face_b_later", "resize@face_b_later", "split@face_b_later",
           "reference@face_b_later", "compare@b_early_vs_b_later", "compare@a_later_vs_b_later", "summary"]),
-        (lambda p: p["split"].update(seed=1), ["split@*"], ["split@*", *MODELS_OF_FACE_A_EARLY, *FROM_REFERENCE]),
+        (lambda p: p["split"].update(seed=1), ["split@*"], ["split@*", *CAM, *ALL_MODELS, *FROM_REFERENCE]),
+        # the classifier's negative class feeds the classifier, the selection and the models on it only
+        (lambda p: p["datasets"]["face_a_faceless"]["sources"][0].update(seed=12), ["collect@face_a_faceless"],
+         ["collect@face_a_faceless", "cutout@face_a_faceless", "resize@face_a_faceless", "split@face_a_faceless",
+          "reference@face_a_faceless", *CAM, *[f"{s}@{m}" for m in STUDY_C for s in ("train", "sample", "evaluate")],
+          "summary"]),
+        # a CAM param reruns the selection and the models trained on it, nothing else
+        (lambda p: p["cam"]["selections"]["face_a_cam"].update(topk_percent=5.0), ["cam_select@face_a_cam"],
+         ["cam_select@face_a_cam", *[f"{s}@{m}" for m in STUDY_C for s in ("train", "sample", "evaluate")], "summary"]),
+        (lambda p: p["cam"]["classifiers"]["face_parts"].update(epochs=3), ["cam_classifier@face_parts"],
+         [*CAM, *[f"{s}@{m}" for m in STUDY_C for s in ("train", "sample", "evaluate")], "summary"]),
         (lambda p: p["collect"]["urls"].update(timeout=5.0), ["collect@*"], ["*"]),
         # reordering keys inside a section changes no value: nothing is stale in either tool
         (lambda p: p.__setitem__("cutout", dict(reversed(list(p["cutout"].items())))), [], []),
@@ -259,13 +279,14 @@ FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
         (lambda p: p["models"]["ddpm"]["sample"].update(sampling_timesteps=2), ["sample@ddpm"],
          ["sample@ddpm", "evaluate@ddpm", "summary"]),
         (lambda p: p["sample"].update(seed=1), ["sample@*"], ["sample@*", "evaluate@*", "summary"]),
-        (lambda p: p["train"].update(log_every=1), ["train@*"], ["train@*", "sample@*", "evaluate@*", "summary"]),
+        (lambda p: p["train"].update(log_every=1), ["train@*"], [*ALL_MODELS, "summary"]),
         # evaluation settings never touch the reference statistics, which every model reuses
         (lambda p: p["evaluate"].update(kid_subsets=50), ["evaluate@*"], ["evaluate@*", "summary"]),
         (lambda p: p["compare"].update(seed=1), ["compare@*"], ["compare@*", "summary"]),
         (lambda p: p["reference"].update(floor_splits=3), ["reference@*"], ["reference@*", "evaluate@*", "compare@*", "summary"]),
     ],
-    ids=["resize-section", "one-dataset-size", "one-dataset-sources", "split-seed", "collect-nested", "reorder",
+    ids=["resize-section", "one-dataset-size", "one-dataset-sources", "split-seed", "cam-negative-class",
+         "cam-selection", "cam-classifier", "collect-nested", "reorder",
          "one-model-net", "one-model-sampling", "sample-section", "train-section", "evaluate-section",
          "compare-section", "reference-section"],
 )  # fmt: skip

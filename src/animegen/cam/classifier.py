@@ -58,7 +58,13 @@ def build(arch: str, width: int = 16, depth: int = 3, weights: str | Path | None
     net = getattr(torchvision.models, arch)(weights=None)
     if weights:
         state = torch.load(weights, map_location="cpu", weights_only=True)
-        missing, unexpected = net.load_state_dict(state, strict=False)
+        if not isinstance(state, dict):
+            raise ValueError(f"{weights} is not a state dict")
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # the head is replaced below
+        try:
+            missing, unexpected = net.load_state_dict(state, strict=False)
+        except RuntimeError as e:
+            raise ValueError(f"{weights} is not a {arch} state dict ({' '.join(str(e).split())[:200]})") from None
         problems = [k for k in missing if not k.startswith("fc.")] + list(unexpected)
         if problems:
             raise ValueError(f"{weights} is not a {arch} state dict (mismatched keys: {problems[:5]})")
@@ -130,7 +136,7 @@ def fit(net: nn.Module, images: np.ndarray, labels: np.ndarray, cfg: FitConfig, 
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(idx)
         if not np.isfinite(total):

@@ -1,0 +1,294 @@
+"""CAM-based selection (study C): scores, Grad-CAM batching, the two stages on the demo data, bad inputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from animegen import config, paths
+from animegen.cam import classifier as clf
+from animegen.cam import gradcam
+from animegen.cam import scores as sc
+from animegen.stages import StageError
+from animegen.stages import cam_classifier as classifier_stage
+from animegen.stages import cam_select as select_stage
+from animegen.stages import collect, cutout, resize, split
+from animegen.stages import train as train_stage
+from conftest import assert_params_error, copy_workspace, dump_yaml, load_yaml
+
+DATASETS = ("face_a_early", "face_a_faceless", "face_a_mixed")
+
+# ------------------------------------------------------------------------------------------- scores
+
+
+def test_region_mass_is_one_inside_the_box_and_the_area_share_when_uniform():
+    box = [0.25, 0.25, 0.5, 0.75]
+    hot = np.zeros((32, 32))
+    hot[8:24, 8:16] = 1.0
+    assert sc.region_mass(hot, [box]) == pytest.approx(1.0)
+    assert sc.area_share([box], 32, 32) == pytest.approx(0.25 * 0.5)
+    assert sc.region_mass(np.ones((32, 32)), [box]) == pytest.approx(0.125)
+    # two overlapping boxes count their union once
+    assert sc.region_mass(np.ones((32, 32)), [box, box]) == pytest.approx(0.125)
+    half = hot.copy()
+    half[0:8, :] = 1.0  # the same mass again outside the box: 128 in, 256 out
+    assert sc.region_mass(half, [box]) == pytest.approx(128 / (128 + 256))
+
+
+def test_topk_mass_and_entropy_measure_concentration():
+    flat = np.ones((10, 10))
+    spike = np.zeros((10, 10))
+    spike[3, 4] = 1.0
+    assert sc.topk_mass(flat, 10) == pytest.approx(0.1)
+    assert sc.topk_mass(spike, 10) == pytest.approx(1.0)
+    assert sc.entropy(flat) == pytest.approx(1.0)
+    assert sc.entropy(spike) == pytest.approx(0.0)
+    two = np.zeros((10, 10))
+    two[0, :2] = 1.0
+    assert sc.entropy(two) == pytest.approx(math.log(2) / math.log(100))
+
+
+def test_a_map_without_mass_has_no_score_and_is_never_selected():
+    empty = np.zeros((8, 8))
+    assert all(math.isnan(sc.score(empty, m, [[0, 0, 1, 1]])) for m in sc.SCORES)
+    assert sc.select(["a", "b", "c"], [0.2, math.nan, 0.5], "region_mass", "threshold", threshold=0.0) == ["c", "a"]
+    with pytest.raises(ValueError, match="only 2 have a score"):
+        sc.select(["a", "b", "c"], [0.2, math.nan, 0.5], "region_mass", "top_n", n=3)
+
+
+@pytest.mark.parametrize("bad", [np.ones((2, 2, 2)), -np.ones((4, 4)), np.full((4, 4), np.nan)])
+def test_malformed_maps_are_refused(bad):
+    with pytest.raises(ValueError):
+        sc.region_mass(bad, [[0, 0, 1, 1]])
+
+
+def test_selection_ranks_by_concentration_with_stable_ties():
+    ids, values = ["d", "a", "c", "b"], [0.3, 0.9, 0.3, 0.1]
+    assert sc.select(ids, values, "topk_mass", "top_n", n=3) == ["a", "c", "d"]
+    assert sc.select(ids, values, "entropy", "top_n", n=2) == ["b", "c"]  # lower entropy is more concentrated
+    assert sc.select(ids, values, "entropy", "threshold", threshold=0.3) == ["b", "c", "d"]
+    control = sc.random_control(ids, 2, seed=7)
+    assert control == sc.random_control(list(reversed(ids)), 2, seed=7) and len(set(control)) == 2
+    assert control != sc.random_control(ids, 2, seed=8) or sc.random_control(ids, 2, seed=9) != control
+
+
+# --------------------------------------------------------------------------------------- Grad-CAM
+
+
+def _tiny_net(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    net = clf.build("small_cnn", 4, 2)
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+def test_batched_grad_cam_equals_one_image_at_a_time():
+    net = _tiny_net()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+    layer = gradcam.target_layer(net, "blocks.1")
+    batched, p_batched = gradcam.maps(net, layer, images, "small_cnn", 1, torch.device("cpu"), batch_size=6)
+    single, p_single = gradcam.maps(net, layer, images, "small_cnn", 1, torch.device("cpu"), batch_size=1)
+    assert batched.shape == (6, 16, 16) and batched.dtype == np.float32
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+    np.testing.assert_allclose(p_batched, p_single, atol=1e-6)
+    # one target per image: every image gets its own map (the library's one-element-list pitfall explains image 0 only)
+    assert all(not np.allclose(batched[0], batched[k]) for k in range(1, 6))
+    assert batched.min() >= 0 and batched.max() <= 1 + 1e-6
+
+
+def test_an_unknown_target_layer_lists_real_ones():
+    with pytest.raises(ValueError, match="no layer 'blocks.9'.*blocks"):
+        gradcam.target_layer(_tiny_net(), "blocks.9")
+
+
+def test_torchvision_backbones_build_with_a_two_class_head_and_refuse_foreign_weights(tmp_path):
+    net = clf.build("resnet18")
+    assert net.fc.out_features == 2 and clf.default_target_layer("resnet18", 3) == "layer4"
+    weights = tmp_path / "w.pt"
+    torch.save(clf.build("resnet18").state_dict(), weights)
+    clf.build("resnet18", weights=weights)  # a resnet18 state dict (its fc is replaced) loads
+    torch.save({"conv.weight": torch.zeros(1)}, weights)
+    with pytest.raises(ValueError, match="not a resnet18 state dict"):
+        clf.build("resnet18", weights=weights)
+
+
+# ------------------------------------------------------------------------------------ stages, demo
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> Path:
+    """The demo's three CAM datasets through collect -> split, the demo classifier and selection."""
+    ws = copy_workspace(tmp_path_factory.mktemp("cam") / "ws")
+    params = load_yaml(ws / "params.yaml")
+    params["datasets"] = {k: params["datasets"][k] for k in DATASETS}
+    params["datasets"]["face_a_early"]["sources"] = params["datasets"]["face_a_early"]["sources"][:1]
+    params["models"] = {k: params["models"][k] for k in ("dcgan_cam", "dcgan_cam_random")}
+    params["compare"]["pairs"] = {}
+    params["cam"]["cpu_threads"] = 1
+    params["train"]["cpu_threads"] = 1
+    dump_yaml(params, ws / "params.yaml")
+    p = config.load_params(ws / "params.yaml")
+    for ds in DATASETS:
+        for stage in (collect, cutout, resize, split):
+            stage.run(p, ds, ws)
+    classifier_stage.run(p, "face_parts", ws)
+    select_stage.run(p, "face_a_cam", ws)
+    return ws
+
+
+def _params(ws: Path) -> dict:
+    return config.load_params(ws / "params.yaml")
+
+
+def _metrics(ws: Path) -> dict:
+    return json.loads((ws / paths.CAM_SELECTION_METRICS.format(selection="face_a_cam")).read_text())
+
+
+def test_the_classifier_separates_the_classes_on_held_out_images(ws):
+    m = json.loads((ws / paths.CAM_CLASSIFIER_METRICS.format(classifier="face_parts")).read_text())
+    assert m["n_test"]["positive"] > 0 and m["n_test"]["negative"] > 0
+    assert m["balanced_accuracy"] >= 0.9, m
+    blob = torch.load(ws / paths.CAM_CLASSIFIER.format(classifier="face_parts") / "classifier.pt", weights_only=True)
+    assert blob["classes"] == {"0": "face_a_faceless", "1": "face_a_early"} and blob["default_target_layer"] == "blocks.1"
+
+
+def test_cam_mass_falls_on_the_drawn_parts_and_selection_prefers_clear_parts(ws):
+    m = _metrics(ws)
+    # the CAM of "has a face" concentrates on the eyes and mouth the generator drew ...
+    assert m["parts_mass_mean"] > 2.5 * m["parts_area_mean"], m
+    # ... and the most concentrated images are those whose parts are drawn clearly
+    assert m["spearman_score_clarity"] > 0.15, m
+    assert m["clarity_mean_selected"] > m["clarity_mean_random"] + 0.05, m
+    assert m["score_mean_selected"] > m["score_mean_random"]
+
+
+def test_scores_csv_ranks_every_image_and_the_splits_hold_the_selection(ws):
+    p = _params(ws)["cam"]["selections"]["face_a_cam"]
+    with open(ws / paths.CAM_SELECTION.format(selection="face_a_cam") / "scores.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    base = json.loads((ws / paths.SPLIT.format(dataset="face_a_mixed")).read_text())
+    assert sorted(r["id"] for r in rows) == sorted(base["train"])
+    scores = [float(r["score"]) for r in rows]
+    assert [int(r["rank"]) for r in rows] == list(range(1, len(rows) + 1)) and scores == sorted(scores, reverse=True)
+    kept = [r["id"] for r in rows if r["selected"] == "True"]
+    assert kept == [r["id"] for r in rows[: p["n"]]]
+    sel = json.loads((ws / paths.CAM_SPLIT.format(selection="face_a_cam")).read_text())
+    ctl = json.loads((ws / paths.CAM_RANDOM_SPLIT.format(selection="face_a_cam")).read_text())
+    assert sel["train"] == sorted(kept) and sel["test"] == ctl["test"] == base["test"]
+    assert len(ctl["train"]) == p["n"] and set(ctl["train"]) <= set(base["train"]) and ctl["train"] != sel["train"]
+    assert sorted(r["id"] for r in rows if r["random_control"] == "True") == ctl["train"]
+    for name in ("overlay_top.png", "overlay_bottom.png"):
+        with Image.open(ws / paths.CAM_SELECTION.format(selection="face_a_cam") / name) as im:
+            assert im.size == (8 * 128, 2 * (128 + 14))  # 16 tiles of 128 px, a label row each
+
+
+def test_selection_is_reproducible(ws, tmp_path):
+    out = ws / paths.CAM_SELECTION.format(selection="face_a_cam")
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    select_stage.run(_params(ws), "face_a_cam", ws)
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+
+
+def test_a_model_trains_on_the_selection(ws):
+    params = load_yaml(ws / "params.yaml")
+    m = params["models"]["dcgan_cam"]
+    m["train"].update(steps=2, batch_size=4)
+    m["net"].update(nz=8, ngf=4, ndf=4)
+    dump_yaml(params, ws / "params.yaml")
+    try:
+        train_stage.run(_params(ws), "dcgan_cam", ws)
+    finally:
+        shutil.rmtree(ws / "data/checkpoints", ignore_errors=True)
+    summary = json.loads((ws / paths.MODEL.format(model="dcgan_cam") / "train.json").read_text())
+    assert summary["split"] == "face_a_cam" and summary["n_train_images"] == _params(ws)["cam"]["selections"]["face_a_cam"]["n"]
+
+
+# ------------------------------------------------------------------------------------ bad inputs
+
+
+def _edited(ws: Path, tmp_path: Path, edit) -> tuple[Path, dict]:
+    """A copy of the fixture workspace (outputs included) with params changed by ``edit``."""
+    copy = tmp_path / "ws"
+    shutil.copytree(ws, copy)
+    params = load_yaml(copy / "params.yaml")
+    edit(params)
+    dump_yaml(params, copy / "params.yaml")
+    return copy, config.load_params(copy / "params.yaml")
+
+
+def test_a_class_with_too_few_images_stops_the_classifier(ws, tmp_path):
+    copy, p = _edited(ws, tmp_path, lambda q: q["cam"]["classifiers"]["face_parts"].update(min_train_images=500))
+    with pytest.raises(StageError, match=r"class positive \(face_a_early\) has \d+ train images, fewer than "
+                                         r"cam.classifiers.face_parts.min_train_images = 500"):  # fmt: skip
+        classifier_stage.run(p, "face_parts", copy)
+
+
+def test_a_corrupt_image_stops_the_classifier_and_names_it(ws, tmp_path):
+    copy, p = _edited(ws, tmp_path, lambda q: None)
+    victim = json.loads((copy / paths.SPLIT.format(dataset="face_a_faceless")).read_text())["train"][3]
+    (copy / paths.PROCESSED.format(dataset="face_a_faceless") / "images" / f"{victim}.png").write_bytes(b"\x89PNG broken")
+    before = (copy / paths.CAM_CLASSIFIER_METRICS.format(classifier="face_parts")).read_bytes()
+    with pytest.raises(StageError, match=f"face_a_faceless: cannot read processed image {victim}.png"):
+        classifier_stage.run(p, "face_parts", copy)
+    assert (copy / paths.CAM_CLASSIFIER_METRICS.format(classifier="face_parts")).read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda s: s.update(n=10_000), r"cam.selections.face_a_cam.n: top_n asks for 10000 images"),
+        (lambda s: s.update(select="threshold", n=None, threshold=0.99), r"cam.selections.face_a_cam.threshold: no image reaches 0.99"),
+        (lambda s: s.update(regions=["left_eye", "tail"]), r"cam.selections.face_a_cam.regions: image \w+ has no part 'tail'"),
+        (lambda s: s.update(target_layer="blocks.7"), r"cam.selections.face_a_cam.target_layer: no layer 'blocks.7'"),
+    ],
+    ids=["n-too-large", "threshold-too-strict", "unknown-part", "unknown-layer"],
+)  # fmt: skip
+def test_bad_selections_stop_with_the_key(ws, tmp_path, edit, message):
+    copy, p = _edited(ws, tmp_path, lambda q: edit(q["cam"]["selections"]["face_a_cam"]))
+    with pytest.raises(StageError, match=message):
+        select_stage.run(p, "face_a_cam", copy)
+
+
+def test_other_scores_and_fixed_boxes_run(ws, tmp_path):
+    def edit(q):
+        q["cam"]["selections"]["face_a_cam"].update(score="entropy", regions=[[0.2, 0.3, 0.8, 0.7]], n=5)
+
+    copy, p = _edited(ws, tmp_path, edit)
+    select_stage.run(p, "face_a_cam", copy)
+    m = json.loads((copy / paths.CAM_SELECTION_METRICS.format(selection="face_a_cam")).read_text())
+    assert m["score"] == "entropy" and not m["higher_is_more_concentrated"] and m["n_selected"] == 5
+    assert m["score_mean_selected"] < m["score_mean_all"]
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda p: p["cam"]["selections"]["face_a_cam"].update(classifier="nope"), r"cam.selections.face_a_cam.classifier: no such classifier 'nope'"),
+        (lambda p: p["cam"]["classifiers"]["face_parts"].update(negative="face_a_early"), r"cam.classifiers.face_parts.negative: the same dataset"),
+        (lambda p: p["cam"]["classifiers"]["face_parts"].update(negative="body_a"), r"cam.classifiers.face_parts: the two classes have different sizes"),
+        (lambda p: p["cam"]["classifiers"]["face_parts"].update(arch="vgg"), r"cam.classifiers.face_parts.arch: 'vgg' is not one of"),
+        (lambda p: p["cam"]["classifiers"]["face_parts"].update(weights="w.pt"), r"cam.classifiers.face_parts.weights: small_cnn has no pretrained"),
+        (lambda p: p["cam"]["classifiers"]["face_parts"].update(arch="resnet18", weights="missing.pt"), r"cam.classifiers.face_parts.weights: no such file"),
+        (lambda p: p["cam"]["selections"]["face_a_cam"].update(n=None), r"cam.selections.face_a_cam.n: select top_n needs n"),
+        (lambda p: p["cam"]["selections"]["face_a_cam"].update(regions=[[0.5, 0.1, 0.2, 0.3]]), r"cam.selections.face_a_cam.regions\[0\]: a box is"),
+        (lambda p: p["cam"]["selections"]["face_a_cam"].update(regions=[[0.5, 0.1, 1.2, 0.3]]), r"cam.selections.face_a_cam.regions\[0\]"),
+        (lambda p: p["cam"]["selections"]["face_a_cam"].update(score="gini"), r"cam.selections.face_a_cam.score: 'gini' is not one of"),
+        (lambda p: p["cam"]["selections"].update(face_a_later=p["cam"]["selections"]["face_a_cam"]), r"cam.selections.face_a_later: 'face_a_later' would name two splits"),
+        (lambda p: p["models"]["dcgan"].update(split="face_a_cam"), r"models.dcgan.split: 'face_a_cam' is not a split of dataset 'face_a_early'"),
+        (lambda p: p["models"]["dcgan_cam"].update(split="face_a_cam_control"), r"models.dcgan_cam.split: .*usable: face_a_mixed, face_a_cam, face_a_cam_random"),
+        (lambda p: p["datasets"]["face_a_mixed"]["sources"][0].update(parts_clarity=[0.9, 0.1]), r"datasets.face_a_mixed.sources\[0\].parts_clarity: a range is"),
+    ],
+)  # fmt: skip
+def test_bad_cam_params_name_the_key(mutate, message):
+    assert_params_error(mutate, message)

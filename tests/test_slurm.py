@@ -54,6 +54,7 @@ def ran(cluster, tmp_path_factory) -> dict:
     params["datasets"] = {d: params["datasets"][d] for d in DATASETS}
     params["models"] = {MODEL: params["models"][MODEL]}
     params["compare"]["pairs"] = {PAIR: params["compare"]["pairs"][PAIR]}
+    params["cam"].update(classifiers={}, selections={})  # their datasets are not in this DAG
     shrink(params)
     dump_yaml(params, ws / "params.yaml")
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
@@ -127,7 +128,7 @@ def test_every_stage_ran_once_as_a_completed_slurm_job(ran):
 
 def test_gpu_stages_ran_in_the_gpu_partition_with_one_gpu(ran):
     gpu_jobs = {key: recs[0] for key, recs in ran["jobs"].items() if key[0] in GPU_STAGES}
-    assert {k[0] for k in gpu_jobs} == GPU_STAGES
+    assert {k[0] for k in gpu_jobs} == GPU_STAGES - {"cam_classifier", "cam_select"}  # no CAM in this DAG
     for key, rec in gpu_jobs.items():
         assert rec["Partition"] == "gpu", (key, rec["Partition"])
         assert rec.get("TresPerNode") == "gres:gpu:1", (key, rec.get("TresPerNode"))  # sbatch --gres=gpu:1
@@ -161,6 +162,16 @@ def test_memory_runtime_and_cpus_are_the_profiles(ran):
         assert mem_mb(rec) == want["mem_mb"], (rule, rec["MinMemoryNode"])
         assert minutes(rec["TimeLimit"]) == want["runtime"], (rule, rec["TimeLimit"])
         assert int(rec["NumCPUs"]) == prof["set-threads"].get(rule, 1), (rule, rec["NumCPUs"])
+
+
+def test_the_profile_sends_every_gpu_stage_to_the_gpu_partition():
+    """Static: every rule that declares resources gpu=1 (the CAM stages too, absent from the run) is mapped."""
+    rules = "".join(p.read_text() for p in (REPO / "workflow/rules").glob("*.smk"))
+    declared = set(re.findall(r"^rule (\w+):(?:(?!^rule ).)*?^\s+gpu=1,", rules, flags=re.M | re.S))
+    assert declared == GPU_STAGES
+    for rule in declared:
+        assert profile()["set-resources"][rule]["slurm_partition"] == "gpu", rule
+        assert profile()["set-resources"][rule]["gres"] == "gpu:1", rule
 
 
 def test_outputs_exist(ran):

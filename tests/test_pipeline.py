@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import REPO, copy_workspace, dump_yaml, git, load_yaml
 
@@ -379,3 +380,61 @@ def test_an_interrupted_stage_leaves_no_output_and_reruns_cleanly(ran: Path, tmp
     assert len(list((out / "images").glob("*.png"))) == len(list(csv.DictReader(open(out / "manifest.csv"))))
     assert not list((ws / "data/raw").glob(".*.partial"))
     shutil.rmtree(ws)
+
+
+REPORT_SECTIONS = ["Metrics", "Dataset comparison", "Samples", "Memorisation audit", "Training curves", "CAM selection"]
+
+
+@pytest.fixture(scope="module")
+def report(ran: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    sh(ran, "snakemake", "--report", str(out), "--cores", "1")
+    return out
+
+
+def test_the_report_has_every_section_and_caption(ran: Path, report: Path):
+    html = report.read_text()
+    for section in REPORT_SECTIONS:
+        assert section in html, section
+    for caption in ("Table 2 for every model", "NWI validity", "Memorisation audit of model", "Training losses of model",
+                    "Grad-CAM of selection", "sampled from model"):  # fmt: skip
+        assert caption in html, caption
+    # every captioned figure of the demo DAG is embedded: a grid, an audit and curves per model, two CAM overlays
+    models = load_yaml(ran / "params.yaml")["models"]
+    for name in models:
+        assert f"data/samples/{name}/grid.png" in html and f"data/evaluate/{name}/audit.png" in html
+        assert f"data/models/{name}/curves.png" in html
+    assert "data/cam/selections/face_a_cam/overlay_top.png" in html and "metrics/table.csv" in html
+    for caption in Path(REPO / "workflow/report").glob("*.rst"):
+        assert caption.read_text().strip(), f"empty caption {caption.name}"
+
+
+def _chromium() -> str:
+    """Debian's chromium, installed with apt when missing (root only); skip with the reason otherwise."""
+    found = shutil.which("chromium")
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("no chromium, and it cannot be installed here (needs root and apt-get)")
+    r = subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"],
+                       capture_output=True, text=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})  # fmt: skip
+    if r.returncode != 0 or not shutil.which("chromium"):
+        pytest.skip(f"apt-get install chromium failed: {r.stderr.strip()[-300:]}")
+    return shutil.which("chromium")
+
+
+def test_the_report_renders_in_headless_chromium(report: Path, tmp_path: Path):
+    chromium = _chromium()
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+             "--window-size=1280,1600", "--virtual-time-budget=15000"]  # fmt: skip
+    dom = subprocess.run([*flags, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=180)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    # the report is a JavaScript app: these names exist in the DOM only if its scripts ran without error
+    rendered = dom.stdout
+    assert sum(s in rendered for s in REPORT_SECTIONS) >= 4, rendered[-3000:]
+    shot = tmp_path / "report.png"
+    r = subprocess.run([*flags, f"--screenshot={shot}", report.as_uri()], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0 and shot.is_file(), r.stderr[-2000:]
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
+    assert pixels.shape == (1600, 1280)
+    assert pixels.std() > 10, "the screenshot is (nearly) one colour: an empty or broken page"

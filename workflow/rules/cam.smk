@@ -36,7 +36,13 @@ rule cam_select:
     output:
         split=CAM_SPLIT,
         random=CAM_RANDOM_SPLIT,
-        evidence=directory(CAM_SELECTION),
+        evidence=report(
+            directory(CAM_SELECTION),
+            patterns=["overlay_{end,top|bottom}.png"],
+            caption="../report/cam_overlay.rst",
+            category="CAM selection",
+            labels={"selection": "{selection}", "images": "{end}"},
+        ),
         metrics=CAM_SELECTION_METRICS,
     params:
         device=P("cam.device"),

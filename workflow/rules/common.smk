@@ -80,7 +80,7 @@ CODE = {
     "resize": code("data/__init__", "stages/resize", "data/resize"),
     "split": code("data/__init__", "stages/split", "data/split"),
     # + src/animegen/models/<family>.py of the model (see model_code)
-    "train": code("stages/train", "train", "models/base", "device"),
+    "train": code("stages/train", "train", "models/base", "device", "plots"),
     "sample": code("stages/sample", "train", "models/base", "device"),
     "reference": code("stages/reference", *FEATURES),
     "evaluate": code("stages/evaluate", *FEATURES, "metrics/kid", "metrics/mae"),

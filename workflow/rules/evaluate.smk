@@ -29,7 +29,13 @@ rule evaluate:
         split=model_input(SPLIT),
         code=CODE["evaluate"],
     output:
-        audit=directory(EVALUATE),
+        audit=report(
+            directory(EVALUATE),
+            patterns=["{figure,audit}.png"],
+            caption="../report/audit.rst",
+            category="Memorisation audit",
+            labels={"model": "{model}"},
+        ),
         metrics=MODEL_METRICS,
     params:
         inception=P("inception"),
@@ -74,7 +80,12 @@ rule summary:
         code=CODE["summary"],
     output:
         summary=paths.SUMMARY,
-        tables=paths.SUMMARY_TABLES,
+        table_md=paths.SUMMARY_TABLES[0],
+        table_csv=report(paths.SUMMARY_TABLES[1], caption="../report/metrics_table.rst", category="Metrics",
+                         labels={"table": "models (study A, Table 2)"}),
+        compare_md=paths.SUMMARY_TABLES[2],
+        compare_csv=report(paths.SUMMARY_TABLES[3], caption="../report/compare_table.rst",
+                           category="Dataset comparison", labels={"table": "NWI validity check"}),
     log:
         "logs/summary/summary.log",
     shell:

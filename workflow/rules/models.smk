@@ -9,7 +9,13 @@ rule train:
         split=model_split,
         code=model_code("train"),
     output:
-        model=directory(MODEL),
+        model=report(
+            directory(MODEL),
+            patterns=["{figure,curves}.png"],
+            caption="../report/curves.rst",
+            category="Training curves",
+            labels={"model": "{model}"},
+        ),
         metrics=TRAIN_METRICS + "/metrics.json",
         plots=directory(TRAIN_METRICS + "/plots"),
     params:
@@ -33,7 +39,13 @@ rule sample:
         MODEL,
         code=model_code("sample"),
     output:
-        directory(SAMPLES),
+        report(
+            directory(SAMPLES),
+            patterns=["{figure,grid}.png"],
+            caption="../report/samples.rst",
+            category="Samples",
+            labels={"model": "{model}"},
+        ),
     params:
         sample=P("sample"),
         family_sample=model_param("sample"),

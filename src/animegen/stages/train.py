@@ -4,7 +4,8 @@ Reads:  ``data/processed/<dataset>/images/`` and ``data/splits/<split>.json`` (`
         itself, or a CAM selection of it and its random control); ``params.yaml`` sections ``train``
         (the loop) and ``models.<name>`` (``family``, ``dataset``, ``split``, ``train``, ``net``).
 Writes: ``data/models/<name>/`` with ``model.pt`` (every network's weights and the EMA generator's,
-        plus what sampling needs to rebuild the model) and ``train.json`` (steps done, why it stopped,
+        plus what sampling needs to rebuild the model), ``curves.png`` (the loss curves with an EMA,
+        for people and the report) and ``train.json`` (steps done, why it stopped,
         resume, refused checkpoints, parameter counts, device); ``metrics/train/<name>/``
         (dvclive ``metrics.json`` and ``plots/``: the training curves).
 Keeps:  ``data/checkpoints/<name>/`` (not an output): the resumable state.  Rerunning the stage after an
@@ -26,6 +27,7 @@ import torch
 from animegen import config, paths
 from animegen.io import atomic_dir, save_torch_atomic, write_json_atomic
 from animegen.models import registry
+from animegen.plots import training_curves_png
 from animegen.stages import StageError, load_split_images
 from animegen.device import select_device, set_cpu_threads
 from animegen.train import LoopConfig, data_fingerprint, export_generator, train
@@ -85,6 +87,7 @@ def run(params: dict, name: str, root: Path) -> dict:
         }  # fmt: skip
         save_torch_atomic(tmp / "model.pt", blob)
         write_json_atomic(tmp / "train.json", summary)
+        (tmp / "curves.png").write_bytes(training_curves_png(result.history, f"{name} ({m['family']}) on {m['split']}"))
     with atomic_dir(root / paths.TRAIN_METRICS.format(model=name)) as tmp:
         shutil.copytree(ckpt_dir / "live", tmp, dirs_exist_ok=True)
     # Wall-clock time goes to the log only: on the CPU the outputs are byte-identical across reruns.

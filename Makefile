@@ -6,7 +6,7 @@ BIN    := $(CURDIR)/$(VENV)/bin
 CORES  ?= 2
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install demo demo-dvc test lint clean-data
+.PHONY: install demo demo-dvc report test lint clean-data
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,10 @@ demo: install
 
 demo-dvc: install
 	dvc repro
+
+# One HTML page with the metrics tables, sample grids, audits, training curves and CAM overlays of the last run.
+report: install
+	snakemake --report report.html
 
 test: install
 	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from animegen.io import save_torch_atomic, sha256_file, write_json_atomic
+from animegen.io import save_torch_atomic, sha256_file, write_bytes_atomic, write_json_atomic
 from animegen.models.base import GenerativeModel, StepContext
 
 CHECKPOINT_FORMAT = 1
@@ -167,12 +167,20 @@ class CheckpointError(Exception):
 
 
 def save_checkpoint(directory: Path, state: dict) -> Path:
-    """Write ``last.pt`` atomically with a ``last.json`` sidecar (step, SHA-256); keep the old one as ``prev``."""
+    """Write ``last.pt`` atomically with a ``last.json`` sidecar (step, SHA-256); keep the old one as ``prev``.
+
+    The order of the rotation matters: an interruption between any two file operations must leave a
+    pair that verifies.  Moving ``last.pt`` and then ``last.json`` did not (killed in between, ``prev.pt``
+    was the new file beside the old ``prev.json`` and ``last.pt`` was gone: both refused, the rerun started
+    from step 0).  Here ``prev.json`` takes ``last.json``'s content first (``last`` still verifies), then
+    ``last.pt`` becomes ``prev.pt`` (now ``prev`` verifies), and only then is ``last`` rewritten.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     last, last_meta = directory / "last.pt", directory / "last.json"
     if last.exists() and last_meta.exists():
+        write_bytes_atomic(directory / "prev.json", last_meta.read_bytes())
         os.replace(last, directory / "prev.pt")
-        os.replace(last_meta, directory / "prev.json")
+        last_meta.unlink()
     digest = save_torch_atomic(last, state)
     write_json_atomic(last_meta, {"step": state["step"], "sha256": digest, "fingerprint": state["fingerprint"]})
     return last

@@ -438,3 +438,11 @@ def test_the_report_renders_in_headless_chromium(report: Path, tmp_path: Path):
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
     assert pixels.shape == (1600, 1280)
     assert pixels.std() > 10, "the screenshot is (nearly) one colour: an empty or broken page"
+
+
+def test_dvc_plots_show_renders_every_models_training_curves(ran: Path, tmp_path: Path):
+    sh(ran, "dvc", "plots", "show", "-o", str(tmp_path / "plots"))
+    html = (tmp_path / "plots" / "index.html").read_text()
+    for name, m in load_yaml(ran / "params.yaml")["models"].items():
+        main = "loss" if m["family"] == "ddpm" else "loss_g"
+        assert f"metrics/train/{name}/plots/metrics/train/{main}.tsv" in html, name

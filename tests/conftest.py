@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 if "ANIMEGEN_CACHE" not in os.environ:
     os.environ["ANIMEGEN_CACHE"] = tempfile.mkdtemp(prefix="animegen-test-cache-")
     atexit.register(shutil.rmtree, os.environ["ANIMEGEN_CACHE"], True)
-WORKSPACE_FILES = ["Snakefile", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "workflow", "src", "data/sources"]
+WORKSPACE_FILES = ["Snakefile", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "workflow", "profiles", "src",
+                   "data/sources"]
 
 
 def copy_workspace(dest: Path) -> Path:
@@ -27,7 +28,9 @@ def copy_workspace(dest: Path) -> Path:
     dest.mkdir(parents=True)
     for name in WORKSPACE_FILES:
         src = REPO / name
-        if src.is_dir():
+        if src.is_symlink():  # profiles -> workflow/profiles: keep it a link, as in a clone
+            os.symlink(os.readlink(src), dest / name)
+        elif src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy2(src, dest / name)

@@ -446,3 +446,11 @@ def test_dvc_plots_show_renders_every_models_training_curves(ran: Path, tmp_path
     for name, m in load_yaml(ran / "params.yaml")["models"].items():
         main = "loss" if m["family"] == "ddpm" else "loss_g"
         assert f"metrics/train/{name}/plots/metrics/train/{main}.tsv" in html, name
+
+
+def test_a_plain_snakemake_command_uses_the_workstation_profile(ran: Path):
+    """`snakemake --cores 8 --resources gpu=1` (no --workflow-profile) finds workflow/profiles/default
+    through the top-level `profiles` link, so rerun-incomplete and the rest apply on a workstation."""
+    r = sh(ran, "snakemake", "-n", "--cores", "8", "--resources", "gpu=1")
+    assert "Using workflow specific profile profiles/default" in r.stdout + r.stderr
+    assert (ran / "profiles").is_symlink() and (ran / "profiles/default/config.yaml").is_file()

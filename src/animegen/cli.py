@@ -43,21 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--params", default="params.yaml", help="params file; its folder is the workspace root")
     sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
     sub.add_parser("validate", help="check params.yaml and exit", description="Check params.yaml and exit (0 ok, 2 bad).")
-    for name, text in DATASET_STAGES.items():
-        p = sub.add_parser(name, help=text, description=_stage_doc(name), formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--dataset", required=True, help="a dataset name declared under datasets: in params.yaml")
-    for name, text in MODEL_STAGES.items():
-        p = sub.add_parser(name, help=text, description=_stage_doc(name), formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--model", required=True, help="a model name declared under models: in params.yaml")
-    for name, text in PAIR_STAGES.items():
-        p = sub.add_parser(name, help=text, description=_stage_doc(name), formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--pair", required=True, help="a pair name declared under compare.pairs in params.yaml")
-    for name, text in CLASSIFIER_STAGES.items():
-        p = sub.add_parser(name, help=text, description=_stage_doc(name), formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--classifier", required=True, help="a classifier name declared under cam.classifiers")
-    for name, text in SELECTION_STAGES.items():
-        p = sub.add_parser(name, help=text, description=_stage_doc(name), formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--selection", required=True, help="a selection name declared under cam.selections")
+    groups = (
+        (DATASET_STAGES, "--dataset", "a dataset name declared under datasets: in params.yaml"),
+        (MODEL_STAGES, "--model", "a model name declared under models: in params.yaml"),
+        (PAIR_STAGES, "--pair", "a pair name declared under compare.pairs in params.yaml"),
+        (CLASSIFIER_STAGES, "--classifier", "a classifier name declared under cam.classifiers"),
+        (SELECTION_STAGES, "--selection", "a selection name declared under cam.selections"),
+    )
+    for stages, flag, flag_help in groups:
+        for name, text in stages.items():
+            p = sub.add_parser(name, help=text, description=_stage_doc(name), formatter_class=argparse.RawDescriptionHelpFormatter)
+            p.add_argument(flag, required=True, help=flag_help)
     for name, text in OTHER_STAGES.items():
         sub.add_parser(name, help=text, description=_stage_doc(name), formatter_class=argparse.RawDescriptionHelpFormatter)
     return parser

@@ -26,4 +26,5 @@ rule all:
         expand(REFERENCE, dataset=DATASETS),  # dvc.yaml makes one per dataset: same DAG in both tools
         expand(CAM_SELECTION_METRICS, selection=SELECTIONS),
         expand(SAMPLES, model=MODELS),
+        expand(TRACK_METRICS, model=MODELS),  # one per model in both tools; an untracked model's says so
         paths.SUMMARY,

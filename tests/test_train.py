@@ -43,7 +43,7 @@ TRAIN = {"seed": 3407, "device": "cpu", "cpu_threads": 0, "tf32": True, "checkpo
 def loop_cfg(steps: int, **over) -> LoopConfig:
     model_train = {
         "steps": steps, "time_budget_hours": 1.0, "batch_size": 4, "seed_offset": 0, "hflip": True,
-        "precision": "fp32", "ema": {"beta": 0.9, "update_after_step": 1, "update_every": 1},
+        "precision": "fp32", "track_fid_every": 0, "ema": {"beta": 0.9, "update_after_step": 1, "update_every": 1},
     }  # fmt: skip
     cfg = LoopConfig.from_params({**TRAIN, **over.pop("train", {})}, model_train)
     return LoopConfig(**{**cfg.__dict__, **over})

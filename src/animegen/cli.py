@@ -30,6 +30,7 @@ MODEL_STAGES = {
     "train": "train one model of params.yaml's models: (resumes from its last checkpoint)",
     "sample": "draw sample.n images from one trained model, plus a grid",
     "evaluate": "FID, KID, MAE, NWI, memorisation rate and audit image of one model's samples",
+    "track": "FID over training: every generator snapshot of one model (models.<m>.train.track_fid_every)",
 }
 PAIR_STAGES = {"compare": "FID, KID, MAE and NWI between the two datasets of a compare.pairs entry"}
 CLASSIFIER_STAGES = {"cam_classifier": "train a cam.classifiers entry (positive vs negative dataset) for Grad-CAM"}

@@ -104,6 +104,7 @@ MODEL_TRAIN = _obj(
         "seed_offset": NONNEG_INT,
         "hflip": BOOL,
         "precision": {"enum": ["fp32", "bf16", "fp16"]},
+        "track_fid_every": NONNEG_INT,  # 0: off; else a generator snapshot every N steps for the track stage
         "ema": _obj(
             {
                 "beta": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
@@ -270,6 +271,16 @@ SCHEMA = _obj(
             }
         ),
         "reference": _obj({"floor_splits": POS_INT, "seed": NONNEG_INT}),
+        "track": _obj(
+            {
+                "n": {"type": "integer", "minimum": 2},  # a covariance needs 2 samples
+                "batch_size": POS_INT,
+                "seed": NONNEG_INT,
+                "smoothing": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+                "device": DEVICE,
+                "cpu_threads": NONNEG_INT,
+            }
+        ),
         "evaluate": _obj(
             {
                 "kid_subsets": POS_INT,
@@ -487,7 +498,7 @@ def _check_semantics(params: dict, root: Path) -> None:
                 raise ParamsError(f"{key}: no such file: {SOURCES_ROOT}/{name}/{rel}")
 
 
-RESERVED_MODEL_NAMES = {"train", "models", "compare", "summary", "table"}  # would collide under metrics/
+RESERVED_MODEL_NAMES = {"train", "models", "compare", "summary", "table", "track"}  # would collide under metrics/
 
 
 def _check_models(params: dict) -> None:
@@ -516,6 +527,10 @@ def _check_models(params: dict) -> None:
         if problem:
             key, message = problem
             raise ParamsError(f"models.{name}.{key}: {message}")
+        every, steps = m["train"]["track_fid_every"], m["train"]["steps"]
+        if every > steps:
+            raise ParamsError(f"models.{name}.train.track_fid_every: {every} is more than steps ({steps}); "
+                              "FID would be tracked at the last step only (0 turns tracking off)")  # fmt: skip
         if m["train"]["ema"]["beta"] == 0 and params["sample"]["use_ema"]:
             raise ParamsError(f"models.{name}.train.ema.beta: 0 keeps no EMA, but sample.use_ema is true")
 

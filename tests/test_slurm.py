@@ -89,7 +89,7 @@ def slurm_jobs() -> dict[tuple[str, str], list[dict]]:
 def expected_jobs() -> set[tuple[str, str]]:
     """The jobs the shrunk params imply (rule, wildcard value); `all` runs in Snakemake itself."""
     jobs = {(rule, d) for rule in DATA_RULES for d in DATASETS}
-    jobs |= {(rule, MODEL) for rule in ("train", "sample", "evaluate")}
+    jobs |= {(rule, MODEL) for rule in ("train", "sample", "evaluate", "track")}
     return jobs | {("compare", PAIR), ("summary", "")}
 
 

@@ -151,7 +151,7 @@ def _workspace(tmp_path: Path, steps: int = 6, family: str = "dcgan") -> Path:
     name = next(n for n, m in params["models"].items() if m["family"] == family)
     params["models"] = {name: params["models"][name]}
     m = params["models"][name]
-    m["train"].update(steps=steps, batch_size=4)
+    m["train"].update(steps=steps, batch_size=4, track_fid_every=0)  # tests/test_track.py turns it on
     m["net"].update({k: v for k, v in TINY[family].items() if k not in ("lr", "betas")})
     if family == "ddpm":
         m["sample"]["sampling_timesteps"] = 3

@@ -57,7 +57,7 @@ def test_branch_switch_and_metrics_diff_with_both_tools(tmp_path: Path):
     ran = sync(ws, "run", "--", "snakemake", *SNAKEMAKE_ARGS)
     assert job_stats(ran.stdout + ran.stderr) == {"all": 1, "collect": 2, "cutout": 2, "resize": 2, "split": 2,
                                                   "reference": 2, "train": 1, "sample": 1, "evaluate": 1,
-                                                  "compare": 1, "summary": 1}  # fmt: skip
+                                                  "track": 1, "compare": 1, "summary": 1}  # fmt: skip
     assert not (ws / "dvc.lock").exists() and set(dvc_status(ws)) == stages
     recorded = sync(ws, "after-snakemake")
     assert "`dvc status` is clean" in recorded.stderr
@@ -74,13 +74,13 @@ def test_branch_switch_and_metrics_diff_with_both_tools(tmp_path: Path):
     assert params["models"][MODEL]["net"]["lr"] == 0.0002
     params["models"][MODEL]["net"]["lr"] = 0.0005
     dump_yaml(params, ws / "params.yaml")
-    assert snakemake_pending(ws) == {"train", "sample", "evaluate", "summary"}
+    assert snakemake_pending(ws) == {"train", "sample", "evaluate", "track", "summary"}
     lock_before = (ws / "dvc.lock").read_text()
     refused = sync(ws, "after-snakemake", check=False)  # recording now would call stale outputs up to date
     assert refused.returncode == 3 and "Snakemake still has jobs to run" in refused.stderr
     assert "train x1" in refused.stderr and (ws / "dvc.lock").read_text() == lock_before
     rerun = sync(ws, "snakemake", *SNAKEMAKE_ARGS)  # runs, then records, under one lock
-    assert job_stats(rerun.stdout + rerun.stderr) == {"all": 1, "train": 1, "sample": 1, "evaluate": 1, "summary": 1}
+    assert job_stats(rerun.stdout + rerun.stderr) == {"all": 1, "train": 1, "sample": 1, "evaluate": 1, "track": 1, "summary": 1}
     assert "`dvc status` is clean" in rerun.stderr and dvc_status(ws) == {}
     assert "Nothing to be done" in sh(ws, "snakemake", "-n", "--cores", "1").stdout
     git(ws, "add", "-A")
@@ -102,7 +102,7 @@ def test_branch_switch_and_metrics_diff_with_both_tools(tmp_path: Path):
     git(ws, "checkout", "-q", "lr")
     sh(ws, "dvc", "checkout", "-q")
     assert dvc_status(ws) == {} and {rel: tree_digest(ws, rel) for rel in MODEL_OUTS} == on_branch
-    assert {"train", "sample", "evaluate", "summary"} <= snakemake_pending(ws)
+    assert {"train", "sample", "evaluate", "track", "summary"} <= snakemake_pending(ws)
     assert "Snakemake and DVC both have nothing to do" in sync(ws, "after-dvc").stderr
     assert "Nothing to be done" in sh(ws, "snakemake", "-n", "--cores", "1").stdout
     repro = sync(ws, "repro")  # dvc repro + after-dvc: nothing runs

@@ -24,7 +24,8 @@ import torch
 import yaml
 
 from animegen.models import registry
-from animegen.train import LoopConfig, snapshot_steps, train
+from animegen.artifacts.model import SnapshotStore, snapshot_steps
+from animegen.train import LoopConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +52,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
                 train(model, data, cfg, torch.device("cpu"), Path(tmp), Path(tmp) / "live", "bench", log=lambda s: None,
-                      progress=False)  # fmt: skip
+                      progress=False, snapshots=SnapshotStore(Path(tmp) / "snapshots", "bench"))  # fmt: skip
                 times[every].append(time.perf_counter() - t0)
                 snaps = snapshot_steps(Path(tmp) / "snapshots")
                 if snaps:

@@ -17,7 +17,7 @@ from animegen import config, paths
 from animegen.cam import classifier as clf
 from animegen.cam import gradcam
 from animegen.cam import scores as sc
-from animegen.stages import StageError
+from animegen.errors import PipelineError
 from animegen.stages import cam_classifier as classifier_stage
 from animegen.stages import cam_select as select_stage
 from animegen.stages import collect, cutout, resize, split
@@ -174,7 +174,7 @@ def test_cam_mass_falls_on_the_drawn_parts_and_selection_prefers_clear_parts(ws)
 
 
 def test_scores_csv_ranks_every_image_and_the_splits_hold_the_selection(ws):
-    p = _params(ws)["cam"]["selections"]["face_a_cam"]
+    p = _params(ws)["cam_select"]["face_a_cam"]
     with open(ws / paths.CAM_SELECTION.format(selection="face_a_cam") / "scores.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     base = json.loads((ws / paths.SPLIT.format(dataset="face_a_mixed")).read_text())
@@ -211,7 +211,7 @@ def test_a_model_trains_on_the_selection(ws):
     finally:
         shutil.rmtree(ws / "data/checkpoints", ignore_errors=True)
     summary = json.loads((ws / paths.MODEL.format(model="dcgan_cam") / "train.json").read_text())
-    assert summary["split"] == "face_a_cam" and summary["n_train_images"] == _params(ws)["cam"]["selections"]["face_a_cam"]["n"]
+    assert summary["split"] == "face_a_cam" and summary["n_train_images"] == _params(ws)["cam_select"]["face_a_cam"]["n"]
 
 
 # ------------------------------------------------------------------------------------ bad inputs
@@ -228,9 +228,9 @@ def _edited(ws: Path, tmp_path: Path, edit) -> tuple[Path, dict]:
 
 
 def test_a_class_with_too_few_images_stops_the_classifier(ws, tmp_path):
-    copy, p = _edited(ws, tmp_path, lambda q: q["cam"]["classifiers"]["face_parts"].update(min_train_images=500))
-    with pytest.raises(StageError, match=r"class positive \(face_a_early\) has \d+ train images, fewer than "
-                                         r"cam.classifiers.face_parts.min_train_images = 500"):  # fmt: skip
+    copy, p = _edited(ws, tmp_path, lambda q: q["cam_classifier"]["face_parts"].update(min_train_images=500))
+    with pytest.raises(PipelineError, match=r"class positive \(face_a_early\) has \d+ train images, fewer than "
+                                         r"cam_classifier.face_parts.min_train_images = 500"):  # fmt: skip
         classifier_stage.run(p, "face_parts", copy)
 
 
@@ -239,7 +239,7 @@ def test_a_corrupt_image_stops_the_classifier_and_names_it(ws, tmp_path):
     victim = json.loads((copy / paths.SPLIT.format(dataset="face_a_faceless")).read_text())["train"][3]
     (copy / paths.PROCESSED.format(dataset="face_a_faceless") / "images" / f"{victim}.png").write_bytes(b"\x89PNG broken")
     before = (copy / paths.CAM_CLASSIFIER_METRICS.format(classifier="face_parts")).read_bytes()
-    with pytest.raises(StageError, match=f"face_a_faceless: cannot read processed image {victim}.png"):
+    with pytest.raises(PipelineError, match=rf"face_a_faceless/images/{victim}\.png: cannot be read"):
         classifier_stage.run(p, "face_parts", copy)
     assert (copy / paths.CAM_CLASSIFIER_METRICS.format(classifier="face_parts")).read_bytes() == before
 
@@ -247,22 +247,22 @@ def test_a_corrupt_image_stops_the_classifier_and_names_it(ws, tmp_path):
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda s: s.update(n=10_000), r"cam.selections.face_a_cam.n: top_n asks for 10000 images"),
-        (lambda s: s.update(select="threshold", n=None, threshold=0.99), r"cam.selections.face_a_cam.threshold: no image reaches 0.99"),
-        (lambda s: s.update(regions=["left_eye", "tail"]), r"cam.selections.face_a_cam.regions: image \w+ has no part 'tail'"),
-        (lambda s: s.update(target_layer="blocks.7"), r"cam.selections.face_a_cam.target_layer: no layer 'blocks.7'"),
+        (lambda s: s.update(n=10_000), r"cam_select.face_a_cam.n: top_n asks for 10000 images"),
+        (lambda s: s.update(select="threshold", n=None, threshold=0.99), r"cam_select.face_a_cam.threshold: no image reaches 0.99"),
+        (lambda s: s.update(regions=["left_eye", "tail"]), r"cam_select.face_a_cam.regions: image \w+ has no part 'tail'"),
+        (lambda s: s.update(target_layer="blocks.7"), r"cam_select.face_a_cam.target_layer: no layer 'blocks.7'"),
     ],
     ids=["n-too-large", "threshold-too-strict", "unknown-part", "unknown-layer"],
 )  # fmt: skip
 def test_bad_selections_stop_with_the_key(ws, tmp_path, edit, message):
-    copy, p = _edited(ws, tmp_path, lambda q: edit(q["cam"]["selections"]["face_a_cam"]))
-    with pytest.raises(StageError, match=message):
+    copy, p = _edited(ws, tmp_path, lambda q: edit(q["cam_select"]["face_a_cam"]))
+    with pytest.raises(PipelineError, match=message):
         select_stage.run(p, "face_a_cam", copy)
 
 
 def test_other_scores_and_fixed_boxes_run(ws, tmp_path):
     def edit(q):
-        q["cam"]["selections"]["face_a_cam"].update(score="entropy", regions=[[0.2, 0.3, 0.8, 0.7]], n=5)
+        q["cam_select"]["face_a_cam"].update(score="entropy", regions=[[0.2, 0.3, 0.8, 0.7]], n=5)
 
     copy, p = _edited(ws, tmp_path, edit)
     select_stage.run(p, "face_a_cam", copy)
@@ -274,17 +274,17 @@ def test_other_scores_and_fixed_boxes_run(ws, tmp_path):
 @pytest.mark.parametrize(
     "mutate, message",
     [
-        (lambda p: p["cam"]["selections"]["face_a_cam"].update(classifier="nope"), r"cam.selections.face_a_cam.classifier: no such classifier 'nope'"),
-        (lambda p: p["cam"]["classifiers"]["face_parts"].update(negative="face_a_early"), r"cam.classifiers.face_parts.negative: the same dataset"),
-        (lambda p: p["cam"]["classifiers"]["face_parts"].update(negative="body_a"), r"cam.classifiers.face_parts: the two classes have different sizes"),
-        (lambda p: p["cam"]["classifiers"]["face_parts"].update(arch="vgg"), r"cam.classifiers.face_parts.arch: 'vgg' is not one of"),
-        (lambda p: p["cam"]["classifiers"]["face_parts"].update(weights="w.pt"), r"cam.classifiers.face_parts.weights: small_cnn has no pretrained"),
-        (lambda p: p["cam"]["classifiers"]["face_parts"].update(arch="resnet18", weights="missing.pt"), r"cam.classifiers.face_parts.weights: no such file"),
-        (lambda p: p["cam"]["selections"]["face_a_cam"].update(n=None), r"cam.selections.face_a_cam.n: select top_n needs n"),
-        (lambda p: p["cam"]["selections"]["face_a_cam"].update(regions=[[0.5, 0.1, 0.2, 0.3]]), r"cam.selections.face_a_cam.regions\[0\]: a box is"),
-        (lambda p: p["cam"]["selections"]["face_a_cam"].update(regions=[[0.5, 0.1, 1.2, 0.3]]), r"cam.selections.face_a_cam.regions\[0\]"),
-        (lambda p: p["cam"]["selections"]["face_a_cam"].update(score="gini"), r"cam.selections.face_a_cam.score: 'gini' is not one of"),
-        (lambda p: p["cam"]["selections"].update(face_a_later=p["cam"]["selections"]["face_a_cam"]), r"cam.selections.face_a_later: 'face_a_later' would name two splits"),
+        (lambda p: p["cam_select"]["face_a_cam"].update(classifier="nope"), r"cam_select.face_a_cam.classifier: no such classifier 'nope'"),
+        (lambda p: p["cam_classifier"]["face_parts"].update(negative="face_a_early"), r"cam_classifier.face_parts.negative: the same dataset"),
+        (lambda p: p["cam_classifier"]["face_parts"].update(negative="body_a"), r"cam_classifier.face_parts: the two classes have different sizes"),
+        (lambda p: p["cam_classifier"]["face_parts"].update(arch="vgg"), r"cam_classifier.face_parts.arch: 'vgg' is not one of"),
+        (lambda p: p["cam_classifier"]["face_parts"].update(weights="w.pt"), r"cam_classifier.face_parts.weights: small_cnn has no pretrained"),
+        (lambda p: p["cam_classifier"]["face_parts"].update(arch="resnet18", weights="missing.pt"), r"cam_classifier.face_parts.weights: no such file"),
+        (lambda p: p["cam_select"]["face_a_cam"].update(n=None), r"cam_select.face_a_cam.n: select top_n needs n"),
+        (lambda p: p["cam_select"]["face_a_cam"].update(regions=[[0.5, 0.1, 0.2, 0.3]]), r"cam_select.face_a_cam.regions\[0\]: a box is"),
+        (lambda p: p["cam_select"]["face_a_cam"].update(regions=[[0.5, 0.1, 1.2, 0.3]]), r"cam_select.face_a_cam.regions\[0\]"),
+        (lambda p: p["cam_select"]["face_a_cam"].update(score="gini"), r"cam_select.face_a_cam.score: 'gini' is not one of"),
+        (lambda p: p["cam_select"].update(face_a_later=p["cam_select"]["face_a_cam"]), r"cam_select.face_a_later: 'face_a_later' would name two splits"),
         (lambda p: p["models"]["dcgan"].update(split="face_a_cam"), r"models.dcgan.split: 'face_a_cam' is not a split of dataset 'face_a_early'"),
         (lambda p: p["models"]["dcgan_cam"].update(split="face_a_cam_control"), r"models.dcgan_cam.split: .*usable: face_a_mixed, face_a_cam, face_a_cam_random"),
         (lambda p: p["datasets"]["face_a_mixed"]["sources"][0].update(parts_clarity=[0.9, 0.1]), r"datasets.face_a_mixed.sources\[0\].parts_clarity: a range is"),

@@ -14,8 +14,10 @@ import pytest
 from PIL import Image
 
 from animegen import config
+from animegen.artifacts.samples import write_sample_record
+from animegen.artifacts.split import write_split
 from animegen.metrics.fid import fid_from_features
-from animegen.stages import StageError
+from animegen.errors import PipelineError
 from animegen.stages import compare as compare_stage
 from animegen.stages import evaluate as evaluate_stage
 from animegen.stages import reference as reference_stage
@@ -39,7 +41,8 @@ def ws(tmp_path_factory) -> Path:
     params["models"] = {"dcgan": params["models"]["dcgan"]}
     params["models"]["dcgan"]["dataset"] = "face_a_early"
     params["compare"]["pairs"] = {"a_vs_b": {"reference": "face_a_early", "candidate": "face_b_early"}}
-    params["evaluate"].update(kid_subsets=5, audit_count=3)
+    params["metrics"].update(kid_subsets=5)
+    params["evaluate"].update(audit_count=3)
     params["reference"]["floor_splits"] = 2
     params["inception"].update(device="cpu", batch_size=8)
     dump_yaml(params, ws / "params.yaml")
@@ -49,14 +52,13 @@ def ws(tmp_path_factory) -> Path:
         ids = [f"{ds[-7]}{i:02d}" for i in range(8)]
         for i, img in zip(ids, _images(8, k)):
             Image.fromarray(img).save(folder / f"{i}.png")
-        (ws / "data/splits").mkdir(exist_ok=True)
-        (ws / f"data/splits/{ds}.json").write_text(json.dumps({"train": ids[:6], "test": ids[6:]}))
+        write_split(ws / f"data/splits/{ds}.json", {"train": ids[:6], "test": ids[6:]})
     samples = ws / "data/samples/dcgan/images"
     samples.mkdir(parents=True)
     train0 = np.asarray(Image.open(ws / "data/processed/face_a_early/images/a00.png"))
     for i, img in enumerate([train0, *_images(4, 9)]):  # sample 0 copies a training image exactly
         Image.fromarray(img).save(samples / f"{i:06d}.png")
-    (ws / "data/samples/dcgan/sample.json").write_text(json.dumps({"trained_steps": 5}))
+    write_sample_record(ws / "data/samples/dcgan", {"n": 5, "trained_steps": 5})
     p = config.load_params(ws / "params.yaml")
     for ds in ("face_a_early", "face_b_early"):
         reference_stage.run(p, ds, ws)
@@ -96,7 +98,7 @@ def test_evaluate_refuses_statistics_made_with_other_weights(ws, tmp_path):
     info = json.loads(ref.read_text())
     info["weights"]["sha256"] = "0" * 64
     ref.write_text(json.dumps(info))
-    with pytest.raises(StageError, match="not comparable"):
+    with pytest.raises(PipelineError, match="not comparable"):
         evaluate_stage.run(config.load_params(other / "params.yaml"), "dcgan", other)
 
 
@@ -139,8 +141,9 @@ def test_invalid_weights_file_fails_clearly_and_writes_nothing(ws):
         (lambda p: p["compare"]["pairs"].update(x={"reference": "face_a_early", "candidate": "nope"}), r"compare\.pairs\.x\.candidate: no such dataset"),
         (lambda p: p["compare"]["pairs"].update(x={"reference": "face_a_early", "candidate": "face_a_early"}), r"compare\.pairs\.x\.candidate: compares"),
         (lambda p: p["models"].update(summary=p["models"]["dcgan"]), r"models\.summary: reserved name"),
-        (lambda p: p["evaluate"].update(kid_subset_size=1), r"evaluate\.kid_subset_size"),
-        (lambda p: p["evaluate"].update(memorisation_threshold=0), r"evaluate\.memorisation_threshold"),
+        (lambda p: p["metrics"].update(kid_subset_size=1), r"metrics\.kid_subset_size"),
+        (lambda p: p["metrics"].update(memorisation_threshold=0), r"metrics\.memorisation_threshold"),
+        (lambda p: p["evaluate"].update(kid_subsets=5), r"evaluate\.kid_subsets: unknown key \(did you mean 'audit_count'\?|evaluate\.kid_subsets: unknown key"),
     ],
 )  # fmt: skip
 def test_bad_evaluation_params_name_the_key(mutate, message):

@@ -36,7 +36,7 @@ def test_the_paper_profile_is_valid_and_differs_from_the_demo_only_in_values(tmp
     validate(paper, tmp_path)
     # study A's four models; the demo adds study C's two DCGANs on a CAM selection and its random control
     assert set(paper) == set(demo) and set(paper["models"]) == set(demo["models"]) - {"dcgan_cam", "dcgan_cam_random"}
-    assert paper["cam"]["selections"] == {} and all(m["split"] == m["dataset"] for m in paper["models"].values())
+    assert paper["cam_select"] == {} and all(m["split"] == m["dataset"] for m in paper["models"].values())
     for name, m in paper["models"].items():
         assert m.keys() == demo["models"][name].keys() and m["net"].keys() == demo["models"][name]["net"].keys()
         assert m["train"]["time_budget_hours"] == 12.0 and m["train"]["hflip"]

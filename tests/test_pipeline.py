@@ -56,9 +56,9 @@ def shrink(params: dict, n: int = 10, steps: int = 4) -> None:
                 src["n"] = n
     params["train"].update(checkpoint_every_steps=2, log_every=2)
     params["sample"].update(n=6, batch_size=4, grid=4)
-    for c in params["cam"]["classifiers"].values():
+    for c in params["cam_classifier"].values():
         c.update(epochs=2, min_train_images=4)
-    for sel in params["cam"]["selections"].values():
+    for sel in params["cam_select"].values():
         sel.update(n=2, overlay_count=2)
     for m in params["models"].values():
         m["train"].update(steps=steps, batch_size=4)
@@ -147,7 +147,7 @@ def test_gpu_stages_never_overlap_under_resources_gpu_1(ran: Path):
     params = load_yaml(ran / "params.yaml")
     # train/sample/evaluate/track per model, reference per dataset, compare per pair, the CAM stages
     assert len(gpu) == (4 * len(params["models"]) + len(params["datasets"]) + len(params["compare"]["pairs"])
-                        + len(params["cam"]["classifiers"]) + len(params["cam"]["selections"]))  # fmt: skip
+                        + len(params["cam_classifier"]) + len(params["cam_select"]))  # fmt: skip
     assert len(spans) > len(gpu)
     for (_, end), (start, _) in zip(gpu, gpu[1:]):
         assert start >= end, "two GPU stages ran at the same time"
@@ -277,9 +277,9 @@ FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
           "reference@face_a_faceless", *CAM, *[f"{s}@{m}" for m in STUDY_C for s in MODEL_STAGES],
           "summary"]),
         # a CAM param reruns the selection and the models trained on it, nothing else
-        (lambda p: p["cam"]["selections"]["face_a_cam"].update(topk_percent=5.0), ["cam_select@face_a_cam"],
+        (lambda p: p["cam_select"]["face_a_cam"].update(topk_percent=5.0), ["cam_select@face_a_cam"],
          ["cam_select@face_a_cam", *[f"{s}@{m}" for m in STUDY_C for s in MODEL_STAGES], "summary"]),
-        (lambda p: p["cam"]["classifiers"]["face_parts"].update(epochs=3), ["cam_classifier@face_parts"],
+        (lambda p: p["cam_classifier"]["face_parts"].update(epochs=3), ["cam_classifier@face_parts"],
          [*CAM, *[f"{s}@{m}" for m in STUDY_C for s in MODEL_STAGES], "summary"]),
         (lambda p: p["collect"]["urls"].update(timeout=5.0), ["collect@*"], ["*"]),
         # reordering keys inside a section changes no value: nothing is stale in either tool
@@ -297,15 +297,17 @@ FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
         (lambda p: p["sample"].update(seed=1), ["sample@*"], ["sample@*", "evaluate@*", "summary"]),
         (lambda p: p["train"].update(log_every=1), ["train@*"], [*ALL_MODELS, "summary"]),
         # evaluation settings never touch the reference statistics, which every model reuses
-        (lambda p: p["evaluate"].update(kid_subsets=50), ["evaluate@*"], ["evaluate@*", "summary"]),
-        (lambda p: p["compare"].update(seed=1), ["compare@*"], ["compare@*", "summary"]),
+        (lambda p: p["metrics"].update(kid_subsets=50), ["evaluate@*", "compare@*"], ["evaluate@*", "compare@*", "summary"]),
+        (lambda p: p["evaluate"].update(audit_count=3), ["evaluate@*"], ["evaluate@*", "summary"]),
+        (lambda p: p["compare"]["pairs"]["a_early_vs_a_later"].update(candidate="face_b_later"),
+         ["compare@a_early_vs_a_later"], ["compare@a_early_vs_a_later", "summary"]),
         (lambda p: p["reference"].update(floor_splits=3), ["reference@*"],
          ["reference@*", "evaluate@*", "track@*", "compare@*", "summary"]),
     ],
     ids=["resize-section", "one-dataset-size", "one-dataset-sources", "split-seed", "cam-negative-class",
          "cam-selection", "cam-classifier", "collect-nested", "reorder",
-         "one-model-net", "one-model-tracking", "track-section", "one-model-sampling", "sample-section", "train-section", "evaluate-section",
-         "compare-section", "reference-section"],
+         "one-model-net", "one-model-tracking", "track-section", "one-model-sampling", "sample-section", "train-section", "metrics-section",
+         "evaluate-section", "compare-pair", "reference-section"],
 )  # fmt: skip
 def test_a_params_change_makes_exactly_its_stages_stale_in_both_tools(ran: Path, mutate, changed, stale):
     names = set(_dvc_stages(ran))

@@ -12,11 +12,11 @@ import torch
 
 from animegen import config
 from animegen.plots import ema
-from animegen.stages import StageError
+from animegen.errors import PipelineError
 from animegen.stages import reference as reference_stage
 from animegen.stages import track as track_stage
 from animegen.stages import train as train_stage
-from animegen.train import snapshot_steps
+from animegen.artifacts.model import snapshot_steps
 from conftest import assert_params_error, dump_yaml, load_yaml
 from test_train import _workspace, run_loop, same_weights
 
@@ -75,7 +75,7 @@ def ws(tmp_path_factory) -> Path:
     ws = _workspace(tmp_path_factory.mktemp("track"), steps=5)
     params = load_yaml(ws / "params.yaml")
     params["models"]["dcgan"]["train"]["track_fid_every"] = 2
-    params["track"].update(n=4, batch_size=3, device="cpu")
+    params["track"].update(n=4, batch_size=3)
     params["inception"].update(device="cpu", batch_size=8)
     params["reference"]["floor_splits"] = 2
     dump_yaml(params, ws / "params.yaml")
@@ -136,7 +136,7 @@ def test_a_damaged_snapshot_stops_the_stage_and_writes_nothing(ws, tmp_path, dam
     shutil.copytree(ws, other, symlinks=True)
     shutil.rmtree(other / "metrics/track", ignore_errors=True)  # an earlier test may have tracked it
     damage(other / "data/models/dcgan/snapshots")
-    with pytest.raises(StageError, match=message):
+    with pytest.raises(PipelineError, match=message):
         track_stage.run(config.load_params(other / "params.yaml"), "dcgan", other)
     assert not (other / "metrics/track/dcgan").exists() and not (other / "metrics/track/dcgan.json").exists()
 

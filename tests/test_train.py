@@ -17,8 +17,10 @@ import torch
 from PIL import Image
 
 from animegen import config
+from animegen.artifacts.model import SnapshotStore
+from animegen.artifacts.split import write_split
 from animegen.models import registry
-from animegen.stages import StageError
+from animegen.errors import PipelineError
 from animegen.stages import sample as sample_stage
 from animegen.stages import train as train_stage
 from animegen.train import ImageBank, LoopConfig, load_checkpoint, train
@@ -56,8 +58,10 @@ def images(n: int = 8, size: int = 16, seed: int = 0) -> np.ndarray:
 def run_loop(family: str, tmp: Path, steps: int, ckpt: str = "ckpt", net=None, **over):
     torch.manual_seed(0)  # model initialisation; the loop seeds its own stream
     model = registry.model_class(family)(net or TINY[family], 16)
+    fingerprint = family + json.dumps(net or TINY[family], sort_keys=True)
     result, ema = train(model, images(), loop_cfg(steps, **over), torch.device("cpu"), tmp / ckpt, tmp / ckpt / "live",
-                        fingerprint=family + json.dumps(net or TINY[family], sort_keys=True), log=lambda m: None)  # fmt: skip
+                        fingerprint=fingerprint, log=lambda m: None,
+                        snapshots=SnapshotStore(tmp / ckpt / "snapshots", fingerprint))  # fmt: skip
     return model, result, ema
 
 
@@ -162,8 +166,7 @@ def _workspace(tmp_path: Path, steps: int = 6, family: str = "dcgan") -> Path:
     ids = [f"img{i:02d}" for i in range(8)]
     for i, img in zip(ids, images(8, 32)):
         Image.fromarray(img).save(folder / f"{i}.png")
-    (ws / "data/splits").mkdir(parents=True)
-    (ws / f"data/splits/{ds}.json").write_text(json.dumps({"train": ids[:6], "test": ids[6:]}))
+    write_split(ws / f"data/splits/{ds}.json", {"train": ids[:6], "test": ids[6:]})
     return ws
 
 
@@ -235,7 +238,7 @@ def test_a_diverging_model_fails_with_a_clear_message(tmp_path, monkeypatch):
     ws = _workspace(tmp_path)
     Model = registry.model_class("dcgan")
     monkeypatch.setattr(Model, "train_step", lambda self, batch, step, ctx: {"loss_g": float("nan")})
-    with pytest.raises(StageError, match="loss_g is nan at step 1: training diverged"):
+    with pytest.raises(PipelineError, match="loss_g is nan at step 1: training diverged"):
         train_stage.run(_params(ws), "dcgan", ws)
     assert not (ws / "data/models/dcgan").exists()
 
@@ -244,7 +247,7 @@ def test_fp16_on_the_cpu_names_the_key(tmp_path):
     ws = _workspace(tmp_path)
     params = _params(ws)
     params["models"]["dcgan"]["train"]["precision"] = "fp16"
-    with pytest.raises(StageError, match=r"models\.dcgan\.train\.precision: fp16 needs CUDA"):
+    with pytest.raises(PipelineError, match=r"models\.dcgan\.train\.precision: fp16 needs CUDA"):
         train_stage.run(params, "dcgan", ws)
 
 
@@ -253,10 +256,10 @@ def test_sampling_a_model_trained_with_other_settings_is_refused(tmp_path):
     params = _params(ws)
     train_stage.run(params, "dcgan", ws)
     params["models"]["dcgan"]["net"]["nz"] = 9
-    with pytest.raises(StageError, match="trained with other settings"):
+    with pytest.raises(PipelineError, match="trained with other settings"):
         sample_stage.run(params, "dcgan", ws)
     (ws / "data/models/dcgan/model.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(StageError, match="cannot be read"):
+    with pytest.raises(PipelineError, match="cannot be read"):
         sample_stage.run(_params(ws), "dcgan", ws)
 
 

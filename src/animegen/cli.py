@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from animegen import __version__
-from animegen.config import EXIT_PARAMS, ParamsError, dataset, load_params, model, pair, section_entry
-from animegen.stages import StageError
+from animegen.config import EXIT_PARAMS, ParamsError, entry, load_params
+from animegen.errors import PipelineError
 
 DATASET_STAGES = {
     "collect": "gather raw images of a dataset from its sources (folders, archives, URL lists, synthetic)",
@@ -33,9 +33,17 @@ MODEL_STAGES = {
     "track": "FID over training: every generator snapshot of one model (models.<m>.train.track_fid_every)",
 }
 PAIR_STAGES = {"compare": "FID, KID, MAE and NWI between the two datasets of a compare.pairs entry"}
-CLASSIFIER_STAGES = {"cam_classifier": "train a cam.classifiers entry (positive vs negative dataset) for Grad-CAM"}
+CLASSIFIER_STAGES = {"cam_classifier": "train a cam_classifier entry (positive vs negative dataset) for Grad-CAM"}
 SELECTION_STAGES = {"cam_select": "score a dataset's train images by Grad-CAM concentration and select a training set"}
 OTHER_STAGES = {"summary": "all models' and pairs' metrics in metrics/summary.json and tables"}
+# (stages, the flag naming their target, the params.yaml section that declares the targets)
+GROUPS = (
+    (DATASET_STAGES, "--dataset", "datasets"),
+    (MODEL_STAGES, "--model", "models"),
+    (PAIR_STAGES, "--pair", "compare.pairs"),
+    (CLASSIFIER_STAGES, "--classifier", "cam_classifier"),
+    (SELECTION_STAGES, "--selection", "cam_select"),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,14 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--params", default="params.yaml", help="params file; its folder is the workspace root")
     sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
     sub.add_parser("validate", help="check params.yaml and exit", description="Check params.yaml and exit (0 ok, 2 bad).")
-    groups = (
-        (DATASET_STAGES, "--dataset", "a dataset name declared under datasets: in params.yaml"),
-        (MODEL_STAGES, "--model", "a model name declared under models: in params.yaml"),
-        (PAIR_STAGES, "--pair", "a pair name declared under compare.pairs in params.yaml"),
-        (CLASSIFIER_STAGES, "--classifier", "a classifier name declared under cam.classifiers"),
-        (SELECTION_STAGES, "--selection", "a selection name declared under cam.selections"),
-    )
-    for stages, flag, flag_help in groups:
+    for stages, flag, section in GROUPS:
+        flag_help = f"a name declared under {section}: in params.yaml"
         for name, text in stages.items():
             p = sub.add_parser(name, help=text, description=_stage_doc(name), formatter_class=argparse.RawDescriptionHelpFormatter)
             p.add_argument(flag, required=True, help=flag_help)
@@ -74,18 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "validate":
             print(f"{params_path}: ok ({len(params['datasets'])} datasets)")
             return 0
-        target = next((getattr(args, a) for a in ("dataset", "model", "pair", "classifier", "selection")
-                       if getattr(args, a, None)), None)  # fmt: skip
-        if args.command in DATASET_STAGES:
-            dataset(params, target)
-        elif args.command in MODEL_STAGES:
-            model(params, target)
-        elif args.command in PAIR_STAGES:
-            pair(params, target)
-        elif args.command in CLASSIFIER_STAGES:
-            section_entry(params, "cam", "classifiers", target)
-        elif args.command in SELECTION_STAGES:
-            section_entry(params, "cam", "selections", target)
+        target = None
+        for stages, flag, section in GROUPS:
+            if args.command in stages:
+                target = getattr(args, flag.lstrip("-"))
+                entry(params, section, target)  # a name not declared is a params error, before any work
     except ParamsError as e:
         print(f"animegen: {params_path}: {e}", file=sys.stderr)
         return EXIT_PARAMS
@@ -93,13 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     t0, started = time.perf_counter(), time.time()
     try:
         report = stage.run(params, target, params_path.resolve().parent)
-    except StageError as e:
-        print(f"animegen: {e}", file=sys.stderr)
-        return 1
-    except RuntimeError as e:  # e.g. no FID weights: the message says how to provide them
-        if type(e).__name__ not in ("WeightsNotFoundError", "WeightsInvalidError"):
-            raise
-        print(f"animegen: {args.command}: {e}", file=sys.stderr)
+    except PipelineError as e:  # a stage, an artifact, a device or missing FID weights: the message says why
+        msg = str(e)
+        print(f"animegen: {msg}" if msg.startswith(args.command) else f"animegen: {args.command}: {msg}", file=sys.stderr)
         return 1
     # Timing goes to the log only: outputs must be byte-identical across reruns (DVC hashes them).
     seconds = round(time.perf_counter() - t0, 3)

@@ -6,6 +6,12 @@ import os
 
 import torch
 
+from animegen.errors import PipelineError
+
+
+class DeviceError(PipelineError, RuntimeError):
+    """A device this machine does not have (e.g. ``cuda`` without CUDA)."""
+
 
 def select_device(name: str) -> torch.device:
     """``auto`` is CUDA when available, else CPU; ``cpu``, ``cuda`` or ``cuda:N`` are taken as given."""
@@ -13,7 +19,7 @@ def select_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} was asked for but CUDA is not available on this machine")
+        raise DeviceError(f"device {name!r} was asked for but CUDA is not available on this machine")
     return device
 
 
@@ -26,3 +32,14 @@ def set_cpu_threads(n: int) -> int:
     n = n or len(os.sched_getaffinity(0))
     torch.set_num_threads(n)
     return n
+
+
+def setup(settings: dict, section: str) -> torch.device:
+    """A params section's ``device`` with its ``cpu_threads`` torch threads: the one device setup of every
+    stage that computes with torch.  A missing device is a :class:`DeviceError` naming ``<section>.device``."""
+    try:
+        device = select_device(settings["device"])
+    except DeviceError as e:
+        raise DeviceError(f"{section}.device: {e}") from None
+    set_cpu_threads(settings["cpu_threads"])
+    return device

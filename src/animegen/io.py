@@ -191,6 +191,20 @@ def read_image_file(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXEL
     return decode_image(data, max_pixels=max_pixels)
 
 
+def read_image_array(path: str | os.PathLike, mode: str = "RGB") -> np.ndarray:
+    """A pipeline-made image (one of our own PNGs) as a uint8 array in ``mode`` (``RGB`` or ``L``).
+
+    Decoded as pytorch-fid does (``Image.open(...).convert(mode)``), so features computed from these
+    arrays equal the tool's.  Untrusted inputs go through :func:`read_image_file` instead.  Raises
+    :class:`Rejected` (``unreadable``) when the file cannot be decoded.
+    """
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert(mode), dtype=np.uint8)
+    except (OSError, ValueError, UnidentifiedImageError) as e:
+        raise Rejected("unreadable", f"{Path(path).name}: {e}") from None
+
+
 # --------------------------------------------------------------------------------------- atomic writes
 
 

@@ -1,11 +1,16 @@
-"""Figures for people (training curves), drawn with matplotlib's Agg backend so reruns give the same bytes."""
+"""Figures for people: training curves (matplotlib's Agg backend, so reruns give the same bytes), sample
+grids and the memorisation audit (Pillow)."""
 
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 
 import numpy as np
+from PIL import Image, ImageDraw
+
+AUDIT_SCALE = 128  # audit tiles are enlarged to at least this many pixels (nearest neighbour) for people
 
 
 def ema(values: Sequence[float], coefficient: float = 0.9) -> np.ndarray:
@@ -46,3 +51,33 @@ def training_curves_png(history: list[dict], title: str, smoothing: float = 0.9,
     fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
     plt.close(fig)
     return buf.getvalue()
+
+
+def tile(images: np.ndarray, pad: int = 2) -> Image.Image:
+    """uint8 images (N, H, W, 3) in a near-square grid on black, ``pad`` pixels apart."""
+    n, h, w, _ = images.shape
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    canvas = np.zeros((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, cols)
+        canvas[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = img
+    return Image.fromarray(canvas, "RGB")
+
+
+def audit_image(samples: np.ndarray, names: list[str], train: np.ndarray, ids: list[str], mae, count: int) -> Image.Image:
+    """Rows of [sample | nearest training image] for the ``count`` samples closest to the training set,
+    with the distances written under each row (``mae``: :class:`animegen.metrics.mae.MAEResult`)."""
+    order = np.argsort(mae.d1, kind="stable")[:count]
+    h, w = samples.shape[1:3]
+    k = max(1, -(-AUDIT_SCALE // h))
+    th, tw, label = h * k, w * k, 26
+    canvas = Image.new("RGB", (max(2 * tw + 12, 300), len(order) * (th + label + 6) + 4), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for row, i in enumerate(order):
+        y = 4 + row * (th + label + 6)
+        for col, img in enumerate((samples[i], train[mae.nearest_index[i]])):
+            canvas.paste(Image.fromarray(img).resize((tw, th), Image.Resampling.NEAREST), (4 + col * (tw + 4), y))
+        draw.text((4, y + th + 1), f"sample {names[i]} | nearest train {ids[mae.nearest_index[i]]}", fill=(0, 0, 0))
+        draw.text((4, y + th + 13), f"MAE {mae.d1[i]:.1f}  2nd nearest {mae.d2[i]:.1f}  ratio {mae.ratio[i]:.2f}", fill=(0, 0, 0))
+    return canvas

@@ -22,9 +22,9 @@ everything else, once:
   over every ``log_every`` steps.  The history travels in the checkpoint and is replayed on resume, so
   the curves of a resumed run equal those of an uninterrupted one.  tqdm shows progress.
 * **Generator snapshots** for FID over training (``models.<m>.train.track_fid_every``, 0 = off): the
-  generator and its EMA every N steps (and at the last step), each written atomically to
-  ``<checkpoints>/snapshots/`` before any checkpoint that follows it, so a resumed run has every
-  snapshot an uninterrupted one has.  Saving one draws no random numbers: tracking never changes the
+  generator and its EMA every N steps (and at the last step), each written atomically by the snapshot
+  store (``<checkpoints>/snapshots/``) before any checkpoint that follows it, so a resumed run has
+  every snapshot an uninterrupted one has.  Saving one draws no random numbers: tracking never changes the
   trained weights.  The track stage measures them; FID needs Inception, which training must not depend on.
 
 ``torch.load`` is always called with ``weights_only=True``.
@@ -52,8 +52,6 @@ from animegen.io import save_torch_atomic, sha256_file, write_bytes_atomic, writ
 from animegen.models.base import GenerativeModel, StepContext
 
 CHECKPOINT_FORMAT = 1
-SNAPSHOT_FORMAT = 1
-SNAPSHOT_NAME = "step_{step:08d}.pt"
 
 
 # ------------------------------------------------------------------------------------------- settings
@@ -242,37 +240,6 @@ def find_resumable(directory: Path, fingerprint: str, max_step: int, log) -> tup
     return None, refused
 
 
-# ------------------------------------------------------------------------------------------ snapshots
-
-
-def snapshot_steps(directory: Path) -> list[tuple[int, Path]]:
-    """The snapshots in ``directory`` as sorted (step, path) pairs."""
-    found = []
-    for path in directory.glob("step_*.pt") if directory.is_dir() else ():
-        digits = path.stem.removeprefix("step_")
-        if digits.isdigit():
-            found.append((int(digits), path))
-    return sorted(found)
-
-
-def save_snapshot(directory: Path, step: int, model: GenerativeModel, ema, fingerprint: str) -> None:
-    """The generator (and its EMA, when kept) at ``step``, for the track stage to sample from."""
-    save_torch_atomic(directory / SNAPSHOT_NAME.format(step=step), {
-        "format": SNAPSHOT_FORMAT, "fingerprint": fingerprint, "step": step,
-        "generator": model.ema_network().state_dict(),
-        "ema": ema.ema_model.state_dict() if ema is not None else None,
-    })  # fmt: skip
-
-
-def _prune_snapshots(directory: Path, after: int | None, every: int) -> None:
-    """Start over (``after=None``: every snapshot goes), or resume from step ``after``: drop those past it
-    and those off the cadence (a last-step one, saved again if the run ends there), so a run continued
-    from a finished shorter one keeps exactly the snapshots of an uninterrupted run."""
-    for step, path in snapshot_steps(directory):
-        if after is None or step > after or not every or step % every:
-            path.unlink()
-
-
 # ------------------------------------------------------------------------------------------- the loop
 
 
@@ -323,12 +290,18 @@ def train(
     fingerprint: str,
     log=print,
     progress: bool | None = None,
+    snapshots=None,
 ) -> tuple[TrainResult, "torch.nn.Module | None"]:
     """Train ``model`` on ``images`` (uint8, N x H x W x 3) until ``cfg.steps`` or the time budget.
 
     Returns the result and the EMA copy of the generator (``None`` when the EMA is off).  Curves are
     written with dvclive into ``live_dir`` (replaced as a whole: the history is replayed on resume).
+    ``snapshots`` receives the generator snapshots when ``cfg.track_fid_every`` is set: an object with
+    ``save(step, generator_state, ema_state)``, ``has(step)`` and ``prune(after, every)``
+    (:class:`animegen.artifacts.model.SnapshotStore`, which owns their file format).
     """
+    if cfg.track_fid_every and snapshots is None:
+        raise ValueError("track_fid_every is set but no snapshot store was given")
     set_tf32(cfg.tf32)
     torch.manual_seed(cfg.seed)
     model.to(device)
@@ -341,8 +314,8 @@ def train(
     bank = ImageBank(images, device, cfg.seed, cfg.hflip)
 
     state, refused = find_resumable(checkpoint_dir, fingerprint, cfg.steps, log)
-    snapshots = checkpoint_dir / "snapshots"
-    _prune_snapshots(snapshots, None if state is None else state["step"], cfg.track_fid_every)
+    if snapshots is not None:
+        snapshots.prune(None if state is None else state["step"], cfg.track_fid_every)
     step, elapsed_before, history = 0, 0.0, []
     window: dict[str, list[float]] = defaultdict(list)  # losses since the last curve point
     resumed_from = None
@@ -390,7 +363,7 @@ def train(
                     raise FloatingPointError(f"loss {k} is {v} at step {step}: training diverged")
                 window[k].append(float(v))
             if cfg.track_fid_every and step % cfg.track_fid_every == 0:
-                save_snapshot(snapshots, step, model, ema, fingerprint)
+                _snapshot(snapshots, step, model, ema)
             if step % cfg.log_every == 0 or step == cfg.steps:
                 row = {"step": step, **{k: float(np.mean(v)) for k, v in sorted(window.items())}}
                 history.append(row)
@@ -405,11 +378,16 @@ def train(
     finally:
         bar.close()
         live.end()
-    if cfg.track_fid_every and step > 0 and not (snapshots / SNAPSHOT_NAME.format(step=step)).exists():
-        save_snapshot(snapshots, step, model, ema, fingerprint)  # the last step, off the cadence
+    if cfg.track_fid_every and step > 0 and not snapshots.has(step):
+        _snapshot(snapshots, step, model, ema)  # the last step, off the cadence
     checkpoint()  # the finished state: raising `steps` later continues from here
     result = TrainResult(step, stop_reason, resumed_from, refused, round(elapsed(), 3), history)
     return result, (ema.ema_model if ema is not None else None)
+
+
+def _snapshot(snapshots, step: int, model: GenerativeModel, ema) -> None:
+    """The generator (and its EMA, when kept) at ``step``; draws no random numbers."""
+    snapshots.save(step, model.ema_network().state_dict(), ema.ema_model.state_dict() if ema is not None else None)
 
 
 def _open_live(live_dir: Path, history: list[dict]):

@@ -1,4 +1,4 @@
-# Study C: a classifier per cam.classifiers entry, then a Grad-CAM selection per cam.selections entry.
+# Study C: a classifier per cam_classifier entry, then a Grad-CAM selection per cam_select entry.
 # A selection is written as a split (data/splits/<selection>.json, and <selection>_random.json for its
 # random control), so a model trains on it with models.<m>.split.  Both stages run the classifier on
 # the device of cam.device and carry resources gpu=1.
@@ -17,7 +17,7 @@ rule cam_classifier:
     params:
         device=P("cam.device"),
         cpu_threads=P("cam.cpu_threads"),
-        classifier=lambda wc: P(f"cam.classifiers.{wc.classifier}"),
+        classifier=lambda wc: P(f"cam_classifier.{wc.classifier}"),
     threads: cpu_threads("cam")
     resources:
         gpu=1,
@@ -29,7 +29,7 @@ rule cam_classifier:
 
 rule cam_select:
     input:
-        classifier=lambda wc: CAM_CLASSIFIER.format(classifier=config["cam"]["selections"][wc.selection]["classifier"]),
+        classifier=lambda wc: CAM_CLASSIFIER.format(classifier=config["cam_select"][wc.selection]["classifier"]),
         images=selection_input(PROCESSED),
         split=selection_input(SPLIT),
         code=CODE["cam_select"],
@@ -47,7 +47,7 @@ rule cam_select:
     params:
         device=P("cam.device"),
         cpu_threads=P("cam.cpu_threads"),
-        selection=lambda wc: P(f"cam.selections.{wc.selection}"),
+        selection=lambda wc: P(f"cam_select.{wc.selection}"),
     threads: cpu_threads("cam")
     resources:
         gpu=1,

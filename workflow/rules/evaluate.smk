@@ -40,6 +40,7 @@ rule evaluate:
         metrics=MODEL_METRICS,
     params:
         inception=P("inception"),
+        metrics=P("metrics"),
         evaluate=P("evaluate"),
     threads: cpu_threads("inception")
     resources:
@@ -69,7 +70,7 @@ rule track:
         inception=P("inception"),
         use_ema=P("sample.use_ema"),
         family_sample=model_param("sample"),
-    threads: cpu_threads("track")
+    threads: cpu_threads("inception")
     resources:
         gpu=1,
     log:
@@ -91,7 +92,7 @@ rule compare:
         COMPARE,
     params:
         inception=P("inception"),
-        compare=lambda wc: json.dumps({k: v for k, v in config["compare"].items() if k != "pairs"}, sort_keys=True),
+        metrics=P("metrics"),
         pair=lambda wc: P(f"compare.pairs.{wc.pair}"),
     threads: cpu_threads("inception")
     resources:
@@ -109,11 +110,11 @@ rule summary:
         code=CODE["summary"],
     output:
         summary=paths.SUMMARY,
-        table_md=paths.SUMMARY_TABLES[0],
-        table_csv=report(paths.SUMMARY_TABLES[1], caption="../report/metrics_table.rst", category="Metrics",
+        table_md=paths.SUMMARY_TABLES["models"][0],
+        table_csv=report(paths.SUMMARY_TABLES["models"][1], caption="../report/metrics_table.rst", category="Metrics",
                          labels={"table": "models (study A, Table 2)"}),
-        compare_md=paths.SUMMARY_TABLES[2],
-        compare_csv=report(paths.SUMMARY_TABLES[3], caption="../report/compare_table.rst",
+        compare_md=paths.SUMMARY_TABLES["compare"][0],
+        compare_csv=report(paths.SUMMARY_TABLES["compare"][1], caption="../report/compare_table.rst",
                            category="Dataset comparison", labels={"table": "NWI validity check"}),
     log:
         "logs/summary/summary.log",

@@ -9,7 +9,6 @@ are ReLU'd, min-max scaled per image and resized to the input size by the librar
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -21,17 +20,6 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from animegen.cam import classifier as clf
-
-
-def load(path: Path, device: torch.device) -> tuple[nn.Module, dict]:
-    """The classifier saved by the cam_classifier stage, frozen, and its metadata."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    net = clf.build(blob["arch"], blob["width"], blob["depth"])
-    net.load_state_dict(blob["state_dict"])
-    net.to(device).eval()
-    for p in net.parameters():
-        p.requires_grad_(False)  # the maps need gradients w.r.t. activations only
-    return net, {k: v for k, v in blob.items() if k != "state_dict"}
 
 
 def target_layer(net: nn.Module, name: str) -> nn.Module:

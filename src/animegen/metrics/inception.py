@@ -61,6 +61,7 @@ from typing import Iterator, Mapping
 import torch
 from torch import nn
 
+from animegen.errors import PipelineError
 from animegen.io import sha256_file, write_bytes_atomic, write_json_atomic
 
 PYTORCH_FID_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
@@ -81,11 +82,11 @@ FEATURE_DIM = 2048
 _N_CONVS = 94
 
 
-class WeightsNotFoundError(RuntimeError):
+class WeightsNotFoundError(PipelineError, RuntimeError):
     """No FID Inception weights are available (the message says how to provide them)."""
 
 
-class WeightsInvalidError(RuntimeError):
+class WeightsInvalidError(PipelineError, RuntimeError):
     """A weights file exists but is not a valid FID Inception state dict."""
 
 

@@ -3,8 +3,9 @@
 Adding a family means one new file ``src/animegen/models/<family>.py`` defining a subclass of
 :class:`animegen.models.base.GenerativeModel` named ``Model``, and one entry here.  This module imports
 no torch: ``params.yaml`` validation (run before every stage and when the Snakefile is parsed) uses the
-schemas below without loading any network code.  The module of a family is the code dependency of its
-``train`` and ``sample`` stages (Snakefile and dvc.yaml both list ``src/animegen/models/<family>.py``).
+schemas below without loading any network code; the family blocks here are the only place their keys
+are declared.  The module of a family is a code dependency of the stages that rebuild its model
+(``train``, ``sample``, ``track``: see :mod:`animegen.codedeps`).
 """
 
 from __future__ import annotations
@@ -13,17 +14,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-_INT = {"type": "integer", "minimum": 1}
-_NONNEG_INT = {"type": "integer", "minimum": 0}
-_POS = {"type": "number", "exclusiveMinimum": 0}
-_NONNEG = {"type": "number", "minimum": 0}
-_UNIT = {"type": "number", "minimum": 0, "maximum": 1}
-_BOOL = {"type": "boolean"}
-_BETAS = {"type": "array", "items": _UNIT, "minItems": 2, "maxItems": 2}
-
-
-def _obj(properties: dict) -> dict:
-    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+from animegen.schema_types import BETAS, NONNEG_NUM, POS_INT, POS_NUM, UNIT, obj
 
 
 def _power_of_two(minimum: int):
@@ -60,35 +51,35 @@ FAMILIES: dict[str, Family] = {
     "dcgan": Family(
         module="animegen.models.dcgan",
         kind="unconditional",
-        net=_obj({"nz": _INT, "ngf": _INT, "ndf": _INT, "lr": _POS, "betas": _BETAS}),
-        sample=_obj({}),
+        net=obj({"nz": POS_INT, "ngf": POS_INT, "ndf": POS_INT, "lr": POS_NUM, "betas": BETAS}),
+        sample=obj({}),
         check=_power_of_two(16),
     ),
     # StyleGAN2 in pure PyTorch (no custom CUDA ops), optional DiffAugment, lazy R1, path-length reg.
     "stylegan2": Family(
         module="animegen.models.stylegan2",
         kind="unconditional",
-        net=_obj(
+        net=obj(
             {
-                "z_dim": _INT,
-                "w_dim": _INT,
-                "mapping_layers": _INT,
-                "channel_base": _INT,  # channels at resolution r: min(channel_base // r, channel_max)
-                "channel_max": _INT,
-                "mbstd_group": _INT,
-                "lr": _POS,
-                "mapping_lr_mult": _POS,
-                "betas": _BETAS,
-                "r1_gamma": _NONNEG,
-                "r1_every": _INT,  # lazy regularisation interval (16 in StyleGAN2)
-                "pl_weight": _NONNEG,  # 0 disables path-length regularisation
-                "pl_every": _INT,
-                "pl_decay": _UNIT,
-                "style_mixing": _UNIT,
+                "z_dim": POS_INT,
+                "w_dim": POS_INT,
+                "mapping_layers": POS_INT,
+                "channel_base": POS_INT,  # channels at resolution r: min(channel_base // r, channel_max)
+                "channel_max": POS_INT,
+                "mbstd_group": POS_INT,
+                "lr": POS_NUM,
+                "mapping_lr_mult": POS_NUM,
+                "betas": BETAS,
+                "r1_gamma": NONNEG_NUM,
+                "r1_every": POS_INT,  # lazy regularisation interval (16 in StyleGAN2)
+                "pl_weight": NONNEG_NUM,  # 0 disables path-length regularisation
+                "pl_every": POS_INT,
+                "pl_decay": UNIT,
+                "style_mixing": UNIT,
                 "diffaugment": {"type": "string", "pattern": r"^((color|translation|cutout)(,(color|translation|cutout))*)?$"},
             }
         ),
-        sample=_obj({"truncation_psi": {"type": "number", "minimum": 0, "maximum": 1}}),
+        sample=obj({"truncation_psi": {"type": "number", "minimum": 0, "maximum": 1}}),
         check=_power_of_two(8),
     ),
     # lucidrains' Unet + GaussianDiffusion (denoising-diffusion-pytorch, pinned); study A's DDPM and,
@@ -96,20 +87,20 @@ FAMILIES: dict[str, Family] = {
     "ddpm": Family(
         module="animegen.models.ddpm",
         kind="unconditional",
-        net=_obj(
+        net=obj(
             {
-                "dim": _INT,
-                "dim_mults": {"type": "array", "items": _INT, "minItems": 1},
-                "timesteps": _INT,
+                "dim": POS_INT,
+                "dim_mults": {"type": "array", "items": POS_INT, "minItems": 1},
+                "timesteps": POS_INT,
                 "objective": {"enum": ["pred_noise", "pred_x0", "pred_v"]},
                 "beta_schedule": {"enum": ["linear", "cosine", "sigmoid"]},
-                "dropout": _UNIT,
-                "lr": _POS,
-                "betas": _BETAS,
-                "max_grad_norm": _NONNEG,  # 0 disables clipping (the library's Trainer clips at 1.0)
+                "dropout": UNIT,
+                "lr": POS_NUM,
+                "betas": BETAS,
+                "max_grad_norm": NONNEG_NUM,  # 0 disables clipping (the library's Trainer clips at 1.0)
             }
         ),
-        sample=_obj({"sampling_timesteps": _INT, "ddim_eta": _NONNEG}),
+        sample=obj({"sampling_timesteps": POS_INT, "ddim_eta": NONNEG_NUM}),
         check=_ddpm_check,
     ),
 }

@@ -1,8 +1,8 @@
-"""Stage ``cam_classifier``: train the classifier of one ``cam.classifiers`` entry (positive vs negative).
+"""Stage ``cam_classifier``: train the classifier of one ``cam_classifier`` entry (positive vs negative).
 
 Reads:  the train and test splits of the ``positive`` and ``negative`` datasets
         (``data/processed/<dataset>/images/``, ``data/splits/<dataset>.json``); ``params.yaml``
-        ``cam.device``, ``cam.cpu_threads`` and ``cam.classifiers.<name>``.
+        sections ``cam_classifier.<name>`` and ``cam`` (device and threads, shared with ``cam_select``).
 Writes: ``data/cam/classifiers/<name>/`` with ``classifier.pt`` (weights, arch, classes, default Grad-CAM
         layer) and ``train.json`` (per-epoch loss and accuracy); ``metrics/cam/classifiers/<name>.json``
         with the held-out accuracy on the two test splits (overall, per class, balanced).
@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from animegen import config, paths
+from animegen import paths
+from animegen.artifacts.classifier import write_classifier
+from animegen.artifacts.records import write_metrics
+from animegen.artifacts.split import load_split_images
 from animegen.cam import classifier as clf
-from animegen.device import select_device, set_cpu_threads
-from animegen.io import atomic_dir, save_torch_atomic, write_json_atomic
-from animegen.stages import StageError, load_split_images
-
-FORMAT = 1
+from animegen.io import atomic_dir
+from animegen.device import setup as device_setup
+from animegen.stages import StageError
 
 
 def _accuracy(probs: np.ndarray, labels: np.ndarray) -> dict:
@@ -40,8 +41,8 @@ def _accuracy(probs: np.ndarray, labels: np.ndarray) -> dict:
 
 
 def run(params: dict, name: str, root: Path) -> dict:
-    c = config.section_entry(params, "cam", "classifiers", name)
-    key = f"cam.classifiers.{name}"
+    c = params["cam_classifier"][name]
+    key = f"cam_classifier.{name}"
     data = {}
     for role in ("positive", "negative"):
         train_ids, train = load_split_images(root, c[role], "train")
@@ -55,11 +56,7 @@ def run(params: dict, name: str, root: Path) -> dict:
     shapes = {data[r][0].shape[1:] for r in data}
     if len(shapes) > 1:
         raise StageError(f"cam_classifier {name}: the classes' images differ in size {sorted(shapes)}")
-    try:
-        device = select_device(params["cam"]["device"])
-    except RuntimeError as e:
-        raise StageError(f"cam.device: {e}") from None
-    set_cpu_threads(params["cam"]["cpu_threads"])
+    device = device_setup(params["cam"], "cam")
     torch.manual_seed(c["seed"])
     try:
         net = clf.build(c["arch"], c["width"], c["depth"], root / c["weights"] if c["weights"] else None)
@@ -86,16 +83,12 @@ def run(params: dict, name: str, root: Path) -> dict:
         **held_out, "train_accuracy": train_acc, "final_loss": fitted.history[-1]["loss"] if fitted.history else None,
         "device": device.type,
     }  # fmt: skip
+    meta = {
+        "arch": c["arch"], "width": c["width"], "depth": c["depth"], "image_size": int(x_train.shape[1]),
+        "classes": {"0": c["negative"], "1": c["positive"]},
+        "default_target_layer": clf.default_target_layer(c["arch"], c["depth"]),
+    }  # fmt: skip
     with atomic_dir(root / paths.CAM_CLASSIFIER.format(classifier=name)) as tmp:
-        blob = {
-            "format": FORMAT, "arch": c["arch"], "width": c["width"], "depth": c["depth"],
-            "image_size": int(x_train.shape[1]), "classes": {"0": c["negative"], "1": c["positive"]},
-            "default_target_layer": clf.default_target_layer(c["arch"], c["depth"]),
-            "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-        }  # fmt: skip
-        save_torch_atomic(tmp / "classifier.pt", blob)
-        write_json_atomic(tmp / "train.json", {"history": fitted.history, **metrics})
-    out = root / paths.CAM_CLASSIFIER_METRICS.format(classifier=name)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out, metrics)
+        write_classifier(tmp, net, meta, fitted.history, metrics)
+    write_metrics(root / paths.CAM_CLASSIFIER_METRICS.format(classifier=name), metrics)
     return {k: metrics[k] for k in ("classifier", "accuracy", "balanced_accuracy", "train_accuracy")}

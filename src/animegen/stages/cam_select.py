@@ -2,7 +2,8 @@
 
 Reads:  ``data/cam/classifiers/<classifier>/classifier.pt``; the train split of ``dataset``
         (``data/processed/<dataset>/``: images and manifest, ``data/splits/<dataset>.json``);
-        ``params.yaml`` ``cam.device``, ``cam.cpu_threads`` and ``cam.selections.<name>``.
+        ``params.yaml`` sections ``cam_select.<name>`` and ``cam`` (device and threads, shared with
+        ``cam_classifier``).
 Writes: ``data/splits/<name>.json`` (the selection: ``train`` = the kept ids, ``test`` = the dataset's
         test split) and ``data/splits/<name>_random.json`` (study C's control: as many ids drawn at
         random), which a model trains on with ``models.<m>.split``;
@@ -19,26 +20,27 @@ part stops the stage, naming the image.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from animegen import config, paths
+from animegen import paths
+from animegen.artifacts.images import read_manifest
+from animegen.artifacts.records import write_metrics
+from animegen.artifacts.split import load_split_images, split_ids, write_split
 from animegen.cam import scores as sc
-from animegen.device import select_device, set_cpu_threads
-from animegen.io import atomic_dir, read_csv, write_csv, write_json_atomic
-from animegen.stages import StageError, load_split_images
+from animegen.io import atomic_dir, write_csv, write_json_atomic
+from animegen.device import setup as device_setup
+from animegen.stages import StageError
 
 PARTS = ("left_eye", "right_eye", "mouth")  # the evidence boxes, when the manifest records them
 COLUMNS = ["rank", "id", "score", "selected", "random_control", "p_target", "parts_mass", "parts_area", "clarity"]
 
 
 def _extras(root: Path, dataset: str) -> dict[str, dict]:
-    rows = read_csv(root / paths.PROCESSED.format(dataset=dataset) / "manifest.csv")
-    return {r["id"]: json.loads(r.get("extra") or "{}") for r in rows}
+    return {r["id"]: r.get("extra") or {} for r in read_manifest(root / paths.PROCESSED.format(dataset=dataset))}
 
 
 def _regions(spec: list, ids: list[str], extras: dict[str, dict], key: str) -> list[list[list[float]]]:
@@ -69,22 +71,17 @@ def _rounded(x):
 
 
 def run(params: dict, name: str, root: Path) -> dict:
-    import torch  # noqa: PLC0415 - keeps `animegen --help` light
-
+    from animegen.artifacts.classifier import read_classifier  # noqa: PLC0415 - torch only when run
     from animegen.cam import gradcam  # noqa: PLC0415
 
-    s = config.section_entry(params, "cam", "selections", name)
-    key = f"cam.selections.{name}"
+    s = params["cam_select"][name]
+    key = f"cam_select.{name}"
     ids, images = load_split_images(root, s["dataset"], "train")
-    test_ids = json.loads((root / paths.SPLIT.format(dataset=s["dataset"])).read_text())["test"]
+    test_ids = split_ids(root, s["dataset"], "test")
     extras = _extras(root, s["dataset"])
     regions = _regions(s["regions"], ids, extras, key) if s["score"] == "region_mass" else [[] for _ in ids]
-    try:
-        device = select_device(params["cam"]["device"])
-    except RuntimeError as e:
-        raise StageError(f"cam.device: {e}") from None
-    set_cpu_threads(params["cam"]["cpu_threads"])
-    net, meta = gradcam.load(root / paths.CAM_CLASSIFIER.format(classifier=s["classifier"]) / "classifier.pt", device)
+    device = device_setup(params["cam"], "cam")
+    net, meta = read_classifier(root / paths.CAM_CLASSIFIER.format(classifier=s["classifier"]), device)
     if meta["image_size"] != images.shape[1]:
         raise StageError(f"{key}.dataset: images are {images.shape[1]} px, the classifier was trained at {meta['image_size']}")
     layer_name = s["target_layer"] or meta["default_target_layer"]
@@ -160,13 +157,11 @@ def run(params: dict, name: str, root: Path) -> dict:
             grid.save(tmp / f"overlay_{label}.png", optimize=False, compress_level=6)
         write_json_atomic(tmp / "selection.json", metrics)
     for ids_kept, kind, path in ((kept, "cam", paths.CAM_SPLIT), (control, "random", paths.CAM_RANDOM_SPLIT)):
-        write_json_atomic(root / path.format(selection=name), {
+        write_split(root / path.format(selection=name), {
             "dataset": s["dataset"], "selection": name, "kind": kind, "n_train": len(ids_kept),
             "n_test": len(test_ids), "train": sorted(ids_kept), "test": test_ids,
         })  # fmt: skip
-    out = root / paths.CAM_SELECTION_METRICS.format(selection=name)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out, metrics)
+    write_metrics(root / paths.CAM_SELECTION_METRICS.format(selection=name), metrics)
     return {k: metrics[k] for k in ("selection", "n_images", "n_selected", "cutoff_score")}
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from animegen import config, paths
+from animegen import paths
+from animegen.artifacts.images import start, write_image, write_image_set
 from animegen.data.archive import ArchiveCaps
 from animegen.data.clean import DuplicateIndex, Filters
 from animegen.data.collect import (
@@ -24,8 +25,8 @@ from animegen.data.collect import (
     iter_synthetic, iter_url_list,
 )  # fmt: skip
 from animegen.data.fetch import FetchPolicy
-from animegen.io import atomic_dir, save_png
-from animegen.stages import write_image_stage_outputs
+from animegen.io import atomic_dir
+from animegen.stages import require_kept
 
 
 def _clarity(value):
@@ -58,7 +59,7 @@ def iter_sources(specs: list[dict], src_root: Path, c: dict):
 
 
 def run(params: dict, dataset: str, root: Path) -> dict:
-    ds = config.dataset(params, dataset)
+    ds = params["datasets"][dataset]
     c = params["collect"]
     filters = Filters(c["min_side"], c["max_aspect_ratio"], c["min_colours"])
     nd = c["near_duplicate"]
@@ -66,16 +67,17 @@ def run(params: dict, dataset: str, root: Path) -> dict:
     items = iter_sources(ds["sources"], root / paths.SOURCES.format(dataset=dataset), c)
     kept, rejects = [], []
     with atomic_dir(root / paths.RAW.format(dataset=dataset)) as tmp:
-        (tmp / "images").mkdir()
+        start(tmp)
         results = collect_items(items, filters, index, c["max_pixels"])
         for r in tqdm(results, desc=f"collect {dataset}", unit="img", disable=None):
             if isinstance(r, Kept):
-                save_png(r.image, tmp / r.row["file"], compress_level=1)
+                write_image(tmp, r.row["file"], r.image, compress_level=1)
                 kept.append(r.row)
             else:
                 rejects.append(r)
-        report = write_image_stage_outputs(
-            tmp, "collect", dataset, kept, rejects, MANIFEST_COLUMNS, REJECT_COLUMNS,
+        require_kept("collect", dataset, kept, rejects)
+        report = write_image_set(
+            tmp, dataset, kept, rejects, MANIFEST_COLUMNS, REJECT_COLUMNS,
             kept_by_source=dict(sorted(Counter(r["source"] for r in kept).items())),
         )  # fmt: skip
     return report

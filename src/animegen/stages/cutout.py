@@ -13,14 +13,13 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from animegen import paths
 from animegen.data.cutout import CutoutParams, OnnxSegmenter, remove_background
-from animegen.io import Rejected, atomic_dir, read_csv, read_image_file, save_png
-from animegen.stages import write_image_stage_outputs
+from animegen.artifacts.images import image_file, mask_file, read_decoded, read_manifest, start, write_image, write_image_set
+from animegen.io import Rejected, atomic_dir
+from animegen.stages import require_kept
 
 MANIFEST_COLUMNS = ["id", "file", "mask", "method", "foreground_fraction", "extra"]
 REJECT_COLUMNS = ["id", "reason", "detail"]
@@ -32,27 +31,28 @@ def run(params: dict, dataset: str, root: Path) -> dict:
     p = CutoutParams(**c)
     segmenter = OnnxSegmenter(root / model, size) if model and p.method in ("auto", "onnx") else None
     src = root / paths.RAW.format(dataset=dataset)
-    rows = read_csv(src / "manifest.csv")
+    rows = read_manifest(src)
     kept, rejects = [], []
     with atomic_dir(root / paths.CUTOUT.format(dataset=dataset)) as tmp:
-        (tmp / "images").mkdir()
-        (tmp / "masks").mkdir()
+        start(tmp, masks=True)
         for row in tqdm(rows, desc=f"cutout {dataset}", unit="img", disable=None):
             try:
-                img = read_image_file(src / row["file"]).image
+                img = read_decoded(src, row["file"])
                 cut = remove_background(img, p, segmenter)
             except Rejected as r:
                 rejects.append({"id": row["id"], "reason": r.reason, "detail": r.detail})
                 continue
-            save_png(Image.fromarray(cut.rgb, "RGB"), tmp / "images" / f"{row['id']}.png", compress_level=1)
-            save_png(Image.fromarray(np.ascontiguousarray(cut.mask), "L"), tmp / "masks" / f"{row['id']}.png", compress_level=1)
+            file, mask = image_file(row["id"]), mask_file(row["id"])
+            write_image(tmp, file, cut.rgb, compress_level=1)
+            write_image(tmp, mask, cut.mask, compress_level=1)
             kept.append({
-                "id": row["id"], "file": f"images/{row['id']}.png", "mask": f"masks/{row['id']}.png",
+                "id": row["id"], "file": file, "mask": mask,
                 "method": cut.method, "foreground_fraction": round(cut.foreground_fraction, 4),
                 "extra": row["extra"],
             })  # fmt: skip
-        report = write_image_stage_outputs(
-            tmp, "cutout", dataset, kept, rejects, MANIFEST_COLUMNS, REJECT_COLUMNS,
+        require_kept("cutout", dataset, kept, rejects)
+        report = write_image_set(
+            tmp, dataset, kept, rejects, MANIFEST_COLUMNS, REJECT_COLUMNS,
             by_method=dict(sorted(Counter(r["method"] for r in kept).items())),
             onnx_model=model if segmenter is not None else None,
         )  # fmt: skip

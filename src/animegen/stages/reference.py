@@ -1,9 +1,10 @@
 """Stage ``reference``: Inception features of one dataset's train split, computed once.
 
 Reads:  ``data/processed/<name>/images/``, ``data/splits/<name>.json``; ``params.yaml`` sections
-        ``inception`` (weights, batch size, device) and ``reference`` (floor splits, seed).
+        ``inception`` (the shared feature extractor: weights, batch size, device, threads) and
+        ``reference`` (floor splits, seed).
 Writes: ``data/reference/<name>/`` with ``features.npy``, ``stats.npz`` and ``reference.json`` (see
-        :mod:`animegen.metrics.reference`), including the real-vs-real FID floor: FID between random
+        :mod:`animegen.artifacts.reference`), including the real-vs-real FID floor: FID between random
         halves of the train split, the value a perfect sampler would get at this sample size.
 Guarantees: every model and comparison against this dataset reuses these statistics (changing a model
 never recomputes them); the weights' origin and SHA-256 are recorded and checked by every user.
@@ -14,12 +15,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from animegen import paths
+from animegen.artifacts.reference import write_reference
+from animegen.artifacts.split import load_split_images
 from animegen.io import atomic_dir
 from animegen.metrics.extractor import load_extractor
 from animegen.metrics.features import feature_statistics, image_features
 from animegen.metrics.fid import real_vs_real_floor
-from animegen.metrics.reference import write_reference
-from animegen.stages import StageError, load_split_images
+from animegen.stages import StageError
 
 
 def run(params: dict, dataset: str, root: Path) -> dict:

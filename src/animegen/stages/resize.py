@@ -11,28 +11,18 @@ Guarantees: the folder appears complete or not at all; no image is upscaled unle
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
-from animegen import config, paths
+from animegen import paths
+from animegen.artifacts.images import image_file, read_image, read_manifest, start, write_image, write_image_set
 from animegen.data.resize import ResizeParams, pad_and_resize
-from animegen.io import Rejected, atomic_dir, read_csv, save_png
-from animegen.stages import write_image_stage_outputs
+from animegen.io import Rejected, atomic_dir
+from animegen.stages import require_kept
 
 MANIFEST_COLUMNS = ["id", "file", "size", "crop_box", "scale", "upscaled", "extra"]
 REJECT_COLUMNS = ["id", "reason", "detail"]
-
-
-def _load(path: Path, mode: str) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert(mode))
-    except (OSError, ValueError) as e:
-        raise Rejected("unreadable", f"{path.name}: {e}") from None
 
 
 def _map_parts(extra: dict, transform, size: int) -> dict:
@@ -44,29 +34,30 @@ def _map_parts(extra: dict, transform, size: int) -> dict:
 
 
 def run(params: dict, dataset: str, root: Path) -> dict:
-    ds = config.dataset(params, dataset)
+    ds = params["datasets"][dataset]
     p = ResizeParams(size=ds["size"], crop=ds["crop"], **params["resize"])
     src = root / paths.CUTOUT.format(dataset=dataset)
-    rows = read_csv(src / "manifest.csv")
+    rows = read_manifest(src)
     kept, rejects = [], []
     with atomic_dir(root / paths.PROCESSED.format(dataset=dataset)) as tmp:
-        (tmp / "images").mkdir()
+        start(tmp)
         for row in tqdm(rows, desc=f"resize {dataset}", unit="img", disable=None):
             try:
-                rgb, mask = _load(src / row["file"], "RGB"), _load(src / row["mask"], "L")
+                rgb, mask = read_image(src, row["file"]), read_image(src, row["mask"], "L")
                 out, tf = pad_and_resize(rgb, mask, p)
             except Rejected as r:
                 rejects.append({"id": row["id"], "reason": r.reason, "detail": r.detail})
                 continue
-            save_png(Image.fromarray(out, "RGB"), tmp / "images" / f"{row['id']}.png")
-            extra = _map_parts(json.loads(row["extra"] or "{}"), tf, p.size)
+            write_image(tmp, image_file(row["id"]), out)
+            extra = _map_parts(row["extra"], tf, p.size)
             kept.append({
-                "id": row["id"], "file": f"images/{row['id']}.png", "size": p.size,
+                "id": row["id"], "file": image_file(row["id"]), "size": p.size,
                 "crop_box": list(tf.crop),
                 "scale": round(tf.scale, 6), "upscaled": tf.upscaled, "extra": extra,
             })  # fmt: skip
-        report = write_image_stage_outputs(
-            tmp, "resize", dataset, kept, rejects, MANIFEST_COLUMNS, REJECT_COLUMNS,
+        require_kept("resize", dataset, kept, rejects)
+        report = write_image_set(
+            tmp, dataset, kept, rejects, MANIFEST_COLUMNS, REJECT_COLUMNS,
             size=p.size, crop=p.crop, upscaled=sum(1 for r in kept if r["upscaled"]),
         )  # fmt: skip
     return report

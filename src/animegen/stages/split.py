@@ -11,14 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from animegen import paths
+from animegen.artifacts.images import read_manifest
+from animegen.artifacts.split import write_split
 from animegen.data.split import split_ids
-from animegen.io import read_csv, write_json_atomic
 from animegen.stages import StageError
 
 
 def run(params: dict, dataset: str, root: Path) -> dict:
     s = params["split"]
-    ids = [r["id"] for r in read_csv(root / paths.PROCESSED.format(dataset=dataset) / "manifest.csv")]
+    ids = [r["id"] for r in read_manifest(root / paths.PROCESSED.format(dataset=dataset))]
     try:
         parts = split_ids(ids, s["test"], s["seed"])
     except ValueError as e:
@@ -37,5 +38,5 @@ def run(params: dict, dataset: str, root: Path) -> dict:
         "n_test": len(parts["test"]),
         **parts,
     }
-    write_json_atomic(root / paths.SPLIT.format(dataset=dataset), result)
+    write_split(root / paths.SPLIT.format(dataset=dataset), result)
     return {k: v for k, v in result.items() if k not in ("train", "test")}

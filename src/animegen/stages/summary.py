@@ -1,7 +1,7 @@
 """Stage ``summary``: every model's and every comparison's metrics in one file and two tables.
 
 Reads:  ``metrics/models/<model>.json`` for each model and ``metrics/compare/<pair>.json`` for each pair
-        declared in ``params.yaml`` (``models:``, ``compare.pairs``).
+        declared in ``params.yaml`` (``models:``, ``compare.pairs``); it has no settings of its own.
 Writes: ``metrics/summary.json`` (DVC metrics: ``dvc metrics diff main my-branch`` compares it),
         ``metrics/table.md`` / ``table.csv`` (study A's Table 2: FID, MAE, NWI per model, with KID, the
         memorisation rate and the real-vs-real FID floor beside them) and ``metrics/compare.md`` /
@@ -14,7 +14,8 @@ import json
 from pathlib import Path
 
 from animegen import paths
-from animegen.io import write_csv, write_json_atomic, write_text_atomic
+from animegen.artifacts.records import read_metrics, write_metrics
+from animegen.io import write_csv, write_text_atomic
 
 MODEL_COLUMNS = ["model", "family", "dataset", "fid", "mae", "nwi", "kid", "memorisation_rate", "floor_fid",
                  "n_candidate", "n_reference", "trained_steps"]  # fmt: skip
@@ -45,25 +46,27 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
 
 
 def run(params: dict, target: str | None, root: Path) -> dict:
-    models = [json.loads((root / paths.MODEL_METRICS.format(model=m)).read_text()) for m in sorted(params["models"])]
-    pairs = [json.loads((root / paths.COMPARE.format(pair=p)).read_text()) for p in sorted(params["compare"]["pairs"])]
-    weights = {json.dumps(r["inception_weights"], sort_keys=True) for r in models + pairs}
+    models = [read_metrics(root / paths.MODEL_METRICS.format(model=m), [*MODEL_COLUMNS, "inception_weights"])
+              for m in sorted(params["models"])]  # fmt: skip
+    pairs = [read_metrics(root / paths.COMPARE.format(pair=p), [*COMPARE_COLUMNS, "inception_weights"])
+             for p in sorted(params["compare"]["pairs"])]  # fmt: skip
+    weights = {json.dumps(r["inception_weights"], sort_keys=True): r["inception_weights"] for r in models + pairs}
     summary = {
         "models": {r["model"]: {k: r[k] for k in ("fid", "mae", "nwi", "kid", "memorisation_rate", "floor_fid")} for r in models},
         "compare": {r["pair"]: {k: r[k] for k in ("fid", "mae", "nwi", "kid")} for r in pairs},
-        "inception_weights": [json.loads(w) for w in sorted(weights)],
+        "inception_weights": [weights[w] for w in sorted(weights)],
     }  # fmt: skip
-    write_json_atomic(root / paths.SUMMARY, summary)
+    write_metrics(root / paths.SUMMARY, summary)
     note = ("FID and KID: pytorch-fid's Inception-V3 pool3 features, weights " +
             ", ".join(f"{w['origin']} sha256 {w['sha256'][:12]}" for w in summary["inception_weights"]) +
             ". MAE: mean absolute 0-255 error to the nearest reference image; NWI = MAE - FID. FID floor: "
             "FID between random halves of the reference train split (small-sample bias).\n")  # fmt: skip
     tables = {
-        "metrics/table.md": "# Models (study A, Table 2)\n\n" + markdown_table(models, MODEL_COLUMNS) + "\n" + note,
-        "metrics/compare.md": "# Dataset pairs (validity of NWI)\n\n" + markdown_table(pairs, COMPARE_COLUMNS) + "\n" + note,
+        "models": "# Models (study A, Table 2)\n\n" + markdown_table(models, MODEL_COLUMNS) + "\n" + note,
+        "compare": "# Dataset pairs (validity of NWI)\n\n" + markdown_table(pairs, COMPARE_COLUMNS) + "\n" + note,
     }
-    for path, text in tables.items():
-        write_text_atomic(root / path, text)
-    write_csv(root / "metrics/table.csv", MODEL_COLUMNS, [{c: r.get(c) for c in MODEL_COLUMNS} for r in models])
-    write_csv(root / "metrics/compare.csv", COMPARE_COLUMNS, [{c: r.get(c) for c in COMPARE_COLUMNS} for r in pairs])
+    for table, columns, rows in (("models", MODEL_COLUMNS, models), ("compare", COMPARE_COLUMNS, pairs)):
+        md, csv = paths.SUMMARY_TABLES[table]
+        write_text_atomic(root / md, tables[table])
+        write_csv(root / csv, columns, [{c: r.get(c) for c in columns} for r in rows])
     return {"models": len(models), "pairs": len(pairs)}

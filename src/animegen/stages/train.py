@@ -26,31 +26,27 @@ from pathlib import Path
 
 import torch
 
-from animegen import config, paths
-from animegen.io import atomic_dir, save_torch_atomic, write_json_atomic
+from animegen import paths
+from animegen.artifacts.model import SnapshotStore, write_model, write_train_record
+from animegen.artifacts.split import load_split_images
+from animegen.io import atomic_dir
 from animegen.models import registry
 from animegen.plots import training_curves_png
-from animegen.stages import StageError, load_split_images
-from animegen.device import select_device, set_cpu_threads
-from animegen.train import LoopConfig, data_fingerprint, export_generator, snapshot_steps, train
-
-MODEL_FORMAT = 1
+from animegen.device import setup as device_setup
+from animegen.stages import StageError
+from animegen.train import LoopConfig, data_fingerprint, export_generator, train
 
 
 def run(params: dict, name: str, root: Path) -> dict:
-    m = config.model(params, name)
+    m = params["models"][name]
     ids, images = load_split_images(root, m["dataset"], split=m["split"])
     if len(ids) < 2:
         raise StageError(f"train {name}: the train split {m['split']} of {m['dataset']} has {len(ids)} image(s); need at least 2")
     size = images.shape[1]
     cfg = LoopConfig.from_params(params["train"], m["train"])
-    try:
-        device = select_device(params["train"]["device"])
-    except RuntimeError as e:
-        raise StageError(f"train.device: {e}") from None
+    device = device_setup(params["train"], "train")
     if cfg.precision == "fp16" and device.type != "cuda":
         raise StageError(f"models.{name}.train.precision: fp16 needs CUDA, this run is on {device} (use bf16 or fp32)")
-    set_cpu_threads(params["train"]["cpu_threads"])
     torch.manual_seed(cfg.seed)  # weight initialisation draws from the global generator too
     try:
         model = registry.model_class(m["family"])(m["net"], size)
@@ -67,8 +63,10 @@ def run(params: dict, name: str, root: Path) -> dict:
     log(f"{m['family']} on {len(ids)} images of {m['dataset']} (split {m['split']}) at {size} px, device {device}, "
         f"parameters {model.n_parameters()}")  # fmt: skip
 
+    snapshots = SnapshotStore(ckpt_dir / "snapshots", fingerprint)
     try:
-        result, ema_net = train(model, images, cfg, device, ckpt_dir, ckpt_dir / "live", fingerprint, log=log)
+        result, ema_net = train(model, images, cfg, device, ckpt_dir, ckpt_dir / "live", fingerprint, log=log,
+                                snapshots=snapshots)  # fmt: skip
     except FloatingPointError as e:
         raise StageError(f"train {name}: {e}") from None
 
@@ -82,21 +80,13 @@ def run(params: dict, name: str, root: Path) -> dict:
         "fingerprint": fingerprint, "final_losses": result.history[-1] if result.history else {},
         "track_fid_every": cfg.track_fid_every,
     }  # fmt: skip
-    snapshots = [(s, p) for s, p in snapshot_steps(ckpt_dir / "snapshots") if s <= result.steps_done]
-    if cfg.track_fid_every:
-        summary["snapshot_steps"] = [s for s, _ in snapshots]
     with atomic_dir(root / paths.MODEL.format(model=name)) as tmp:
-        blob = {
-            "format": MODEL_FORMAT, "family": m["family"], "net": m["net"], "image_size": size,
-            "channels": 3, "seed_offset": m["train"]["seed_offset"], "step": result.steps_done,
-            **export_generator(model, ema_net),
-        }  # fmt: skip
-        save_torch_atomic(tmp / "model.pt", blob)
-        write_json_atomic(tmp / "train.json", summary)
+        write_model(tmp, family=m["family"], net=m["net"], image_size=size, channels=3,
+                    seed_offset=m["train"]["seed_offset"], step=result.steps_done,
+                    exported=export_generator(model, ema_net))  # fmt: skip
         if cfg.track_fid_every:
-            (tmp / "snapshots").mkdir()
-            for _, path in snapshots:
-                shutil.copyfile(path, tmp / "snapshots" / path.name)
+            summary["snapshot_steps"] = snapshots.copy_to(tmp, result.steps_done)
+        write_train_record(tmp, summary)
         (tmp / "curves.png").write_bytes(training_curves_png(result.history, f"{name} ({m['family']}) on {m['split']}"))
     with atomic_dir(root / paths.TRAIN_METRICS.format(model=name)) as tmp:
         shutil.copytree(ckpt_dir / "live", tmp, dirs_exist_ok=True)

@@ -1,0 +1,49 @@
+"""CAM classifiers ``data/cam/classifiers/<classifier>/`` (stage ``cam_classifier``), read by ``cam_select``.
+
+``classifier.pt`` (tagged ``animegen.classifier/1``): architecture, width, depth, input size, the two
+classes (``"0"`` negative, ``"1"`` positive dataset names), the default Grad-CAM layer and the weights;
+``train.json`` (tagged ``animegen.classifier_train/1``): per-epoch loss and accuracy and the held-out
+metrics.  ``torch.load`` is always called with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from animegen.artifacts import ArtifactError, check_format, format_tag
+from animegen.artifacts.records import write_record
+from animegen.cam import classifier as clf
+from animegen.io import save_torch_atomic
+
+KIND, VERSION = "classifier", 1
+TRAIN_KIND, TRAIN_VERSION = "classifier_train", 1
+
+
+def write_classifier(folder: Path, net: nn.Module, meta: dict, history: list[dict], metrics: dict) -> None:
+    """``meta``: arch, width, depth, image_size, classes, default_target_layer."""
+    save_torch_atomic(folder / "classifier.pt", {
+        "format": format_tag(KIND, VERSION), **meta,
+        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+    })  # fmt: skip
+    write_record(folder / "train.json", TRAIN_KIND, TRAIN_VERSION, {"history": history, **metrics})
+
+
+def read_classifier(folder: Path, device: torch.device) -> tuple[nn.Module, dict]:
+    """The classifier, frozen on ``device``, and its metadata (everything but the weights)."""
+    path = folder / "classifier.pt"
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: missing; run cam_classifier") from None
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means the file is unusable
+        raise ArtifactError(f"{path}: cannot be read ({e}); rerun cam_classifier") from None
+    check_format(path, blob.get("format") if isinstance(blob, dict) else None, KIND, VERSION)
+    net = clf.build(blob["arch"], blob["width"], blob["depth"])
+    net.load_state_dict(blob["state_dict"])
+    net.to(device).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)  # the maps need gradients w.r.t. activations only
+    return net, {k: v for k, v in blob.items() if k not in ("state_dict", "format")}

@@ -1,0 +1,147 @@
+"""The checks a JSON schema cannot express: one key against another (a model's dataset exists, a
+selection names a declared classifier, minimum below maximum), and local files that must exist."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from animegen.config.errors import ParamsError
+from animegen.config.schema import DATASET_NAME, SOURCES_ROOT
+from animegen.models.registry import FAMILIES
+
+
+def check(params: dict, root: Path) -> None:
+    """What a schema cannot say: cross-key consistency and files that must exist."""
+    test = params["split"]["test"]
+    if isinstance(test, float) and not (0 < test < 1):
+        raise ParamsError(f"split.test: a fraction must be between 0 and 1 (exclusive), got {test}")
+    if isinstance(test, float) and math.isnan(test):
+        raise ParamsError("split.test: got NaN")
+    cut = params["cutout"]
+    if cut["min_foreground"] >= cut["max_foreground"]:
+        raise ParamsError("cutout.min_foreground: must be smaller than cutout.max_foreground")
+    if cut["method"] == "onnx" and not cut["onnx_model"]:
+        raise ParamsError("cutout.onnx_model: method 'onnx' needs a path to an .onnx segmentation model")
+    if cut["onnx_model"] and not (root / cut["onnx_model"]).is_file():
+        raise ParamsError(f"cutout.onnx_model: no such file: {cut['onnx_model']}")
+    _check_models(params)
+    _check_cam(params, root)
+    weights = params["inception"]["weights"]
+    if weights and not (root / weights).is_file():
+        raise ParamsError(f"inception.weights: no such file: {weights} (relative to the folder of params.yaml)")
+    for name, ds in params["datasets"].items():
+        src_dir = root / SOURCES_ROOT / name
+        if not src_dir.is_dir():
+            raise ParamsError(
+                f"datasets.{name}: its source folder {SOURCES_ROOT}/{name}/ does not exist "
+                "(create it, even empty: it is the collect stage's tracked input)"
+            )
+        for i, src in enumerate(ds["sources"]):
+            clarity = src.get("parts_clarity")
+            if isinstance(clarity, list) and clarity[0] > clarity[1]:
+                raise ParamsError(f"datasets.{name}.sources[{i}].parts_clarity: a range is [lo, hi] with lo <= hi")
+            if "path" not in src:
+                continue
+            key = f"datasets.{name}.sources[{i}].path"
+            rel = Path(src["path"])
+            if rel.is_absolute() or ".." in rel.parts:
+                raise ParamsError(
+                    f"{key}: must be relative to {SOURCES_ROOT}/{name}/ without '..' "
+                    "(link or copy outside data there, so both orchestrators track it)"
+                )
+            target = src_dir / rel
+            if src["type"] == "folder" and not target.is_dir():
+                raise ParamsError(f"{key}: no such folder: {SOURCES_ROOT}/{name}/{rel}")
+            if src["type"] != "folder" and not target.is_file():
+                raise ParamsError(f"{key}: no such file: {SOURCES_ROOT}/{name}/{rel}")
+
+
+RESERVED_MODEL_NAMES = {"train", "models", "compare", "summary", "table", "track"}  # would collide under metrics/
+
+
+def _check_models(params: dict) -> None:
+    for name, pair in params["compare"]["pairs"].items():
+        for role in ("reference", "candidate"):
+            if pair[role] not in params["datasets"]:
+                raise ParamsError(f"compare.pairs.{name}.{role}: no such dataset {pair[role]!r}")
+        sizes = {params["datasets"][pair[r]]["size"] for r in ("reference", "candidate")}
+        if len(sizes) > 1:
+            raise ParamsError(f"compare.pairs.{name}: the two datasets have different sizes {sorted(sizes)}; MAE needs one size")
+        if pair["reference"] == pair["candidate"]:
+            raise ParamsError(f"compare.pairs.{name}.candidate: compares {pair['reference']!r} with itself")
+    for name, m in params["models"].items():
+        if name in RESERVED_MODEL_NAMES:
+            raise ParamsError(f"models.{name}: reserved name (outputs live under metrics/{name}); choose another")
+        if m["dataset"] not in params["datasets"]:
+            known = ", ".join(sorted(params["datasets"]))
+            raise ParamsError(f"models.{name}.dataset: no such dataset {m['dataset']!r} (declared: {known})")
+        usable = split_names(params, m["dataset"])
+        if m["split"] not in usable:
+            raise ParamsError(
+                f"models.{name}.split: {m['split']!r} is not a split of dataset {m['dataset']!r} "
+                f"(usable: {', '.join(usable)}; a CAM selection must select from the model's dataset)"
+            )
+        problem = FAMILIES[m["family"]].check(m, params["datasets"][m["dataset"]]["size"])
+        if problem:
+            key, message = problem
+            raise ParamsError(f"models.{name}.{key}: {message}")
+        every, steps = m["train"]["track_fid_every"], m["train"]["steps"]
+        if every > steps:
+            raise ParamsError(f"models.{name}.train.track_fid_every: {every} is more than steps ({steps}); "
+                              "FID would be tracked at the last step only (0 turns tracking off)")  # fmt: skip
+        if m["train"]["ema"]["beta"] == 0 and params["sample"]["use_ema"]:
+            raise ParamsError(f"models.{name}.train.ema.beta: 0 keeps no EMA, but sample.use_ema is true")
+
+
+RANDOM_SUFFIX = "_random"  # <selection>_random: the random control of the same size as the selection
+
+
+def split_names(params: dict, dataset_name: str) -> list[str]:
+    """The splits a model on ``dataset_name`` may train on: the dataset's own, and each CAM selection
+    from it with its random control (their files are ``data/splits/<name>.json``)."""
+    sel = sorted(s for s, v in params["cam_select"].items() if v["dataset"] == dataset_name)
+    return [dataset_name] + [n for s in sel for n in (s, s + RANDOM_SUFFIX)]
+
+
+def _check_cam(params: dict, root: Path) -> None:
+    datasets = params["datasets"]
+    for name, c in params["cam_classifier"].items():
+        key = f"cam_classifier.{name}"
+        for role in ("positive", "negative"):
+            if c[role] not in datasets:
+                raise ParamsError(f"{key}.{role}: no such dataset {c[role]!r}")
+        if c["positive"] == c["negative"]:
+            raise ParamsError(f"{key}.negative: the same dataset as positive ({c['positive']!r})")
+        sizes = {datasets[c[r]]["size"] for r in ("positive", "negative")}
+        if len(sizes) > 1:
+            raise ParamsError(f"{key}: the two classes have different sizes {sorted(sizes)}; one classifier input size")
+        if c["weights"] and c["arch"] == "small_cnn":
+            raise ParamsError(f"{key}.weights: small_cnn has no pretrained weights; use null or a torchvision arch")
+        if c["weights"] and not (root / c["weights"]).is_file():
+            raise ParamsError(f"{key}.weights: no such file: {c['weights']} (relative to the folder of params.yaml)")
+    taken = set(datasets)
+    for name, s in params["cam_select"].items():
+        key = f"cam_select.{name}"
+        for n in (name, name + RANDOM_SUFFIX):
+            if n in taken:
+                raise ParamsError(f"{key}: {n!r} would name two splits (data/splits/{n}.json); rename the selection")
+            taken.add(n)
+        if s["classifier"] not in params["cam_classifier"]:
+            known = ", ".join(sorted(params["cam_classifier"])) or "none"
+            raise ParamsError(f"{key}.classifier: no such classifier {s['classifier']!r} (declared: {known})")
+        if s["dataset"] not in datasets:
+            raise ParamsError(f"{key}.dataset: no such dataset {s['dataset']!r}")
+        clf = params["cam_classifier"][s["classifier"]]
+        if datasets[s["dataset"]]["size"] != datasets[clf["positive"]]["size"]:
+            raise ParamsError(f"{key}.dataset: size {datasets[s['dataset']]['size']} differs from the classifier's "
+                              f"{datasets[clf['positive']]['size']}")  # fmt: skip
+        if s["score"] == "region_mass" and not s["regions"]:
+            raise ParamsError(f"{key}.regions: score region_mass needs at least one region")
+        for i, r in enumerate(s["regions"]):
+            if isinstance(r, list) and not (r[0] < r[2] and r[1] < r[3]):
+                raise ParamsError(f"{key}.regions[{i}]: a box is [x0, y0, x1, y1] with x0 < x1 and y0 < y1")
+        if s["select"] == "top_n" and (s["n"] is None or s["threshold"] is not None):
+            raise ParamsError(f"{key}.n: select top_n needs n (an integer) and threshold: null")
+        if s["select"] == "threshold" and (s["threshold"] is None or s["n"] is not None):
+            raise ParamsError(f"{key}.threshold: select threshold needs threshold (a number) and n: null")

@@ -1,0 +1,62 @@
+"""Study A's metric suite in one call: FID, KID, MAE, NWI and the memorisation rate of a set of images
+against a reference set, with one :class:`MetricSettings` shared by the stages that score (``evaluate``
+scores a model's samples against its dataset, ``compare`` one dataset against another; ``track`` needs
+FID alone, :func:`fid_against`).
+
+The reference side is given as its images (for MAE) and its precomputed Inception statistics (any
+object with ``features``, ``mu`` and ``sigma``, as the reference stage stores them), so the reference
+network pass is never repeated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from animegen.metrics.features import feature_statistics, image_features
+from animegen.metrics.fid import frechet_distance
+from animegen.metrics.kid import kernel_inception_distance
+from animegen.metrics.mae import MAEResult, nearest_train_mae, nwi
+
+
+@dataclass(frozen=True)
+class MetricSettings:
+    """``params.yaml``'s ``metrics:`` section plus the feature extractor's batch size (``inception:``)."""
+
+    kid_subsets: int
+    kid_subset_size: int
+    memorisation_threshold: float
+    seed: int
+    batch_size: int
+
+    @classmethod
+    def from_params(cls, metrics: dict, inception: dict) -> "MetricSettings":
+        return cls(metrics["kid_subsets"], metrics["kid_subset_size"], metrics["memorisation_threshold"],
+                   metrics["seed"], inception["batch_size"])  # fmt: skip
+
+
+def fid_against(images: np.ndarray, reference, net: torch.nn.Module, device: torch.device, batch_size: int) -> float:
+    """FID of uint8 ``images`` (N, H, W, 3) against the reference statistics."""
+    mu, sigma = feature_statistics(image_features(net, images, batch_size=batch_size, device=device))
+    return float(frechet_distance(mu, sigma, reference.mu, reference.sigma))
+
+
+def score(candidate: np.ndarray, ref_images: np.ndarray, reference, net: torch.nn.Module, device: torch.device,
+          settings: MetricSettings) -> tuple[dict, MAEResult]:  # fmt: skip
+    """FID, KID, MAE, NWI and the memorisation rate of ``candidate`` (uint8 N x H x W x 3) against the
+    reference set; returns the metrics (plain values) and the per-image nearest-neighbour result."""
+    s = settings
+    feats = image_features(net, candidate, batch_size=s.batch_size, device=device)
+    mu, sigma = feature_statistics(feats)
+    fid = frechet_distance(mu, sigma, reference.mu, reference.sigma)
+    kid = kernel_inception_distance(reference.features, feats, s.kid_subsets, s.kid_subset_size, s.seed)
+    mae = nearest_train_mae(candidate, ref_images, threshold=s.memorisation_threshold, device=device)
+    metrics = {
+        "fid": fid, "kid": kid.mean, "kid_std": kid.std, "kid_subset_size": kid.subset_size,
+        "kid_subsets": kid.num_subsets, "mae": mae.mae, "nwi": nwi(mae.mae, fid),
+        "memorisation_rate": mae.memorisation_rate, "memorisation_threshold": s.memorisation_threshold,
+        "mae_method": mae.method, "n_candidate": int(len(candidate)), "n_reference": int(len(ref_images)),
+    }  # fmt: skip
+    return metrics, mae

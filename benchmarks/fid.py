@@ -2,18 +2,18 @@
 
 Study A scores every model as 1024 generated images against the same 158 training images.  pytorch-fid's
 CLI recomputes the reference features for every model and evaluates the matrix square root with
-``scipy.linalg.sqrtm``; our path computes the reference statistics once (cached in an ``.npz`` keyed by
-the weights' SHA-256 and the images' content), then per model only the generated features and an
-eigenvalue-based Frechet distance.  This script times, in one session, on folders it generates
+``scipy.linalg.sqrtm``; our path computes the reference statistics once (the reference stage's folder,
+written and read by :mod:`animegen.artifacts.reference`, checked against the weights' SHA-256), then per
+model only the generated features and an eigenvalue-based Frechet distance.  This script times, in one session, on folders it generates
 deterministically (discs on flat backgrounds = "generated", colour gradients with discs = "reference"):
 
 * ``pytorch_fid``: ``python -m pytorch_fid GEN REF`` as a subprocess, with ``TORCH_HOME`` pointing at a
   temporary folder whose ``hub/checkpoints/pt_inception-2015-12-05-6726825d.pth`` is our weights file,
   so both sides use the same network; the cost of starting Python and importing torch + pytorch-fid is
   measured separately and shown;
-* ours, first model: load the network, reference features -> statistics (written to the cache), generated
-  features -> FID;
-* ours, second model: load the network, reference statistics read from the cache, generated features -> FID;
+* ours, first model: load the network, reference features -> statistics (written as the reference stage
+  writes them), generated features -> FID;
+* ours, second model: load the network, reference statistics read back, generated features -> FID;
   also shown: the exact low-rank FID from the cached reference features (``fid_from_features``).
 
 It prints wall times, ratios (ours / pytorch_fid; below 1 means faster) and |FID_ours - FID_pytorch_fid|.
@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from animegen.artifacts.reference import read_reference, write_reference
 from animegen.metrics import features as feat
 from animegen.metrics import fid as fidm
 from animegen.metrics import inception as inc
@@ -93,10 +94,21 @@ def startup_seconds() -> float:
     return timed(lambda: subprocess.run(cmd, check=True, capture_output=True))[1]
 
 
+def reference_stats(model, weights, ref_paths, folder: Path, batch_size: int):
+    """The reference statistics as the pipeline keeps them: read back when the folder exists, else
+    computed and written (the reference stage's work, once per dataset)."""
+    if folder.is_dir():
+        return read_reference(folder, weights.sha256), True
+    features = feat.image_features(model, ref_paths, batch_size=batch_size)
+    mu, sigma = feat.feature_statistics(features)
+    folder.mkdir(parents=True)
+    write_reference(folder, features, mu, sigma, {"weights": weights.provenance(), "ids": [p.stem for p in ref_paths]})
+    return read_reference(folder, weights.sha256), False
+
+
 def our_run(weights, gen_paths, ref_paths, stats_path: Path, args) -> dict:
     model, t_load = timed(lambda: inc.load_inception(weights, args.device))
-    (ref_stats, reused), t_ref = timed(lambda: feat.cached_stats(stats_path, model, ref_paths,
-                                                                batch_size=args.batch_size))
+    (ref_stats, reused), t_ref = timed(lambda: reference_stats(model, weights, ref_paths, stats_path, args.batch_size))
     gen_features, t_gen = timed(lambda: feat.image_features(model, gen_paths, batch_size=args.batch_size))
     value, t_fd = timed(lambda: fidm.frechet_distance(*feat.feature_statistics(gen_features),
                                                        ref_stats.mu, ref_stats.sigma))
@@ -129,7 +141,7 @@ def main(argv=None) -> None:
         (torch_home / "hub" / "checkpoints").mkdir(parents=True)
         os.symlink(weights.path, torch_home / "hub" / "checkpoints" / inc.PYTORCH_FID_FILENAME)
         gen_paths, ref_paths = feat.list_images(gen_dir), feat.list_images(ref_dir)
-        stats_path = root / "cache" / "ref_stats.npz"
+        stats_path = root / "reference"
 
         startup = startup_seconds()
         fid_pf, t_pf = run_pytorch_fid(gen_dir, ref_dir, torch_home, args)

@@ -31,8 +31,8 @@ import torch
 from PIL import Image
 
 from animegen.config import parse_yaml_both
-from animegen.models import registry
 from animegen.device import select_device
+from animegen.models import registry
 from animegen.train import LoopConfig, train
 
 REPO = Path(__file__).resolve().parents[1]

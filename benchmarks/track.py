@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import yaml
 
-from animegen.models import registry
 from animegen.artifacts.model import SnapshotStore, snapshot_steps
+from animegen.models import registry
 from animegen.train import LoopConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import assert_params_error, copy_workspace, dump_yaml, load_yaml
 from PIL import Image
 
 from animegen import config, paths
@@ -22,7 +23,6 @@ from animegen.stages import cam_classifier as classifier_stage
 from animegen.stages import cam_select as select_stage
 from animegen.stages import collect, cutout, resize, split
 from animegen.stages import train as train_stage
-from conftest import assert_params_error, copy_workspace, dump_yaml, load_yaml
 
 DATASETS = ("face_a_early", "face_a_faceless", "face_a_mixed")
 

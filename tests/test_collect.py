@@ -12,13 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import dump_yaml, load_yaml
 from PIL import Image
 
 from animegen.cli import main
 from animegen.data.clean import DuplicateIndex, perceptual_hashes
 from animegen.io import pixel_sha256
-
-from conftest import dump_yaml, load_yaml
 
 
 def picture(seed: int, size=(96, 80)) -> Image.Image:

@@ -11,18 +11,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_params_error, copy_workspace, dump_yaml, load_yaml
 from PIL import Image
 
 from animegen import config
 from animegen.artifacts.samples import write_sample_record
 from animegen.artifacts.split import write_split
-from animegen.metrics.fid import fid_from_features
 from animegen.errors import PipelineError
+from animegen.metrics.fid import fid_from_features
 from animegen.stages import compare as compare_stage
 from animegen.stages import evaluate as evaluate_stage
 from animegen.stages import reference as reference_stage
 from animegen.stages import summary as summary_stage
-from conftest import assert_params_error, copy_workspace, dump_yaml, load_yaml
 
 BIN = Path(sys.executable).parent
 

@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import copy_workspace, dump_yaml, git, load_yaml
 
 BIN = Path(sys.executable).parent

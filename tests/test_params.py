@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO, dump_yaml, load_yaml
 from ruamel.yaml import YAML
 
 from animegen import cli
 from animegen.config import ParamsError, load_params, parse_yaml_both, validate
-
-from conftest import REPO, dump_yaml, load_yaml
 
 
 def test_project_params_read_the_same_with_pyyaml_and_ruamel():

@@ -19,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import REPO, copy_workspace, dump_yaml, git, load_yaml
+from PIL import Image
 
 pytestmark = pytest.mark.slow
 

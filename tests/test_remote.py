@@ -17,7 +17,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import git, load_yaml
 from test_pipeline import BIN, ENV, sh
 from tiny_workspace import commit, lock_outs, tiny_workspace, tree_digest

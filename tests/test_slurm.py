@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, copy_workspace, dump_yaml, load_yaml
 from slurm_cluster import DAEMONS, Cluster, SlurmUnavailable, install, pids_named
 from test_pipeline import GPU_STAGES, shrink

@@ -10,8 +10,8 @@ import torch
 
 from animegen.models.base import StepContext
 from animegen.models.stylegan2 import (
-    Model,
     MinibatchStdLayer,
+    Model,
     diff_augment,
     downsample2d,
     modulated_conv2d,

@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import assert_params_error, dump_yaml, load_yaml
+from test_train import _workspace, run_loop, same_weights
 
 from animegen import config
-from animegen.plots import ema
+from animegen.artifacts.model import snapshot_steps
 from animegen.errors import PipelineError
+from animegen.plots import ema
 from animegen.stages import reference as reference_stage
 from animegen.stages import track as track_stage
 from animegen.stages import train as train_stage
-from animegen.artifacts.model import snapshot_steps
-from conftest import assert_params_error, dump_yaml, load_yaml
-from test_train import _workspace, run_loop, same_weights
 
 
 def _snapshots(directory: Path) -> dict[int, dict]:

@@ -14,17 +14,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, assert_params_error, copy_workspace, dump_yaml, load_yaml
 from PIL import Image
 
 from animegen import config
 from animegen.artifacts.model import SnapshotStore
 from animegen.artifacts.split import write_split
-from animegen.models import registry
 from animegen.errors import PipelineError
+from animegen.models import registry
 from animegen.stages import sample as sample_stage
 from animegen.stages import train as train_stage
 from animegen.train import ImageBank, LoopConfig, load_checkpoint, train
-from conftest import REPO, assert_params_error, copy_workspace, dump_yaml, load_yaml
 
 BIN = Path(sys.executable).parent
 TINY = {

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import copy_workspace, dump_yaml, git, load_yaml
 from test_pipeline import BIN, ENV, _summary, sh
 from tiny_workspace import MODEL, commit, tiny_workspace, tree_digest

@@ -9,7 +9,6 @@ are ReLU'd, min-max scaled per image and resized to the input size by the librar
 
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 import torch

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from animegen.config.errors import ParamsError
-from animegen.config.schema import DATASET_NAME, SOURCES_ROOT
+from animegen.config.schema import SOURCES_ROOT
 from animegen.models.registry import FAMILIES
 
 

@@ -9,21 +9,15 @@ pixel values on.  Like pytorch-fid, all images of one call must share one size (
 be resized differently and cannot be batched); a clear ``ValueError`` says which file differs.
 
 Statistics follow pytorch-fid: ``mu = mean(features, axis=0)``, ``sigma = np.cov(features,
-rowvar=False)`` (unbiased, float64).  They are saved as ``.npz`` files with the keys ``mu`` and
-``sigma`` (so ``python -m pytorch_fid`` can read them too), a JSON provenance record (the SHA-256 of
-the Inception weights, the number of images, a digest of the inputs) and optionally the features
-themselves (KID needs them).  Loading can insist on a weights hash, so that statistics made with other
-weights are never compared silently, and :func:`cached_stats` reuses a statistics file only when
-weights and inputs are unchanged.
+rowvar=False)`` (unbiased, float64).  The pipeline stores them once per dataset, with the features and
+the weights' SHA-256, in the reference stage's folder (:mod:`animegen.artifacts.reference`, the one
+format for statistics on disk); every reader checks the weights.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence, Union
 
@@ -31,11 +25,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from animegen.io import atomic_path
 
 # pytorch-fid's IMAGE_EXTENSIONS (fid_score.py): lower case, matched with glob('*.ext'), not recursive.
 IMAGE_EXTENSIONS = ("bmp", "jpg", "jpeg", "pgm", "png", "ppm", "tif", "tiff", "webp")
-STATS_FORMAT = "animegen.metrics.features/1"
 
 ImagesLike = Union[Sequence[Union[str, os.PathLike]], np.ndarray, torch.Tensor]
 
@@ -186,127 +178,3 @@ def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if not np.isfinite(features).all():
         raise ValueError("features contain NaN or infinite values")
     return np.mean(features, axis=0), np.cov(features, rowvar=False)
-
-
-# --------------------------------------------------------------------------------------- stats files
-
-
-@dataclass
-class FeatureStats:
-    """Gaussian statistics of one image set and where they came from."""
-
-    mu: np.ndarray
-    sigma: np.ndarray
-    n_images: int
-    weights_sha256: str
-    provenance: dict = field(default_factory=dict)
-    features: np.ndarray | None = None  # (n_images, 2048) float64 when kept (KID and exact FID need them)
-
-
-def images_digest(images: ImagesLike) -> str:
-    """SHA-256 identifying an image set by content: file bytes (order and names ignored) or array bytes."""
-    arr = _as_uint8_array(images)
-    h = hashlib.sha256()
-    if arr is not None:
-        h.update(f"array:{arr.shape}:".encode())
-        h.update(np.ascontiguousarray(arr).tobytes())
-        return h.hexdigest()
-    file_hashes = sorted(hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in images)
-    h.update(f"files:{len(file_hashes)}:".encode())
-    for fh in file_hashes:
-        h.update(fh.encode())
-    return h.hexdigest()
-
-
-def save_stats(
-    path: str | os.PathLike,
-    mu: np.ndarray,
-    sigma: np.ndarray,
-    *,
-    n_images: int,
-    weights_sha256: str,
-    provenance: dict | None = None,
-    features: np.ndarray | None = None,
-) -> None:
-    """Write ``mu``, ``sigma``, a provenance record and optionally the features to ``path`` (.npz) atomically.
-
-    Features are stored as float32 when that is lossless (Inception outputs are float32), else float64.
-    """
-    mu = np.asarray(mu, dtype=np.float64)
-    sigma = np.asarray(sigma, dtype=np.float64)
-    if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
-        raise ValueError(f"inconsistent statistics: mu {mu.shape}, sigma {sigma.shape}")
-    record = dict(provenance or {})
-    record.update({"format": STATS_FORMAT, "n_images": int(n_images), "weights_sha256": str(weights_sha256),
-                   "dims": int(mu.shape[0])})
-    arrays = {"mu": mu, "sigma": sigma, "provenance": np.array(json.dumps(record, sort_keys=True))}
-    if features is not None:
-        features = np.asarray(features)
-        if features.shape != (int(n_images), mu.shape[0]):
-            raise ValueError(f"features {features.shape} do not match n_images={n_images}, dims={mu.shape[0]}")
-        as32 = features.astype(np.float32)
-        arrays["features"] = as32 if np.array_equal(as32, features) else features.astype(np.float64)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:  # a file object: np.savez would append '.npz' to a bare temp name
-            np.savez(f, **arrays)
-
-
-def load_stats(path: str | os.PathLike, expected_weights_sha256: str | None = None) -> FeatureStats:
-    """Read a statistics file written by :func:`save_stats`.
-
-    With ``expected_weights_sha256``, statistics made with other Inception weights raise ``ValueError``.
-    """
-    with np.load(path, allow_pickle=False) as f:
-        if "mu" not in f or "sigma" not in f:
-            raise ValueError(f"{path}: not a statistics file (needs 'mu' and 'sigma')")
-        mu, sigma = f["mu"][:], f["sigma"][:]
-        if "provenance" not in f:
-            raise ValueError(f"{path}: statistics without provenance (which Inception weights?); "
-                             "recompute them with animegen.metrics")
-        record = json.loads(str(f["provenance"][()]))
-        features = f["features"].astype(np.float64) if "features" in f else None
-    stats = FeatureStats(mu=mu, sigma=sigma, n_images=int(record["n_images"]),
-                         weights_sha256=str(record["weights_sha256"]), provenance=record, features=features)
-    if expected_weights_sha256 is not None and stats.weights_sha256 != expected_weights_sha256:
-        raise ValueError(f"{path}: statistics were computed with Inception weights {stats.weights_sha256}, "
-                         f"not {expected_weights_sha256}; FIDs from different weights are not comparable")
-    return stats
-
-
-def compute_stats(model: torch.nn.Module, images: ImagesLike, batch_size: int = 50,
-                  device: str | torch.device | None = None, progress: bool = False,
-                  digest: str | None = None) -> FeatureStats:
-    """Features -> statistics of one image set, with provenance (weights hash from ``model.weights``)."""
-    feats = image_features(model, images, batch_size=batch_size, device=device, progress=progress)
-    mu, sigma = feature_statistics(feats)
-    weights = getattr(model, "weights", None)
-    sha = getattr(weights, "sha256", "unknown")
-    prov = {"weights_origin": getattr(weights, "origin", "unknown"),
-            "images_digest": digest if digest is not None else images_digest(images)}
-    return FeatureStats(mu=mu, sigma=sigma, n_images=len(feats), weights_sha256=sha, provenance=prov,
-                        features=feats)
-
-
-def cached_stats(path: str | os.PathLike, model: torch.nn.Module, images: ImagesLike, batch_size: int = 50,
-                 device: str | torch.device | None = None, progress: bool = False) -> tuple[FeatureStats, bool]:
-    """Statistics (and features) of ``images``, reusing ``path`` if made with the same weights and inputs.
-
-    Returns ``(stats, reused)``.  Otherwise computes them and writes ``path`` atomically, features
-    included (2048 float32 per image: 1.3 MB for 158 images), so KID and :func:`fid_from_features`
-    can use the cached reference set too.
-    """
-    weights = getattr(model, "weights", None)
-    sha = getattr(weights, "sha256", None)
-    digest = images_digest(images)
-    path = Path(path)
-    if sha is not None and path.is_file():
-        try:
-            stats = load_stats(path, expected_weights_sha256=sha)
-            if stats.provenance.get("images_digest") == digest:
-                return stats, True
-        except Exception:  # noqa: BLE001 - an unreadable or foreign cache file is simply recomputed
-            pass
-    stats = compute_stats(model, images, batch_size=batch_size, device=device, progress=progress, digest=digest)
-    save_stats(path, stats.mu, stats.sigma, n_images=stats.n_images, weights_sha256=stats.weights_sha256,
-               provenance=stats.provenance, features=stats.features)
-    return stats, False

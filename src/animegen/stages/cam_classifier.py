@@ -24,8 +24,8 @@ from animegen.artifacts.classifier import write_classifier
 from animegen.artifacts.records import write_metrics
 from animegen.artifacts.split import load_split_images
 from animegen.cam import classifier as clf
-from animegen.io import atomic_dir
 from animegen.device import setup as device_setup
+from animegen.io import atomic_dir
 from animegen.stages import StageError
 
 

@@ -31,8 +31,8 @@ from animegen.artifacts.images import read_manifest
 from animegen.artifacts.records import write_metrics
 from animegen.artifacts.split import load_split_images, split_ids, write_split
 from animegen.cam import scores as sc
-from animegen.io import atomic_dir, write_csv, write_json_atomic
 from animegen.device import setup as device_setup
+from animegen.io import atomic_dir, write_csv, write_json_atomic
 from animegen.stages import StageError
 
 PARTS = ("left_eye", "right_eye", "mouth")  # the evidence boxes, when the manifest records them

@@ -21,8 +21,14 @@ from animegen.artifacts.images import start, write_image, write_image_set
 from animegen.data.archive import ArchiveCaps
 from animegen.data.clean import DuplicateIndex, Filters
 from animegen.data.collect import (
-    MANIFEST_COLUMNS, REJECT_COLUMNS, Kept, collect_items, iter_archive_source, iter_folder,
-    iter_synthetic, iter_url_list,
+    MANIFEST_COLUMNS,
+    REJECT_COLUMNS,
+    Kept,
+    collect_items,
+    iter_archive_source,
+    iter_folder,
+    iter_synthetic,
+    iter_url_list,
 )  # fmt: skip
 from animegen.data.fetch import FetchPolicy
 from animegen.io import atomic_dir

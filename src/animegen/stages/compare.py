@@ -26,7 +26,7 @@ def run(params: dict, pair: str, root: Path) -> dict:
     spec = params["compare"]["pairs"][pair]
     settings = MetricSettings.from_params(params["metrics"], params["inception"])
     images = {role: load_split_images(root, spec[role], "train") for role in ("reference", "candidate")}
-    (ref_ids, ref_images), (_, cand_images) = images["reference"], images["candidate"]
+    ref_images, cand_images = images["reference"][1], images["candidate"][1]
     if ref_images.shape[1:] != cand_images.shape[1:]:
         raise StageError(f"compare.pairs.{pair}: {spec['reference']} is {ref_images.shape[1:3]} px but "
                          f"{spec['candidate']} is {cand_images.shape[1:3]} px; MAE needs one size")  # fmt: skip

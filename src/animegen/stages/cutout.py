@@ -16,8 +16,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from animegen import paths
-from animegen.data.cutout import CutoutParams, OnnxSegmenter, remove_background
 from animegen.artifacts.images import image_file, mask_file, read_decoded, read_manifest, start, write_image, write_image_set
+from animegen.data.cutout import CutoutParams, OnnxSegmenter, remove_background
 from animegen.io import Rejected, atomic_dir
 from animegen.stages import require_kept
 

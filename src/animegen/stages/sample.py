@@ -19,10 +19,10 @@ from tqdm import tqdm
 from animegen import paths
 from animegen.artifacts import samples
 from animegen.artifacts.model import read_model
+from animegen.device import setup as device_setup
 from animegen.io import atomic_dir, save_png
 from animegen.models.sampling import iter_samples
 from animegen.plots import tile
-from animegen.device import setup as device_setup
 from animegen.stages import StageError
 from animegen.train import generator_for_sampling
 

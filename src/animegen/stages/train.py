@@ -29,10 +29,10 @@ import torch
 from animegen import paths
 from animegen.artifacts.model import SnapshotStore, write_model, write_train_record
 from animegen.artifacts.split import load_split_images
+from animegen.device import setup as device_setup
 from animegen.io import atomic_dir
 from animegen.models import registry
 from animegen.plots import training_curves_png
-from animegen.device import setup as device_setup
 from animegen.stages import StageError
 from animegen.train import LoopConfig, data_fingerprint, export_generator, train
 

@@ -1,0 +1,240 @@
+"""Every file that crosses a stage boundary, through its one writer and its one reader: a round trip, and
+a file of another format version or kind refused with a message naming the file and both tags."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from animegen.artifacts import ArtifactError, format_tag, images, model, records, reference, samples, split
+from animegen.artifacts.classifier import read_classifier, write_classifier
+from animegen.cam import classifier as clf
+from animegen.models import registry
+from animegen.train import export_generator
+
+DCGAN = {"nz": 4, "ngf": 4, "ndf": 4, "lr": 0.0002, "betas": [0.5, 0.999]}
+
+
+def _retag_json(path, tag):
+    data = json.loads(path.read_text())
+    data["format"] = tag
+    path.write_text(json.dumps(data))
+
+
+def _retag_torch(path, tag):
+    blob = torch.load(path, weights_only=True)
+    blob["format"] = tag
+    torch.save(blob, path)
+
+
+def _image_set(folder):
+    images.start(folder)
+    for i in ("a", "b"):
+        images.write_image(folder, images.image_file(i), np.full((8, 8, 3), ord(i), np.uint8))
+    rows = [{"id": i, "file": images.image_file(i), "extra": {"parts": {"eye": [0, 0, 1, 1]}} if i == "a" else {}}
+            for i in ("a", "b")]  # fmt: skip
+    images.write_image_set(folder, "ds", rows, [{"id": "c", "reason": "truncated"}], ["id", "file", "extra"], ["id", "reason"])
+    return folder / "report.json", lambda: images.read_manifest(folder)
+
+
+def _split(tmp):
+    path = tmp / "splits" / "ds.json"
+    split.write_split(path, {"train": ["a"], "test": ["b"]})
+    return path, lambda: split.read_split(path)
+
+
+def _samples(tmp):
+    folder = tmp / "samples"
+    folder.mkdir()
+    samples.start(folder)
+    samples.write_image(folder, 0, np.zeros((8, 8, 3), np.uint8))
+    samples.write_sample_record(folder, {"n": 1, "trained_steps": 3})
+    return folder / "sample.json", lambda: samples.read_samples(folder)
+
+
+def _reference(tmp):
+    folder = tmp / "reference"
+    folder.mkdir()
+    feats = np.random.default_rng(0).normal(size=(5, 3))
+    reference.write_reference(folder, feats, feats.mean(0), np.cov(feats, rowvar=False),
+                              {"ids": list("abcde"), "weights": {"sha256": "w" * 64, "origin": "test"}})  # fmt: skip
+    return folder / "reference.json", lambda: reference.read_reference(folder, "w" * 64, list("abcde"))
+
+
+def _model(tmp):
+    folder = tmp / "model"
+    folder.mkdir()
+    torch.manual_seed(0)
+    m = registry.model_class("dcgan")(DCGAN, 16)
+    model.write_model(folder, family="dcgan", net=DCGAN, image_size=16, channels=3, seed_offset=0, step=3,
+                      exported=export_generator(m, None))  # fmt: skip
+    return folder / "model.pt", lambda: model.read_model(folder, "dcgan", DCGAN)
+
+
+def _train_record(tmp):
+    folder = tmp / "model"
+    folder.mkdir()
+    model.write_train_record(folder, {"steps_done": 3})
+    return folder / "train.json", lambda: model.read_train_record(folder)
+
+
+def _snapshot(tmp):
+    folder = tmp / "model"
+    store = model.SnapshotStore(tmp / "ckpt" / "snapshots", "fp")
+    store.directory.mkdir(parents=True)
+    store.save(2, {"w": torch.ones(2)}, None)
+    folder.mkdir()
+    assert store.copy_to(folder, 2) == [2]
+    return folder / "snapshots" / "step_00000002.pt", lambda: list(model.read_snapshots(folder, "fp", [2]))
+
+
+def _classifier(tmp):
+    folder = tmp / "clf"
+    folder.mkdir()
+    net = clf.build("small_cnn", 4, 2)
+    meta = {"arch": "small_cnn", "width": 4, "depth": 2, "image_size": 16, "classes": {"0": "n", "1": "p"},
+            "default_target_layer": "blocks.1"}  # fmt: skip
+    write_classifier(folder, net, meta, [], {"accuracy": 1.0})
+    return folder / "classifier.pt", lambda: read_classifier(folder, torch.device("cpu"))
+
+
+KINDS = {  # kind: (build a valid one -> (its tagged file, its reader), rewrite the tag of that file)
+    "image_set": (lambda t: _image_set(t / "raw"), _retag_json),
+    "split": (_split, _retag_json),
+    "samples": (_samples, _retag_json),
+    "reference": (_reference, _retag_json),
+    "model": (_model, _retag_torch),
+    "train": (_train_record, _retag_json),
+    "snapshot": (_snapshot, _retag_torch),
+    "classifier": (_classifier, _retag_torch),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_each_reader_reads_what_its_writer_wrote(kind, tmp_path):
+    build, _ = KINDS[kind]
+    (tmp_path / "raw").mkdir()
+    path, read = build(tmp_path)
+    read()  # no error
+    tagged = json.loads(path.read_text()) if path.suffix == ".json" else torch.load(path, weights_only=True)
+    assert tagged["format"] == format_tag(kind, 1)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("tag", ["animegen.{kind}/999", "animegen.split/1", None])
+def test_each_reader_refuses_another_version_or_kind_naming_the_file_and_both_tags(kind, tag, tmp_path):
+    build, retag = KINDS[kind]
+    (tmp_path / "raw").mkdir()
+    path, read = build(tmp_path)
+    if tag == "animegen.split/1" and kind == "split":
+        tag = "animegen.model/1"
+    found = tag.format(kind=kind) if tag else None
+    retag(path, found)
+    with pytest.raises(ArtifactError) as err:
+        read()
+    msg = str(err.value)
+    assert str(path) in msg and format_tag(kind, 1) in msg, msg
+    assert (repr(found) in msg) if found else ("no format tag" in msg), msg
+
+
+def test_image_set_round_trip_keeps_rows_and_parses_extra(tmp_path):
+    _, read = _image_set(tmp_path)
+    rows = read()
+    assert [r["id"] for r in rows] == ["a", "b"] and rows[0]["extra"] == {"parts": {"eye": [0, 0, 1, 1]}}
+    assert rows[1]["extra"] == {}
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["kept"] == 2 and report["rejects_by_reason"] == {"truncated": 1}
+    assert images.read_images(tmp_path, ["b", "a"])[0, 0, 0, 0] == ord("b")
+    assert images.read_images(tmp_path, []).shape == (0, 0, 0, 3)
+
+
+def test_image_reader_names_an_unreadable_file_and_a_size_mismatch(tmp_path):
+    _image_set(tmp_path)
+    Image.fromarray(np.zeros((9, 8, 3), np.uint8)).save(tmp_path / "images" / "b.png")
+    with pytest.raises(ArtifactError, match=re.escape(str(tmp_path)) + r": images differ in size"):
+        images.read_images(tmp_path, ["a", "b"])
+    (tmp_path / "images" / "a.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(ArtifactError, match=r"images/a\.png: cannot be read"):
+        images.read_images(tmp_path, ["a"])
+
+
+def test_split_reader_refuses_a_file_without_its_id_lists(tmp_path):
+    path = tmp_path / "s.json"
+    records.write_record(path, "split", 1, {"train": ["a"]})
+    with pytest.raises(ArtifactError, match=r"s\.json: no 'test' id list"):
+        split.read_split(path)
+
+
+def test_sample_reader_counts_the_images_sample_json_promises(tmp_path):
+    _, read = _samples(tmp_path)
+    (tmp_path / "samples" / "images" / "000000.png").unlink()
+    with pytest.raises(ArtifactError, match=r"0 PNGs, sample\.json says 1"):
+        read()
+
+
+def test_reference_reader_refuses_other_weights_and_another_split(tmp_path):
+    _, _ = _reference(tmp_path)
+    folder = tmp_path / "reference"
+    with pytest.raises(ArtifactError, match="not comparable"):
+        reference.read_reference(folder, "x" * 64)
+    with pytest.raises(ArtifactError, match="out of date with its split"):
+        reference.read_reference(folder, "w" * 64, ["a"])
+
+
+def test_reference_statistics_are_readable_by_pytorch_fid(tmp_path):
+    from pytorch_fid.fid_score import compute_statistics_of_path
+
+    _reference(tmp_path)
+    ref = reference.read_reference(tmp_path / "reference", "w" * 64)
+    mu, sigma = compute_statistics_of_path(str(tmp_path / "reference" / "stats.npz"), None, 1, 2048, "cpu")
+    np.testing.assert_array_equal(mu, ref.mu)
+    np.testing.assert_array_equal(sigma, ref.sigma)
+    assert ref.features.dtype == np.float32
+
+
+def test_model_reader_rebuilds_the_model_and_refuses_other_settings_or_a_broken_file(tmp_path):
+    path, read = _model(tmp_path)
+    m, blob = read()
+    assert type(m).__module__ == "animegen.models.dcgan" and blob["step"] == 3 and blob["ema"] is None
+    with pytest.raises(ArtifactError, match="trained with other settings"):
+        model.read_model(path.parent, "dcgan", {**DCGAN, "nz": 5})
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ArtifactError, match=re.escape(str(path)) + ": cannot be read"):
+        read()
+    path.unlink()
+    with pytest.raises(ArtifactError, match="missing"):
+        read()
+
+
+def test_snapshot_reader_refuses_missing_steps_and_foreign_runs(tmp_path):
+    path, _ = _snapshot(tmp_path)
+    with pytest.raises(ArtifactError, match=r"holds steps \[2\], train\.json lists \[2, 4\]"):
+        model.read_snapshots(path.parent.parent, "fp", [2, 4])
+    with pytest.raises(ArtifactError, match="not a snapshot of this training run"):
+        list(model.read_snapshots(path.parent.parent, "other", [2]))
+
+
+def test_snapshot_store_prunes_as_a_resume_needs(tmp_path):
+    store = model.SnapshotStore(tmp_path, "fp")
+    for step in (2, 3, 4, 6):
+        store.save(step, {}, None)
+    store.prune(after=4, every=2)  # past the checkpoint (6) and off the cadence (3) go
+    assert [s for s, _ in store.steps()] == [2, 4] and store.has(4) and not store.has(3)
+    store.prune(after=None, every=2)  # a fresh start: every snapshot goes
+    assert store.steps() == []
+
+
+def test_metrics_reader_names_the_file_and_the_missing_keys(tmp_path):
+    path = tmp_path / "metrics" / "models" / "m.json"
+    records.write_metrics(path, {"fid": 1.0})
+    assert records.read_metrics(path, ["fid"]) == {"fid": 1.0}
+    with pytest.raises(ArtifactError, match=re.escape(str(path)) + r": lacks mae, nwi"):
+        records.read_metrics(path, ["fid", "mae", "nwi"])
+    path.write_text("{not json")
+    with pytest.raises(ArtifactError, match="unreadable"):
+        records.read_metrics(path, ["fid"])

@@ -56,7 +56,7 @@ def _tiny_params(params: dict) -> None:
             src["n"] = 10
     params["split"]["test"] = 2
     params["compare"]["pairs"] = {}
-    params["cam"].update(classifiers={}, selections={})
+    params.update(cam_classifier={}, cam_select={})
     params["models"] = {MODEL: params["models"][MODEL]}
     m = params["models"][MODEL]
     m["train"].update(steps=STEPS, batch_size=8)

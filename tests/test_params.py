@@ -12,6 +12,7 @@ from conftest import REPO, dump_yaml, load_yaml
 from ruamel.yaml import YAML
 
 from animegen import cli
+from animegen import codedeps
 from animegen.config import ParamsError, load_params, parse_yaml_both, validate
 
 
@@ -24,7 +25,26 @@ def test_project_params_read_the_same_with_pyyaml_and_ruamel():
 def test_project_params_are_valid():
     params = load_params(REPO / "params.yaml")
     assert set(params) == {"datasets", "collect", "cutout", "resize", "split", "train", "sample", "models",
-                           "inception", "reference", "evaluate", "compare", "cam", "track"}
+                           "inception", "reference", "metrics", "evaluate", "compare", "cam", "cam_classifier",
+                           "cam_select", "track"}  # fmt: skip
+
+
+def test_every_stage_reads_the_section_of_its_name_and_shared_settings_live_once():
+    params = load_params(REPO / "params.yaml")
+    assert {s for s in codedeps.stages() if s not in params} == {"summary"}  # summary has no settings
+    # the feature extractor's device and threads, KID and memorisation settings: one place each
+    for key in ("device", "cpu_threads", "batch_size"):
+        assert [s for s in ("inception", "track", "evaluate", "compare", "reference") if key in params[s]] == (
+            ["inception", "track"] if key == "batch_size" else ["inception"])  # track.batch_size is the generator's
+    for key in ("kid_subsets", "kid_subset_size", "memorisation_threshold", "seed"):
+        assert key in params["metrics"] and key not in params["evaluate"] and key not in params["compare"]
+
+
+def test_a_typo_in_a_section_name_is_named_with_the_closest_valid_key():
+    params = parse_yaml_both((REPO / "params.yaml").read_text())
+    params["cutuot"] = params.pop("cutout")
+    with pytest.raises(ParamsError, match=r"^cutuot: unknown key \(did you mean 'cutout'\? allowed here: "):
+        validate(params, REPO)
 
 
 def test_the_paper_profile_is_valid_and_differs_from_the_demo_only_in_values(tmp_path):

@@ -8,7 +8,6 @@ same bytes.
 
 from __future__ import annotations
 
-import ast
 import csv
 import json
 import os
@@ -202,46 +201,6 @@ def test_snakefile_and_dvc_yaml_declare_the_same_stages(ran: Path):
         assert smk_inputs == set(stage["deps"]), name
 
 
-def _module_imports(path: Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-            names |= {f"{node.module}.{a.name}" for a in node.names}
-    return {n for n in names if n.split(".")[0] == "animegen"}
-
-
-def _closure(entry: list[str]) -> set[str]:
-    src = REPO / "src"
-    seen, todo = set(), list(entry)
-    while todo:
-        mod = todo.pop()
-        for candidate in (src / (mod.replace(".", "/") + ".py"), src / mod.replace(".", "/") / "__init__.py"):
-            if candidate.is_file():
-                rel = candidate.relative_to(REPO).as_posix()
-                if rel not in seen:
-                    seen.add(rel)
-                    todo.extend(_module_imports(candidate))
-                    parts = mod.split(".")
-                    todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))  # parent packages
-    return seen
-
-
-def test_code_dependencies_match_the_real_import_graph(ran: Path):
-    """Neither tool follows imports: the listed code deps must be exactly what a stage imports."""
-    dvc = _dvc_stages(ran)
-    models = load_yaml(ran / "params.yaml")["models"]
-    for name, stage in dvc.items():
-        rule, _, target = name.partition("@")
-        entry = ["animegen.cli", f"animegen.stages.{rule}"]
-        if rule in ("train", "sample", "track"):  # the registry imports a family's module by name, at run time
-            entry.append(f"animegen.models.{models[target]['family']}")
-        listed = {d for d in stage["deps"] if d.startswith("src/")}
-        assert listed == _closure(entry), name
-
-
 def _stale(ws: Path) -> tuple[set[str], set[str], set[str]]:
     """(Snakemake 'update pending' stages, DVC `status` stages, DVC repro --dry --force-downstream stages)."""
     by_out = {o: name for name, s in _dvc_stages(ws).items() for o in s["outs"]}
@@ -327,6 +286,34 @@ def test_a_params_change_makes_exactly_its_stages_stale_in_both_tools(ran: Path,
         (ran / "params.yaml").write_text(original)
     assert status == expand(changed)
     assert pending == would_run == expand(stale)
+
+
+@pytest.mark.parametrize(
+    "module, stale",
+    [
+        # a family's module reruns the stages that rebuild its models, and what follows them
+        ("src/animegen/models/dcgan.py",
+         [f"{s}@{m}" for m in ("dcgan", *STUDY_C) for s in MODEL_STAGES] + ["summary"]),
+        # params validation and the command line never change an output: nothing reruns
+        ("src/animegen/config/schema.py", []),
+        ("src/animegen/models/registry.py",  # maps a family to its module: the model stages, no data stage
+         [f"{s}@*" for s in ("train", "sample", "evaluate", "track")] + ["summary"]),
+    ],
+    ids=["family-module", "validation", "registry"],
+)  # fmt: skip
+def test_editing_code_makes_exactly_its_stages_stale_in_both_tools(ran: Path, module, stale):
+    names = set(_dvc_stages(ran))
+    want = {n for p in stale for n in names if n == p or (p.endswith("@*") and n.startswith(p[:-1]))}
+    path = ran / module
+    original, times = path.read_bytes(), os.stat(path)
+    try:
+        path.write_bytes(original + b"\n# an edit\n")
+        pending, status, would_run = _stale(ran)
+    finally:
+        path.write_bytes(original)
+        os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))  # Snakemake compares dates too
+    assert pending == would_run == want
+    assert status == {n for n in want if n.split("@")[0] in ("train", "sample", "track")}
 
 
 def test_bad_params_stop_snakemake_before_any_job(ran: Path):

@@ -125,7 +125,7 @@ def test_an_untracked_model_gets_an_empty_curve_and_says_why(ws, tmp_path):
     "damage, message",
     [
         (lambda d: (d / "step_00000004.pt").unlink(), r"holds steps \[2, 5\], train\.json lists \[2, 4, 5\]"),
-        (lambda d: (d / "step_00000004.pt").write_bytes(b"truncated"), r"step_00000004\.pt cannot be read"),
+        (lambda d: (d / "step_00000004.pt").write_bytes(b"truncated"), r"step_00000004\.pt: cannot be read"),
         (lambda d: torch.save({**torch.load(d / "step_00000004.pt", weights_only=True), "fingerprint": "x"},
                               d / "step_00000004.pt"), r"step_00000004\.pt is not a snapshot of this training run"),
     ],

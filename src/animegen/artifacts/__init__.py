@@ -47,3 +47,18 @@ def check_format(path: Path, found, kind: str, version: int) -> None:
     if found != expected:
         got = "no format tag (written before formats were versioned)" if found is None else f"format {found!r}"
         raise ArtifactError(f"{path}: {got}, but this animegen reads {expected!r}; rerun the stage that writes it")
+
+
+def load_tagged_torch(path: Path, kind: str, version: int, writer: str) -> dict:
+    """A ``torch.save``'d dict (``weights_only`` load, on the CPU) whose tag must be this kind and version;
+    ``writer`` names the stage to rerun when it is missing, unreadable or of another format."""
+    import torch  # noqa: PLC0415 - the data stages never load a tensor file
+
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: missing; run {writer}") from None
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means the file is unusable
+        raise ArtifactError(f"{path}: cannot be read ({e}); rerun {writer}") from None
+    check_format(path, blob.get("format") if isinstance(blob, dict) else None, kind, version)
+    return blob

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from animegen.artifacts import ArtifactError, check_format, format_tag
+from animegen.artifacts import format_tag, load_tagged_torch
 from animegen.artifacts.records import write_record
 from animegen.cam import classifier as clf
 from animegen.io import save_torch_atomic
@@ -33,14 +33,7 @@ def write_classifier(folder: Path, net: nn.Module, meta: dict, history: list[dic
 
 def read_classifier(folder: Path, device: torch.device) -> tuple[nn.Module, dict]:
     """The classifier, frozen on ``device``, and its metadata (everything but the weights)."""
-    path = folder / "classifier.pt"
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ArtifactError(f"{path}: missing; run cam_classifier") from None
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means the file is unusable
-        raise ArtifactError(f"{path}: cannot be read ({e}); rerun cam_classifier") from None
-    check_format(path, blob.get("format") if isinstance(blob, dict) else None, KIND, VERSION)
+    blob = load_tagged_torch(folder / "classifier.pt", KIND, VERSION, "cam_classifier")
     net = clf.build(blob["arch"], blob["width"], blob["depth"])
     net.load_state_dict(blob["state_dict"])
     net.to(device).eval()

@@ -18,9 +18,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import torch
-
-from animegen.artifacts import ArtifactError, check_format, format_tag
+from animegen.artifacts import ArtifactError, format_tag, load_tagged_torch
 from animegen.artifacts.records import read_record, write_record
 from animegen.io import save_torch_atomic
 from animegen.models import registry
@@ -32,14 +30,7 @@ SNAPSHOT_NAME = "step_{step:08d}.pt"
 
 
 def _load(path: Path, kind: str, version: int) -> dict:
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ArtifactError(f"{path}: missing; rerun train") from None
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means the file is unusable
-        raise ArtifactError(f"{path}: cannot be read ({e}); rerun train") from None
-    check_format(path, blob.get("format") if isinstance(blob, dict) else None, kind, version)
-    return blob
+    return load_tagged_torch(path, kind, version, "train")
 
 
 # ------------------------------------------------------------------------------------------ model.pt

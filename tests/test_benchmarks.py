@@ -1,0 +1,39 @@
+"""Every script in benchmarks/ runs at a tiny size, so none can rot unnoticed (their numbers are read by
+people, never asserted: only that they run to the end and print their table)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+BIN = Path(sys.executable).parent
+TINY = {
+    "preprocess.py": (["--n-demo", "4", "--n-large", "4", "--size", "64"], "ratio = anchor seconds"),
+    "cam.py": (["--n", "8", "--batch-size", "4", "--repeats", "1"], "resnet18 @ 128 px"),
+    "track.py": (["--steps", "4", "--every", "2", "--repeats", "1", "--size", "16"], "identical trained weights: True"),
+    "fid.py": (["--n-gen", "8", "--n-ref", "6", "--size", "16", "--batch-size", "8", "--device", "cpu"],
+               "|FID_ours - FID_pytorch_fid|"),  # fmt: skip
+    # the memory part builds study A's full-size networks (minutes on a CPU): run it by hand
+    "models.py": (["--steps", "2", "--size", "16", "--batch", "16", "--dim", "8", "--ddim-n", "2", "--ddim-counts", "2,4",
+                   "--only", "step,ddim", "--device", "cpu"], "ddpm train step"),  # fmt: skip
+}
+
+
+def test_every_benchmark_script_is_covered():
+    assert sorted(p.name for p in (REPO / "benchmarks").glob("*.py")) == sorted(TINY)
+
+
+@pytest.mark.parametrize("script", sorted(TINY))
+def test_the_benchmark_runs_at_a_tiny_size(script):
+    args, expect = TINY[script]
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert expect in r.stdout, r.stdout[-2000:]

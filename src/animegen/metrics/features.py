@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from animegen.io import read_image_array
 
 # pytorch-fid's IMAGE_EXTENSIONS (fid_score.py): lower case, matched with glob('*.ext'), not recursive.
 IMAGE_EXTENSIONS = ("bmp", "jpg", "jpeg", "pgm", "png", "ppm", "tif", "tiff", "webp")
@@ -44,11 +45,6 @@ def _uint8_to_tensor(arr: np.ndarray) -> torch.Tensor:
     """(B, H, W, 3) uint8 -> (B, 3, H, W) float32 in [0, 1], the arithmetic of torchvision's ToTensor."""
     t = torch.from_numpy(np.ascontiguousarray(arr))
     return t.permute(0, 3, 1, 2).contiguous().to(torch.float32).div(255)
-
-
-def _decode(path: str | os.PathLike) -> np.ndarray:
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
 def _image_size(path: str | os.PathLike) -> tuple[int, int]:
@@ -86,7 +82,7 @@ def read_images(paths: Sequence[str | os.PathLike]) -> np.ndarray:
     if not paths:
         raise ValueError("no images given")
     _check_same_size(paths)
-    return np.stack([_decode(p) for p in paths])
+    return np.stack([read_image_array(p) for p in paths])
 
 
 @contextlib.contextmanager
@@ -157,7 +153,7 @@ def image_features(
     with contextlib.nullcontext() if allow_tf32 else full_fp32():
         for start in starts:
             stop = min(start + batch_size, n)
-            batch = arr[start:stop] if arr is not None else np.stack([_decode(p) for p in paths[start:stop]])
+            batch = arr[start:stop] if arr is not None else np.stack([read_image_array(p) for p in paths[start:stop]])
             pred = model(_uint8_to_tensor(batch).to(device))
             if isinstance(pred, (list, tuple)):  # pytorch-fid's InceptionV3 returns [tensor (B, 2048, 1, 1)]
                 pred = pred[0]

@@ -134,7 +134,10 @@ def _interrupt(ws: Path, cmd: list[str], sig: signal.Signals) -> tuple[int, str]
     the group, as a terminal's Ctrl-C does.  Returns the exit status and the output."""
     log = ws / "interrupted.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=ws, env=ENV, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        # A terminal's process takes Ctrl-C; one started in the background by a non-interactive shell (a
+        # CI runner's `cmd &`) inherits SIGINT ignored, and so would the orchestrator: restore the default.
+        proc = subprocess.Popen(cmd, cwd=ws, env=ENV, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     try:
         deadline = time.monotonic() + 240
         while proc.poll() is None and _checkpoint_step(ws) < KILL_AT:

@@ -15,13 +15,13 @@ from conftest import assert_params_error, copy_workspace, dump_yaml, load_yaml
 from PIL import Image
 
 from animegen import config, paths
+from animegen.artifacts import ArtifactError
 from animegen.cam import classifier as clf
 from animegen.cam import gradcam
 from animegen.cam import scores as sc
-from animegen.errors import PipelineError
+from animegen.stages import StageError, collect, cutout, resize, split
 from animegen.stages import cam_classifier as classifier_stage
 from animegen.stages import cam_select as select_stage
-from animegen.stages import collect, cutout, resize, split
 from animegen.stages import train as train_stage
 
 DATASETS = ("face_a_early", "face_a_faceless", "face_a_mixed")
@@ -229,7 +229,7 @@ def _edited(ws: Path, tmp_path: Path, edit) -> tuple[Path, dict]:
 
 def test_a_class_with_too_few_images_stops_the_classifier(ws, tmp_path):
     copy, p = _edited(ws, tmp_path, lambda q: q["cam_classifier"]["face_parts"].update(min_train_images=500))
-    with pytest.raises(PipelineError, match=r"class positive \(face_a_early\) has \d+ train images, fewer than "
+    with pytest.raises(StageError, match=r"class positive \(face_a_early\) has \d+ train images, fewer than "
                                          r"cam_classifier.face_parts.min_train_images = 500"):  # fmt: skip
         classifier_stage.run(p, "face_parts", copy)
 
@@ -239,7 +239,7 @@ def test_a_corrupt_image_stops_the_classifier_and_names_it(ws, tmp_path):
     victim = json.loads((copy / paths.SPLIT.format(dataset="face_a_faceless")).read_text())["train"][3]
     (copy / paths.PROCESSED.format(dataset="face_a_faceless") / "images" / f"{victim}.png").write_bytes(b"\x89PNG broken")
     before = (copy / paths.CAM_CLASSIFIER_METRICS.format(classifier="face_parts")).read_bytes()
-    with pytest.raises(PipelineError, match=rf"face_a_faceless/images/{victim}\.png: cannot be read"):
+    with pytest.raises(ArtifactError, match=rf"face_a_faceless/images/{victim}\.png: cannot be read"):
         classifier_stage.run(p, "face_parts", copy)
     assert (copy / paths.CAM_CLASSIFIER_METRICS.format(classifier="face_parts")).read_bytes() == before
 
@@ -256,7 +256,7 @@ def test_a_corrupt_image_stops_the_classifier_and_names_it(ws, tmp_path):
 )  # fmt: skip
 def test_bad_selections_stop_with_the_key(ws, tmp_path, edit, message):
     copy, p = _edited(ws, tmp_path, lambda q: edit(q["cam_select"]["face_a_cam"]))
-    with pytest.raises(PipelineError, match=message):
+    with pytest.raises(StageError, match=message):
         select_stage.run(p, "face_a_cam", copy)
 
 

@@ -15,9 +15,9 @@ from conftest import assert_params_error, copy_workspace, dump_yaml, load_yaml
 from PIL import Image
 
 from animegen import config
+from animegen.artifacts import ArtifactError
 from animegen.artifacts.samples import write_sample_record
 from animegen.artifacts.split import write_split
-from animegen.errors import PipelineError
 from animegen.metrics.fid import fid_from_features
 from animegen.stages import compare as compare_stage
 from animegen.stages import evaluate as evaluate_stage
@@ -98,7 +98,7 @@ def test_evaluate_refuses_statistics_made_with_other_weights(ws, tmp_path):
     info = json.loads(ref.read_text())
     info["weights"]["sha256"] = "0" * 64
     ref.write_text(json.dumps(info))
-    with pytest.raises(PipelineError, match="not comparable"):
+    with pytest.raises(ArtifactError, match="not comparable"):
         evaluate_stage.run(config.load_params(other / "params.yaml"), "dcgan", other)
 
 

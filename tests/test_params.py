@@ -11,8 +11,7 @@ import yaml
 from conftest import REPO, dump_yaml, load_yaml
 from ruamel.yaml import YAML
 
-from animegen import cli
-from animegen import codedeps
+from animegen import cli, codedeps
 from animegen.config import ParamsError, load_params, parse_yaml_both, validate
 
 

@@ -13,8 +13,8 @@ from conftest import assert_params_error, dump_yaml, load_yaml
 from test_train import _workspace, run_loop, same_weights
 
 from animegen import config
+from animegen.artifacts import ArtifactError
 from animegen.artifacts.model import snapshot_steps
-from animegen.errors import PipelineError
 from animegen.plots import ema
 from animegen.stages import reference as reference_stage
 from animegen.stages import track as track_stage
@@ -136,7 +136,7 @@ def test_a_damaged_snapshot_stops_the_stage_and_writes_nothing(ws, tmp_path, dam
     shutil.copytree(ws, other, symlinks=True)
     shutil.rmtree(other / "metrics/track", ignore_errors=True)  # an earlier test may have tracked it
     damage(other / "data/models/dcgan/snapshots")
-    with pytest.raises(PipelineError, match=message):
+    with pytest.raises(ArtifactError, match=message):
         track_stage.run(config.load_params(other / "params.yaml"), "dcgan", other)
     assert not (other / "metrics/track/dcgan").exists() and not (other / "metrics/track/dcgan.json").exists()
 

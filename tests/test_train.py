@@ -18,10 +18,11 @@ from conftest import REPO, assert_params_error, copy_workspace, dump_yaml, load_
 from PIL import Image
 
 from animegen import config
+from animegen.artifacts import ArtifactError
 from animegen.artifacts.model import SnapshotStore
 from animegen.artifacts.split import write_split
-from animegen.errors import PipelineError
 from animegen.models import registry
+from animegen.stages import StageError
 from animegen.stages import sample as sample_stage
 from animegen.stages import train as train_stage
 from animegen.train import ImageBank, LoopConfig, load_checkpoint, train
@@ -238,7 +239,7 @@ def test_a_diverging_model_fails_with_a_clear_message(tmp_path, monkeypatch):
     ws = _workspace(tmp_path)
     Model = registry.model_class("dcgan")
     monkeypatch.setattr(Model, "train_step", lambda self, batch, step, ctx: {"loss_g": float("nan")})
-    with pytest.raises(PipelineError, match="loss_g is nan at step 1: training diverged"):
+    with pytest.raises(StageError, match="loss_g is nan at step 1: training diverged"):
         train_stage.run(_params(ws), "dcgan", ws)
     assert not (ws / "data/models/dcgan").exists()
 
@@ -247,7 +248,7 @@ def test_fp16_on_the_cpu_names_the_key(tmp_path):
     ws = _workspace(tmp_path)
     params = _params(ws)
     params["models"]["dcgan"]["train"]["precision"] = "fp16"
-    with pytest.raises(PipelineError, match=r"models\.dcgan\.train\.precision: fp16 needs CUDA"):
+    with pytest.raises(StageError, match=r"models\.dcgan\.train\.precision: fp16 needs CUDA"):
         train_stage.run(params, "dcgan", ws)
 
 
@@ -256,10 +257,10 @@ def test_sampling_a_model_trained_with_other_settings_is_refused(tmp_path):
     params = _params(ws)
     train_stage.run(params, "dcgan", ws)
     params["models"]["dcgan"]["net"]["nz"] = 9
-    with pytest.raises(PipelineError, match="trained with other settings"):
+    with pytest.raises(ArtifactError, match="trained with other settings"):
         sample_stage.run(params, "dcgan", ws)
     (ws / "data/models/dcgan/model.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(PipelineError, match="cannot be read"):
+    with pytest.raises(ArtifactError, match="cannot be read"):
         sample_stage.run(_params(ws), "dcgan", ws)
 
 

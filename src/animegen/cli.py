@@ -18,6 +18,7 @@ from pathlib import Path
 from animegen import __version__
 from animegen.config import EXIT_PARAMS, ParamsError, entry, load_params
 from animegen.errors import PipelineError
+from animegen.stages import StageError
 
 DATASET_STAGES = {
     "collect": "gather raw images of a dataset from its sources (folders, archives, URL lists, synthetic)",
@@ -89,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = stage.run(params, target, params_path.resolve().parent)
     except PipelineError as e:  # a stage, an artifact, a device or missing FID weights: the message says why
-        msg = str(e)
-        print(f"animegen: {msg}" if msg.startswith(args.command) else f"animegen: {args.command}: {msg}", file=sys.stderr)
+        where = "" if isinstance(e, StageError) else f"{args.command}: "  # a stage's own message names it already
+        print(f"animegen: {where}{e}", file=sys.stderr)
         return 1
     # Timing goes to the log only: outputs must be byte-identical across reruns (DVC hashes them).
     seconds = round(time.perf_counter() - t0, 3)

@@ -97,19 +97,24 @@ def read_image(folder: Path, file: str, mode: str = "RGB") -> np.ndarray:
     return read_image_array(folder / file, mode)
 
 
-def read_images(folder: Path, ids: list[str]) -> np.ndarray:
-    """The images ``ids`` of a set as one uint8 array (N, H, W, 3); they must share one size.
-
-    No ids give an empty (0, 0, 0, 3) array: the stage says why it needs more."""
-    if not ids:
+def stack_images(files: list[Path], folder: Path, writer: str) -> np.ndarray:
+    """Our own RGB PNGs ``files`` (inside ``folder``) as one uint8 array (N, H, W, 3) of one size; an
+    unreadable file or a size mismatch is an :class:`ArtifactError` saying to rerun ``writer``.
+    No files give an empty (0, 0, 0, 3) array: the stage says why it needs more."""
+    if not files:
         return np.zeros((0, 0, 0, 3), np.uint8)
     arrays = []
-    for i in ids:
+    for f in files:
         try:
-            arrays.append(read_image(folder, image_file(i)))
+            arrays.append(read_image_array(f))
         except Rejected as e:
-            raise ArtifactError(f"{folder / image_file(i)}: cannot be read ({e.detail}); rerun the stage that writes it") from None
+            raise ArtifactError(f"{f}: cannot be read ({e.detail}); rerun {writer}") from None
     shapes = sorted({a.shape for a in arrays})
     if len(shapes) > 1:
-        raise ArtifactError(f"{folder}: images differ in size {shapes}; rerun the stage that writes it")
+        raise ArtifactError(f"{folder}: images differ in size {shapes}; rerun {writer}")
     return np.stack(arrays)
+
+
+def read_images(folder: Path, ids: list[str]) -> np.ndarray:
+    """The images ``ids`` of a set as one uint8 array (N, H, W, 3); they must share one size."""
+    return stack_images([folder / image_file(i) for i in ids], folder, "the stage that writes it")

@@ -41,8 +41,7 @@ def read_record(path: Path, kind: str, version: int) -> dict:
 
 
 def write_metrics(path: Path, data: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """A metrics file (its folder is made as needed), written atomically like every record."""
     write_json_atomic(path, data)
 
 

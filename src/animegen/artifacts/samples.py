@@ -10,11 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from animegen.artifacts import ArtifactError
+from animegen.artifacts import ArtifactError, images
+from animegen.artifacts.images import stack_images
 from animegen.artifacts.records import read_record, write_record
-from animegen.io import Rejected, read_image_array, save_png
 
 KIND, VERSION = "samples", 1
 
@@ -25,7 +24,8 @@ def start(folder: Path) -> None:
 
 
 def write_image(folder: Path, index: int, image: np.ndarray) -> None:
-    save_png(Image.fromarray(image, "RGB"), folder / "images" / f"{index:06d}.png")
+    """The ``index``-th drawn image, a uint8 array (H, W, 3)."""
+    images.write_image(folder, f"images/{index:06d}.png", image)
 
 
 def write_sample_record(folder: Path, record: dict) -> None:
@@ -38,13 +38,4 @@ def read_samples(folder: Path) -> tuple[list[str], np.ndarray, dict]:
     files = sorted((folder / "images").glob("*.png"))
     if len(files) != record["n"]:
         raise ArtifactError(f"{folder / 'images'}: {len(files)} PNGs, sample.json says {record['n']}; rerun sample")
-    arrays = []
-    for f in files:
-        try:
-            arrays.append(read_image_array(f))
-        except Rejected as e:
-            raise ArtifactError(f"{f}: cannot be read ({e.detail}); rerun sample") from None
-    shapes = sorted({a.shape for a in arrays})
-    if len(shapes) != 1:
-        raise ArtifactError(f"{folder / 'images'}: images differ in size {shapes}; rerun sample")
-    return [f.name for f in files], np.stack(arrays), record
+    return [f.name for f in files], stack_images(files, folder / "images", "sample"), record

@@ -100,9 +100,10 @@ def reference_stats(model, weights, ref_paths, folder: Path, batch_size: int):
     if folder.is_dir():
         return read_reference(folder, weights.sha256), True
     features = feat.image_features(model, ref_paths, batch_size=batch_size)
-    mu, sigma = feat.feature_statistics(features)
     folder.mkdir(parents=True)
-    write_reference(folder, features, mu, sigma, {"weights": weights.provenance(), "ids": [p.stem for p in ref_paths]})
+    info = {"weights": weights.provenance(), "ids": [p.stem for p in ref_paths],
+            "sets": {"train": {"n_images": len(ref_paths), "floor": None}}}  # fmt: skip
+    write_reference(folder, features, {"train": feat.feature_statistics(features)}, info)
     return read_reference(folder, weights.sha256), False
 
 

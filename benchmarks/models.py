@@ -45,7 +45,7 @@ def _sync(device):
 
 def ddpm_net(dim: int, dim_mults) -> dict:
     return {
-        "dim": dim, "dim_mults": list(dim_mults), "timesteps": 1000, "objective": "pred_v", "beta_schedule": "sigmoid",
+        "dim": dim, "dim_mults": list(dim_mults), "timesteps": 1000, "objective": "pred_v", "beta_schedule": "sigmoid", "loss": "l2",
         "dropout": 0.0, "lr": 0.0001, "betas": [0.9, 0.99], "max_grad_norm": 1.0,
     }  # fmt: skip
 

@@ -26,6 +26,7 @@ from PIL import Image, ImageOps
 
 from animegen.config import parse_yaml_both, validate
 from animegen.data import synthetic
+from animegen.recipes import NO_RECIPE
 from animegen.stages import collect, cutout, resize
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,7 +76,7 @@ def bench(name: str, n: int, scale_to, size: int, seed: int) -> dict:
         root = Path(tmp)
         make_inputs(root / "data/sources" / name / "in", n, scale_to, seed)
         params = parse_yaml_both((REPO / "params.yaml").read_text())
-        params["datasets"] = {name: {"sources": [{"type": "folder", "path": "in"}], "size": size, "crop": "full"}}
+        params["datasets"] = {name: {"sources": [{"type": "folder", "path": "in"}], "size": size, "crop": "full", **NO_RECIPE}}
         params.update(models={}, cam_classifier={}, cam_select={})  # nothing else refers to the demo's datasets
         params["compare"]["pairs"] = {}
         params["collect"]["max_pixels"] = 40_000_000

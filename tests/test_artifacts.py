@@ -61,9 +61,11 @@ def _reference(tmp):
     folder = tmp / "reference"
     folder.mkdir()
     feats = np.random.default_rng(0).normal(size=(5, 3))
-    reference.write_reference(folder, feats, feats.mean(0), np.cov(feats, rowvar=False),
-                              {"ids": list("abcde"), "weights": {"sha256": "w" * 64, "origin": "test"}})  # fmt: skip
-    return folder / "reference.json", lambda: reference.read_reference(folder, "w" * 64, list("abcde"))
+    stats = {name: (feats[:n].mean(0), np.cov(feats[:n], rowvar=False)) for name, n in (("train", 4), ("all", 5))}
+    sets = {"train": {"n_images": 4, "floor": None}, "all": {"n_images": 5, "floor": None}}
+    reference.write_reference(folder, feats, stats,
+                              {"ids": list("abcde"), "sets": sets, "weights": {"sha256": "w" * 64, "origin": "test"}})  # fmt: skip
+    return folder / "reference.json", lambda: reference.read_reference(folder, "w" * 64, "train", list("abcd"))
 
 
 def _model(tmp):
@@ -113,6 +115,7 @@ KINDS = {  # kind: (build a valid one -> (its tagged file, its reader), rewrite 
     "snapshot": (_snapshot, _retag_torch),
     "classifier": (_classifier, _retag_torch),
 }
+VERSIONS = {"reference": reference.VERSION}  # the others are at 1
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
@@ -122,7 +125,7 @@ def test_each_reader_reads_what_its_writer_wrote(kind, tmp_path):
     path, read = build(tmp_path)
     read()  # no error
     tagged = json.loads(path.read_text()) if path.suffix == ".json" else torch.load(path, weights_only=True)
-    assert tagged["format"] == format_tag(kind, 1)
+    assert tagged["format"] == format_tag(kind, VERSIONS.get(kind, 1))
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
@@ -138,7 +141,7 @@ def test_each_reader_refuses_another_version_or_kind_naming_the_file_and_both_ta
     with pytest.raises(ArtifactError) as err:
         read()
     msg = str(err.value)
-    assert str(path) in msg and format_tag(kind, 1) in msg, msg
+    assert str(path) in msg and format_tag(kind, VERSIONS.get(kind, 1)) in msg, msg
     assert (repr(found) in msg) if found else ("no format tag" in msg), msg
 
 
@@ -183,7 +186,22 @@ def test_reference_reader_refuses_other_weights_and_another_split(tmp_path):
     with pytest.raises(ArtifactError, match="not comparable"):
         reference.read_reference(folder, "x" * 64)
     with pytest.raises(ArtifactError, match="out of date with its split"):
-        reference.read_reference(folder, "w" * 64, ["a"])
+        reference.read_reference(folder, "w" * 64, "train", ["a"])
+    with pytest.raises(ArtifactError, match="out of date with its split"):
+        reference.read_reference(folder, "w" * 64, "all", list("abcd"))  # the train ids are not all of them
+    with pytest.raises(ArtifactError, match="no image set 'test'"):
+        reference.read_reference(folder, "w" * 64, "test")
+
+
+def test_reference_sets_are_prefixes_with_their_own_statistics(tmp_path):
+    _reference(tmp_path)
+    folder = tmp_path / "reference"
+    train = reference.read_reference(folder, "w" * 64, "train", list("abcd"))
+    every = reference.read_reference(folder, "w" * 64, "all", list("abcde"))
+    assert len(train.features) == 4 and len(every.features) == 5 and train.info["images"] == "train"
+    np.testing.assert_array_equal(every.features[:4], train.features)
+    np.testing.assert_allclose(every.mu, every.features.astype(np.float64).mean(0), atol=1e-6)
+    assert not np.allclose(every.mu, train.mu)
 
 
 def test_reference_statistics_are_readable_by_pytorch_fid(tmp_path):
@@ -194,6 +212,9 @@ def test_reference_statistics_are_readable_by_pytorch_fid(tmp_path):
     mu, sigma = compute_statistics_of_path(str(tmp_path / "reference" / "stats.npz"), None, 1, 2048, "cpu")
     np.testing.assert_array_equal(mu, ref.mu)
     np.testing.assert_array_equal(sigma, ref.sigma)
+    every = reference.read_reference(tmp_path / "reference", "w" * 64, "all")
+    mu, _ = compute_statistics_of_path(str(tmp_path / "reference" / "stats_all.npz"), None, 1, 2048, "cpu")
+    np.testing.assert_array_equal(mu, every.mu)
     assert ref.features.dtype == np.float32
 
 

@@ -18,6 +18,7 @@ from PIL import Image
 from animegen.cli import main
 from animegen.data.clean import DuplicateIndex, perceptual_hashes
 from animegen.io import pixel_sha256
+from animegen.recipes import NO_RECIPE
 
 
 def picture(seed: int, size=(96, 80)) -> Image.Image:
@@ -96,7 +97,7 @@ def test_collect_mixes_sources_with_provenance_and_named_rejects(workspace: Path
             {"type": "urls", "path": "urls.csv"},
             {"type": "synthetic", "kind": "face", "style": "b", "variant": "early", "n": 3, "seed": 9},
         ],
-        "size": 32, "crop": "full",
+        "size": 32, "crop": "full", **NO_RECIPE,
     }}  # fmt: skip
     params["collect"]["urls"].update(allow_private=True, retries=1, backoff=0.0, timeout=5.0)
     dump_yaml(params, workspace / "params.yaml")
@@ -140,7 +141,7 @@ def test_collect_with_nothing_kept_fails_and_writes_nothing(workspace: Path, cap
     params = load_yaml(workspace / "params.yaml")
     params["models"], params["compare"]["pairs"] = {}, {}
     params.update(cam_classifier={}, cam_select={})
-    params["datasets"] = {"empty": {"sources": [{"type": "folder", "path": "."}], "size": 32, "crop": "full"}}
+    params["datasets"] = {"empty": {"sources": [{"type": "folder", "path": "."}], "size": 32, "crop": "full", **NO_RECIPE}}
     dump_yaml(params, workspace / "params.yaml")
     assert main(["--params", str(workspace / "params.yaml"), "collect", "--dataset", "empty"]) == 1
     assert "no image kept out of 1 inputs" in capsys.readouterr().err

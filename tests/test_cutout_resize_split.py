@@ -212,3 +212,46 @@ def test_split_by_count_changes_minimally():
     assert len(set(a["test"]) - set(b["test"])) <= 1
     with pytest.raises(ValueError, match="needs at least"):
         split_ids(ids[:10], 50, seed=0)
+
+
+def test_a_study_a_recipe_passes_images_through_as_they_are(workspace):
+    """datasets.<d>: cutout none, no trimming, test 0 (study A's icons): each processed image is its input
+    padded to a black square and resized (nothing cut out, nothing cropped) and every image is in train;
+    the other datasets keep the sections' settings (cutout onto black)."""
+    import csv
+    import json
+
+    from conftest import dump_yaml, load_yaml
+
+    from animegen.cli import main
+    from animegen.recipes import NO_RECIPE
+
+    rng = np.random.default_rng(3)
+    folder = workspace / "data/sources/icons/in"
+    folder.mkdir(parents=True)
+    inputs = {f"icon{i}.png": rng.integers(0, 256, (64, 96 if i == 0 else 64, 3), dtype=np.uint8) for i in range(5)}
+    for name, arr in inputs.items():
+        Image.fromarray(arr).save(folder / name)
+    params = load_yaml(workspace / "params.yaml")
+    params["models"], params["compare"]["pairs"] = {}, {}
+    params.update(cam_classifier={}, cam_select={})
+    params["collect"]["near_duplicate"].update(phash_max_distance=None)
+    recipe = {"cutout": {"method": "none"}, "resize": {"trim_to_foreground": False}, "split": {"test": 0}}
+    params["datasets"] = {"icons": {"sources": [{"type": "folder", "path": "in"}], "size": 32, "crop": "full",
+                                    **NO_RECIPE, **recipe}}  # fmt: skip
+    dump_yaml(params, workspace / "params.yaml")
+    for stage in ("collect", "cutout", "resize", "split"):
+        assert main(["--params", str(workspace / "params.yaml"), stage, "--dataset", "icons"]) == 0, stage
+    ids = {r["origin"]: r["id"] for r in csv.DictReader(open(workspace / "data/raw/icons/manifest.csv"))}
+    assert len(ids) == 5
+    for name, arr in inputs.items():
+        h, w = arr.shape[:2]
+        square = Image.new("RGB", (max(h, w),) * 2)  # the 96 x 64 one is padded with black, centred
+        square.paste(Image.fromarray(arr), ((max(h, w) - w) // 2, (max(h, w) - h) // 2))
+        expected = np.asarray(square.resize((32, 32), Image.Resampling.LANCZOS))
+        got = np.asarray(Image.open(workspace / f"data/processed/icons/images/{ids[name]}.png"))
+        np.testing.assert_array_equal(got, expected, err_msg=name)
+    cut = json.loads((workspace / "data/interim/cutout/icons/report.json").read_text())
+    assert cut["by_method"] == {"none": 5} and cut["recipe"] == {"method": "none"}
+    split = json.loads((workspace / "data/splits/icons.json").read_text())
+    assert split["n_train"] == 5 and split["test"] == [] and split["method"] == "none"

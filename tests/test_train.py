@@ -31,7 +31,7 @@ BIN = Path(sys.executable).parent
 TINY = {
     "dcgan": {"nz": 8, "ngf": 4, "ndf": 4, "lr": 0.0002, "betas": [0.5, 0.999]},
     "ddpm": {
-        "dim": 4, "dim_mults": [1, 2], "timesteps": 20, "objective": "pred_v", "beta_schedule": "sigmoid",
+        "dim": 4, "dim_mults": [1, 2], "timesteps": 20, "objective": "pred_v", "beta_schedule": "sigmoid", "loss": "l2",
         "dropout": 0.0, "lr": 0.0002, "betas": [0.9, 0.99], "max_grad_norm": 1.0,
     },
     "stylegan2": {
@@ -195,16 +195,24 @@ def test_sample_writes_exactly_n_valid_images_reproducibly(tmp_path):
     assert [f.read_bytes() for f in sorted((out / "images").glob("*.png"))] != before
 
 
+def _outputs_but_wall_time(folder: Path) -> dict:
+    """Every file's bytes, train.json parsed without its ``timing`` (the one part that differs by run)."""
+    out = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != "train.json"}
+    record = json.loads((folder / "train.json").read_text())
+    assert record.pop("timing")["training_seconds"] > 0
+    return {**out, "train.json": record}
+
+
 def test_training_outputs_are_byte_identical_across_reruns(tmp_path):
     ws = _workspace(tmp_path)
     train_stage.run(_params(ws), "dcgan", ws)
-    first = {p.name: p.read_bytes() for p in (ws / "data/models/dcgan").iterdir()}
+    first = _outputs_but_wall_time(ws / "data/models/dcgan")
     curves = (ws / "metrics/train/dcgan/metrics.json").read_text()
     import shutil
 
     shutil.rmtree(ws / "data/checkpoints")
     train_stage.run(_params(ws), "dcgan", ws)
-    assert {p.name: p.read_bytes() for p in (ws / "data/models/dcgan").iterdir()} == first
+    assert _outputs_but_wall_time(ws / "data/models/dcgan") == first
     assert (ws / "metrics/train/dcgan/metrics.json").read_text() == curves
 
 
@@ -299,3 +307,30 @@ def test_every_torch_load_uses_weights_only():
                     f"{path}:{node.lineno}: {ast.unparse(node)}"
                 )
     assert calls >= 3  # train, sample, inception weights
+
+
+def test_ddpm_loss_l2_is_the_librarys_own_and_l1_changes_only_the_distance():
+    """models.<m>.net.loss: l2 trains with the library's forward; our diffusion_loss with F.mse_loss
+    reproduces it draw for draw, so l1 (early releases' loss) differs from it in the distance alone."""
+    import torch.nn.functional as F
+
+    from animegen.models.base import StepContext
+    from animegen.models.ddpm import Model, diffusion_loss
+
+    x01 = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    losses = {}
+    for loss in ("l1", "l2"):
+        torch.manual_seed(0)
+        model = Model({**TINY["ddpm"], "loss": loss}, 16)
+        diffusion = model.networks["diffusion"]
+        torch.manual_seed(5)
+        library = diffusion(x01)
+        ours = {}
+        for name, fn in (("l2", F.mse_loss), ("l1", F.l1_loss)):
+            torch.manual_seed(5)
+            ours[name] = diffusion_loss(diffusion, x01, fn)
+        torch.manual_seed(5)
+        losses[loss] = model.train_step({"image": x01 * 2 - 1}, 0, StepContext(device=torch.device("cpu")))["loss"]
+        assert ours["l2"].item() == pytest.approx(library.item(), rel=1e-6)
+        assert losses[loss] == pytest.approx(ours[loss].item(), rel=1e-6)
+    assert losses["l1"] != pytest.approx(losses["l2"], rel=1e-3)

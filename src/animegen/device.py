@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 
 import torch
 
@@ -43,3 +44,25 @@ def setup(settings: dict, section: str) -> torch.device:
         raise DeviceError(f"{section}.device: {e}") from None
     set_cpu_threads(settings["cpu_threads"])
     return device
+
+
+def set_tf32(enabled: bool) -> None:
+    """TF32 for float32 matmuls and convolutions on Ampere+ GPUs (study A trains and samples with it on);
+    no effect on the CPU."""
+    mode = "tf32" if enabled else "ieee"
+    torch.backends.cuda.matmul.fp32_precision = mode
+    torch.backends.cudnn.conv.fp32_precision = mode
+
+
+def device_name(device: torch.device) -> str:
+    """What computed, for the records beside a wall time: the GPU's name, or the CPU's model and the
+    torch threads used (study A's budgets are per GPU: an RTX 3080)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"CPU {model} ({torch.get_num_threads()} threads)"

@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from animegen.device import set_tf32
 from animegen.io import save_torch_atomic, sha256_file, write_bytes_atomic, write_json_atomic
 from animegen.models.base import GenerativeModel, StepContext
 
@@ -105,13 +106,6 @@ class LoopConfig:
         if not self.track_fid_every:
             skip.add("track_fid_every")
         return {k: v for k, v in self.__dict__.items() if k not in skip}
-
-
-def set_tf32(enabled: bool) -> None:
-    """TF32 for float32 matmuls and convolutions on Ampere+ GPUs (study A trains with it on)."""
-    mode = "tf32" if enabled else "ieee"
-    torch.backends.cuda.matmul.fp32_precision = mode
-    torch.backends.cudnn.conv.fp32_precision = mode
 
 
 def autocast_for(device: torch.device, precision: str):

@@ -1,4 +1,5 @@
 # Data preparation: collect -> cutout -> resize -> split, one job per dataset declared in params.yaml.
+# Each stage X reads section X with the dataset's own keys datasets.<dataset>.X laid over it (recipe).
 
 
 rule collect:
@@ -10,6 +11,7 @@ rule collect:
     params:
         sources=dataset_param("sources"),
         collect=P("collect"),
+        recipe=dataset_param("collect"),
     log:
         "logs/collect/{dataset}.log",
     shell:
@@ -24,6 +26,7 @@ rule cutout:
         directory(CUTOUT),
     params:
         cutout=P("cutout"),
+        recipe=dataset_param("cutout"),
     log:
         "logs/cutout/{dataset}.log",
     shell:
@@ -40,6 +43,7 @@ rule resize:
         size=dataset_param("size"),
         crop=dataset_param("crop"),
         resize=P("resize"),
+        recipe=dataset_param("resize"),
     log:
         "logs/resize/{dataset}.log",
     shell:
@@ -54,6 +58,7 @@ rule split:
         SPLIT,
     params:
         split=P("split"),
+        recipe=dataset_param("split"),
     log:
         "logs/split/{dataset}.log",
     shell:

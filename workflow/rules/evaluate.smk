@@ -42,6 +42,7 @@ rule evaluate:
         inception=P("inception"),
         metrics=P("metrics"),
         evaluate=P("evaluate"),
+        against=model_param("reference"),
     threads: cpu_threads("inception")
     resources:
         gpu=1,
@@ -70,6 +71,7 @@ rule track:
         inception=P("inception"),
         use_ema=P("sample.use_ema"),
         family_sample=model_param("sample"),
+        against=model_param("reference"),
     threads: cpu_threads("inception")
     resources:
         gpu=1,

@@ -31,8 +31,14 @@ def read_split(path: Path) -> dict:
 
 
 def split_ids(root: Path, split: str, part: str = "train") -> list[str]:
-    """The ids of one part of ``data/splits/<split>.json``."""
-    return read_split(root / paths.SPLIT.format(dataset=split))[part]
+    """The ids of one part of ``data/splits/<split>.json``: ``train``, ``test`` or ``all`` (the train ids,
+    then the test ids: the train split is always a prefix of ``all``)."""
+    record = read_split(root / paths.SPLIT.format(dataset=split))
+    if part == "all":
+        return record["train"] + record["test"]
+    if part not in PARTS:
+        raise ValueError(f"part must be train, test or all, not {part!r}")
+    return record[part]
 
 
 def load_split_images(root: Path, dataset: str, part: str = "train", split: str | None = None

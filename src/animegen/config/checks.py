@@ -9,22 +9,13 @@ from pathlib import Path
 from animegen.config.errors import ParamsError
 from animegen.config.schema import SOURCES_ROOT
 from animegen.models.registry import FAMILIES
+from animegen.recipes import dataset_section, overridden
 
 
 def check(params: dict, root: Path) -> None:
     """What a schema cannot say: cross-key consistency and files that must exist."""
-    test = params["split"]["test"]
-    if isinstance(test, float) and not (0 < test < 1):
-        raise ParamsError(f"split.test: a fraction must be between 0 and 1 (exclusive), got {test}")
-    if isinstance(test, float) and math.isnan(test):
-        raise ParamsError("split.test: got NaN")
-    cut = params["cutout"]
-    if cut["min_foreground"] >= cut["max_foreground"]:
-        raise ParamsError("cutout.min_foreground: must be smaller than cutout.max_foreground")
-    if cut["method"] == "onnx" and not cut["onnx_model"]:
-        raise ParamsError("cutout.onnx_model: method 'onnx' needs a path to an .onnx segmentation model")
-    if cut["onnx_model"] and not (root / cut["onnx_model"]).is_file():
-        raise ParamsError(f"cutout.onnx_model: no such file: {cut['onnx_model']}")
+    for name in params["datasets"]:
+        _check_recipe(params, name, root)
     _check_models(params)
     _check_cam(params, root)
     weights = params["inception"]["weights"]
@@ -55,6 +46,28 @@ def check(params: dict, root: Path) -> None:
                 raise ParamsError(f"{key}: no such folder: {SOURCES_ROOT}/{name}/{rel}")
             if src["type"] != "folder" and not target.is_file():
                 raise ParamsError(f"{key}: no such file: {SOURCES_ROOT}/{name}/{rel}")
+
+
+def _check_recipe(params: dict, dataset: str, root: Path) -> None:
+    """The data sections as ``dataset`` sees them (its overrides laid over the sections); an error names
+    the key where the offending value is written."""
+
+    def key(section: str, k: str) -> str:
+        return f"datasets.{dataset}.{section}.{k}" if k in overridden(params, dataset, section) else f"{section}.{k}"
+
+    test = dataset_section(params, dataset, "split")["test"]
+    if isinstance(test, float) and (math.isnan(test) or not (0 < test < 1)):
+        raise ParamsError(
+            f"{key('split', 'test')}: a fraction must be between 0 and 1 (exclusive), got {test} "
+            "(a count such as 50 holds out 50 images; 0 trains on every image)"
+        )
+    cut = dataset_section(params, dataset, "cutout")
+    if cut["min_foreground"] >= cut["max_foreground"]:
+        raise ParamsError(f"{key('cutout', 'min_foreground')}: must be smaller than cutout.max_foreground ({dataset})")
+    if cut["method"] == "onnx" and not cut["onnx_model"]:
+        raise ParamsError(f"{key('cutout', 'onnx_model')}: method 'onnx' needs a path to an .onnx segmentation model")
+    if cut["onnx_model"] and not (root / cut["onnx_model"]).is_file():
+        raise ParamsError(f"{key('cutout', 'onnx_model')}: no such file: {cut['onnx_model']}")
 
 
 RESERVED_MODEL_NAMES = {"train", "models", "compare", "summary", "table", "track"}  # would collide under metrics/
@@ -113,6 +126,10 @@ def _check_cam(params: dict, root: Path) -> None:
                 raise ParamsError(f"{key}.{role}: no such dataset {c[role]!r}")
         if c["positive"] == c["negative"]:
             raise ParamsError(f"{key}.negative: the same dataset as positive ({c['positive']!r})")
+        for role in ("positive", "negative"):
+            if dataset_section(params, c[role], "split")["test"] == 0:
+                raise ParamsError(f"{key}.{role}: {c[role]!r} holds out no images (its split.test is 0); the "
+                                  "classifier's held-out accuracy needs a test split")  # fmt: skip
         sizes = {datasets[c[r]]["size"] for r in ("positive", "negative")}
         if len(sizes) > 1:
             raise ParamsError(f"{key}: the two classes have different sizes {sorted(sizes)}; one classifier input size")

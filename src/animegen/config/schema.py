@@ -18,7 +18,17 @@ import jsonschema
 
 from animegen.config.errors import ParamsError, describe, path_str
 from animegen.models.registry import FAMILIES
-from animegen.schema_types import BOOL, NONNEG_INT, OPT_STR, POS_INT, POS_NUM, STR, UNIT, obj
+from animegen.schema_types import (
+    BOOL,
+    NONNEG_INT,
+    NONNEG_NUM,
+    OPT_STR,
+    POS_INT,
+    POS_NUM,
+    STR,
+    UNIT,
+    obj,
+)
 
 SOURCES_ROOT = "data/sources"
 DATASET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
@@ -58,11 +68,82 @@ SOURCE = {
     ],
 }
 
+COLLECT = obj(
+    {
+        "max_pixels": POS_INT,
+        "min_side": POS_INT,
+        "max_aspect_ratio": {"type": "number", "minimum": 1},
+        "min_colours": POS_INT,
+        "near_duplicate": obj(
+            {
+                "phash_max_distance": {"type": ["integer", "null"], "minimum": 0, "maximum": 64},
+                "colorhash_max_distance": {"type": ["integer", "null"], "minimum": 0},
+            }
+        ),
+        "archive": obj(
+            {
+                "max_entries": POS_INT,
+                "max_entry_bytes": POS_INT,
+                "max_total_bytes": POS_INT,
+                "max_ratio": POS_NUM,
+            }
+        ),
+        "urls": obj(
+            {
+                "allow_private": BOOL,
+                "max_bytes": POS_INT,
+                "timeout": POS_NUM,
+                "retries": NONNEG_INT,
+                "backoff": {"type": "number", "minimum": 0},
+                "max_redirects": NONNEG_INT,
+                "honor_noai": BOOL,
+                "workers": POS_INT,
+            }
+        ),
+    }
+)
+CUTOUT = obj(
+    {
+        "method": {"enum": ["auto", "alpha", "floodfill", "grabcut", "onnx", "none"]},
+        "onnx_model": OPT_STR,
+        "onnx_size": POS_INT,
+        "flood_tolerance": {"type": "integer", "minimum": 0, "maximum": 255},
+        "border_match": {"type": "number", "minimum": 0, "maximum": 1},
+        "grabcut_iterations": NONNEG_INT,
+        "grabcut_margin": {"type": "number", "minimum": 0, "maximum": 0.45},
+        "work_max_side": {"type": "integer", "minimum": 32},
+        "min_foreground": {"type": "number", "minimum": 0, "maximum": 1},
+        "max_foreground": {"type": "number", "minimum": 0, "maximum": 1},
+    }
+)
+RESIZE = obj(
+    {
+        "filter": {"enum": ["lanczos", "bicubic", "box", "area"]},
+        "allow_upscale": BOOL,
+        "trim_to_foreground": BOOL,
+        "margin": {"type": "number", "minimum": 0, "maximum": 1},
+        "shoulders_ratio": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+    }
+)
+SPLIT = obj({"test": NONNEG_NUM, "seed": NONNEG_INT})  # test: 0 = no held-out images
+
+
+def partial(schema: dict) -> dict:
+    """``schema`` with no key required, at any depth: a dataset's override of a section (its keys laid
+    over the section's, see :mod:`animegen.recipes`); unknown keys and wrong types are still refused."""
+    if schema.get("type") != "object" or "properties" not in schema:
+        return schema
+    return {**schema, "required": [], "properties": {k: partial(v) for k, v in schema["properties"].items()}}
+
+
 DATASET = obj(
     {
         "sources": {"type": "array", "items": SOURCE, "minItems": 1},
         "size": {"type": "integer", "minimum": 8, "maximum": 4096},
         "crop": {"enum": ["full", "shoulders_up"]},
+        # the dataset's recipe: its own keys of each data stage's section ({} = the section as is)
+        **{name: partial(section) for name, section in
+           {"collect": COLLECT, "cutout": CUTOUT, "resize": RESIZE, "split": SPLIT}.items()},
     }
 )
 
@@ -71,6 +152,7 @@ def named(entry: dict) -> dict:
     return {"type": "object", "propertyNames": {"pattern": DATASET_NAME}, "additionalProperties": entry}
 
 
+IMAGE_SET = {"enum": ["train", "all"]}  # a dataset's train split, or every image (train and test)
 DEVICE = {"type": "string", "pattern": r"^(auto|cpu|cuda(:[0-9]+)?)$"}
 
 MODEL_TRAIN = obj(
@@ -98,6 +180,7 @@ MODEL = {
             "family": {"enum": sorted(FAMILIES)},
             "dataset": STR,
             "split": STR,
+            "reference": IMAGE_SET,  # which of the dataset's images evaluate and track score the samples against
             "train": MODEL_TRAIN,
             "net": {"type": "object"},
             "sample": {"type": "object"},
@@ -154,64 +237,10 @@ CAM_SELECTION = obj(
 SCHEMA = obj(
     {
         "datasets": {**named(DATASET), "minProperties": 1},
-        "collect": obj(
-            {
-                "max_pixels": POS_INT,
-                "min_side": POS_INT,
-                "max_aspect_ratio": {"type": "number", "minimum": 1},
-                "min_colours": POS_INT,
-                "near_duplicate": obj(
-                    {
-                        "phash_max_distance": {"type": ["integer", "null"], "minimum": 0, "maximum": 64},
-                        "colorhash_max_distance": {"type": ["integer", "null"], "minimum": 0},
-                    }
-                ),
-                "archive": obj(
-                    {
-                        "max_entries": POS_INT,
-                        "max_entry_bytes": POS_INT,
-                        "max_total_bytes": POS_INT,
-                        "max_ratio": POS_NUM,
-                    }
-                ),
-                "urls": obj(
-                    {
-                        "allow_private": BOOL,
-                        "max_bytes": POS_INT,
-                        "timeout": POS_NUM,
-                        "retries": NONNEG_INT,
-                        "backoff": {"type": "number", "minimum": 0},
-                        "max_redirects": NONNEG_INT,
-                        "honor_noai": BOOL,
-                        "workers": POS_INT,
-                    }
-                ),
-            }
-        ),
-        "cutout": obj(
-            {
-                "method": {"enum": ["auto", "alpha", "floodfill", "grabcut", "onnx"]},
-                "onnx_model": OPT_STR,
-                "onnx_size": POS_INT,
-                "flood_tolerance": {"type": "integer", "minimum": 0, "maximum": 255},
-                "border_match": {"type": "number", "minimum": 0, "maximum": 1},
-                "grabcut_iterations": NONNEG_INT,
-                "grabcut_margin": {"type": "number", "minimum": 0, "maximum": 0.45},
-                "work_max_side": {"type": "integer", "minimum": 32},
-                "min_foreground": {"type": "number", "minimum": 0, "maximum": 1},
-                "max_foreground": {"type": "number", "minimum": 0, "maximum": 1},
-            }
-        ),
-        "resize": obj(
-            {
-                "filter": {"enum": ["lanczos", "bicubic", "box", "area"]},
-                "allow_upscale": BOOL,
-                "trim_to_foreground": BOOL,
-                "margin": {"type": "number", "minimum": 0, "maximum": 1},
-                "shoulders_ratio": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-            }
-        ),
-        "split": obj({"test": POS_NUM, "seed": NONNEG_INT}),
+        "collect": COLLECT,
+        "cutout": CUTOUT,
+        "resize": RESIZE,
+        "split": SPLIT,
         "train": obj(
             {
                 "seed": NONNEG_INT,
@@ -230,6 +259,7 @@ SCHEMA = obj(
                 "grid": NONNEG_INT,
                 "seed": NONNEG_INT,
                 "use_ema": BOOL,
+                "tf32": BOOL,
                 "device": DEVICE,
                 "cpu_threads": NONNEG_INT,
             }
@@ -260,7 +290,7 @@ SCHEMA = obj(
             }
         ),
         "evaluate": obj({"audit_count": POS_INT}),
-        "compare": obj({"pairs": named(obj({"reference": STR, "candidate": STR}))}),
+        "compare": obj({"pairs": named(obj({"reference": STR, "candidate": STR, "images": IMAGE_SET}))}),
         "cam": obj({"device": DEVICE, "cpu_threads": NONNEG_INT}),
         "cam_classifier": named(CAM_CLASSIFIER),
         "cam_select": named(CAM_SELECTION),

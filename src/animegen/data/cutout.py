@@ -21,6 +21,9 @@ large or upscaled images, which downsampling makes sharp again.
                starts from a rectangle ``grabcut_margin`` inside the image instead (``grabcut_rect``).
 ``onnx``       a segmentation model (e.g. an anime ISNet exported to ONNX) loaded from a local path.
 ``auto``       alpha when the image has transparency, else onnx when a model is configured, else grabcut.
+``none``       no cutout: the image goes on as collect decoded it (a transparent image is composited onto
+               black, the pipeline's background), its mask covers everything, and no foreground check
+               applies.  Study A trains on its icons as they are; study B's baseline keeps backgrounds.
 
 The method actually used is returned with the result and recorded per image.  A mask covering less
 than ``min_foreground`` or more than ``max_foreground`` of the image is a failed cutout
@@ -159,6 +162,10 @@ def remove_background(img: Image.Image, p: CutoutParams, segmenter: OnnxSegmente
     if method == "auto":
         method = "alpha" if img.mode == "RGBA" else ("onnx" if segmenter is not None else "grabcut")
     rgb = np.asarray(img.convert("RGB"))
+    if method == "none":
+        if img.mode == "RGBA":
+            rgb = apply_mask(rgb, np.asarray(img.getchannel("A")))
+        return Cutout(rgb, np.full(rgb.shape[:2], 255, np.uint8), "none")
     if method == "alpha":
         if img.mode != "RGBA":
             raise Rejected("no_alpha", "cutout.method is 'alpha' but the image has no transparency")

@@ -5,7 +5,8 @@ image is in the test set when its number is below ``f``: its side never depends 
 exist, so adding or removing unrelated images moves nothing.  With a count ``n`` (study B's 2000/50)
 the ``n`` lowest numbers are the test set: adding images changes at most as many test members as the
 new images that rank below the current cut.  Ids are content hashes, so the split is also stable when
-the same images are collected again in a different order.
+the same images are collected again in a different order.  A count of 0 holds nothing out (study A
+trains and measures on every image).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def split_ids(ids: Iterable[str], test: float | int, seed: int) -> dict[str, lis
             raise ValueError(f"test fraction must be in (0, 1), got {test}")
         test_ids = {i for i in ids if split_key(i, seed) < test}
     else:
-        if not 0 < test < len(ids):
+        if not 0 <= test < len(ids):
             raise ValueError(f"test count {test} needs at least {test + 1} images, have {len(ids)}")
         test_ids = set(sorted(ids, key=lambda i: (split_key(i, seed), i))[:test])
     return {"train": [i for i in ids if i not in test_ids], "test": sorted(test_ids)}

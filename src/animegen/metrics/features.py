@@ -94,7 +94,7 @@ def full_fp32() -> Iterator[None]:
     A no-op on the CPU.
     """
     # The fp32_precision API only: torch raises when the legacy allow_tf32 flags and this API are mixed
-    # in one process, and the training loop (animegen.train.set_tf32) uses this one.
+    # in one process, and the training loop (animegen.device.set_tf32) uses this one.
     conv, mm = torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
     torch.backends.cudnn.conv.fp32_precision = "ieee"
     torch.backends.cuda.matmul.fp32_precision = "ieee"

@@ -94,6 +94,7 @@ FAMILIES: dict[str, Family] = {
                 "timesteps": POS_INT,
                 "objective": {"enum": ["pred_noise", "pred_x0", "pred_v"]},
                 "beta_schedule": {"enum": ["linear", "cosine", "sigmoid"]},
+                "loss": {"enum": ["l1", "l2"]},  # l2: the pinned library's own loss; l1: its early releases'
                 "dropout": UNIT,
                 "lr": POS_NUM,
                 "betas": BETAS,

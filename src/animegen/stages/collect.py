@@ -32,6 +32,7 @@ from animegen.data.collect import (
 )  # fmt: skip
 from animegen.data.fetch import FetchPolicy
 from animegen.io import atomic_dir
+from animegen.recipes import dataset_section, overridden
 from animegen.stages import require_kept
 
 
@@ -66,7 +67,7 @@ def iter_sources(specs: list[dict], src_root: Path, c: dict):
 
 def run(params: dict, dataset: str, root: Path) -> dict:
     ds = params["datasets"][dataset]
-    c = params["collect"]
+    c = dataset_section(params, dataset, "collect")
     filters = Filters(c["min_side"], c["max_aspect_ratio"], c["min_colours"])
     nd = c["near_duplicate"]
     index = DuplicateIndex(nd["phash_max_distance"], nd["colorhash_max_distance"])
@@ -85,5 +86,6 @@ def run(params: dict, dataset: str, root: Path) -> dict:
         report = write_image_set(
             tmp, dataset, kept, rejects, MANIFEST_COLUMNS, REJECT_COLUMNS,
             kept_by_source=dict(sorted(Counter(r["source"] for r in kept).items())),
+            recipe=overridden(params, dataset, "collect"),
         )  # fmt: skip
     return report

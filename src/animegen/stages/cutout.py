@@ -19,6 +19,7 @@ from animegen import paths
 from animegen.artifacts.images import image_file, mask_file, read_decoded, read_manifest, start, write_image, write_image_set
 from animegen.data.cutout import CutoutParams, OnnxSegmenter, remove_background
 from animegen.io import Rejected, atomic_dir
+from animegen.recipes import dataset_section, overridden
 from animegen.stages import require_kept
 
 MANIFEST_COLUMNS = ["id", "file", "mask", "method", "foreground_fraction", "extra"]
@@ -26,7 +27,7 @@ REJECT_COLUMNS = ["id", "reason", "detail"]
 
 
 def run(params: dict, dataset: str, root: Path) -> dict:
-    c = dict(params["cutout"])
+    c = dataset_section(params, dataset, "cutout")
     model, size = c.pop("onnx_model"), c.pop("onnx_size")
     p = CutoutParams(**c)
     segmenter = OnnxSegmenter(root / model, size) if model and p.method in ("auto", "onnx") else None
@@ -55,5 +56,6 @@ def run(params: dict, dataset: str, root: Path) -> dict:
             tmp, dataset, kept, rejects, MANIFEST_COLUMNS, REJECT_COLUMNS,
             by_method=dict(sorted(Counter(r["method"] for r in kept).items())),
             onnx_model=model if segmenter is not None else None,
+            recipe=overridden(params, dataset, "cutout"),
         )  # fmt: skip
     return report

@@ -19,6 +19,7 @@ from animegen import paths
 from animegen.artifacts.images import image_file, read_image, read_manifest, start, write_image, write_image_set
 from animegen.data.resize import ResizeParams, pad_and_resize
 from animegen.io import Rejected, atomic_dir
+from animegen.recipes import dataset_section, overridden
 from animegen.stages import require_kept
 
 MANIFEST_COLUMNS = ["id", "file", "size", "crop_box", "scale", "upscaled", "extra"]
@@ -35,7 +36,7 @@ def _map_parts(extra: dict, transform, size: int) -> dict:
 
 def run(params: dict, dataset: str, root: Path) -> dict:
     ds = params["datasets"][dataset]
-    p = ResizeParams(size=ds["size"], crop=ds["crop"], **params["resize"])
+    p = ResizeParams(size=ds["size"], crop=ds["crop"], **dataset_section(params, dataset, "resize"))
     src = root / paths.CUTOUT.format(dataset=dataset)
     rows = read_manifest(src)
     kept, rejects = [], []
@@ -59,5 +60,6 @@ def run(params: dict, dataset: str, root: Path) -> dict:
         report = write_image_set(
             tmp, dataset, kept, rejects, MANIFEST_COLUMNS, REJECT_COLUMNS,
             size=p.size, crop=p.crop, upscaled=sum(1 for r in kept if r["upscaled"]),
+            recipe=overridden(params, dataset, "resize"),
         )  # fmt: skip
     return report

@@ -1,16 +1,19 @@
 """Stage ``sample``: draw ``sample.n`` images from one trained model.
 
-Reads:  ``data/models/<name>/model.pt``; ``params.yaml`` sections ``sample`` (n, batch size, grid,
-        seed, EMA or live generator, device) and ``models.<name>.sample`` (the family's sampling settings,
-        e.g. DDIM steps).
+Reads:  ``data/models/<name>/`` (``model.pt``; ``train.json`` for the training's wall time);
+        ``params.yaml`` sections ``sample`` (n, batch size, grid, seed, EMA or live generator, device,
+        TF32) and ``models.<name>.sample`` (the family's sampling settings, e.g. DDIM steps).
 Writes: ``data/samples/<name>/`` with ``images/000000.png ...`` (exactly ``n`` RGB PNGs at the training
-        size), ``grid.png`` (the first ``grid`` images tiled, for people) and ``sample.json``.
+        size), ``grid.png`` (the first ``grid`` images tiled, for people) and ``sample.json``, whose
+        ``timing`` holds the generation's wall time and device name beside the training's (study A
+        budgets 12 hours of each per model on one GPU).
 Guarantees: the folder appears complete or not at all; the same seed, batch size and device give the
 same images (the seed is ``sample.seed`` plus the model's ``seed_offset``).
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +21,8 @@ from tqdm import tqdm
 
 from animegen import paths
 from animegen.artifacts import samples
-from animegen.artifacts.model import read_model
+from animegen.artifacts.model import read_model, read_train_record
+from animegen.device import device_name, set_tf32
 from animegen.device import setup as device_setup
 from animegen.io import atomic_dir, save_png
 from animegen.models.sampling import iter_samples
@@ -31,14 +35,17 @@ def run(params: dict, name: str, root: Path) -> dict:
     m = params["models"][name]
     s = params["sample"]
     device = device_setup(s, "sample")
-    model, blob = read_model(root / paths.MODEL.format(model=name), m["family"], m["net"])
+    set_tf32(s["tf32"])
+    model_dir = root / paths.MODEL.format(model=name)
+    model, blob = read_model(model_dir, m["family"], m["net"])
+    trained = read_train_record(model_dir)["timing"]
     try:
         net = generator_for_sampling(model, blob, s["use_ema"]).to(device)
     except ValueError as e:
         raise StageError(f"sample.use_ema: {e}") from None
     model.to(device)
     seed = s["seed"] + blob["seed_offset"]
-    grid, done = [], 0
+    grid, done, t0 = [], 0, time.monotonic()
     with atomic_dir(root / paths.SAMPLES.format(model=name)) as tmp:
         samples.start(tmp)
         with tqdm(total=s["n"], desc=f"sample {name}", unit="img", disable=None) as bar:
@@ -48,12 +55,16 @@ def run(params: dict, name: str, root: Path) -> dict:
                 grid.extend(batch[: max(0, s["grid"] - len(grid))])
                 done += len(batch)
                 bar.update(len(batch))
+        seconds = time.monotonic() - t0
         if grid:
             save_png(tile(np.stack(grid)), tmp / "grid.png")
         report = {
             "model": name, "n": done, "image_size": blob["image_size"], "seed": seed,
             "batch_size": s["batch_size"], "device": device.type, "use_ema": s["use_ema"],
-            "trained_steps": blob["step"], "family_sample_settings": m["sample"],
+            "trained_steps": blob["step"], "family_sample_settings": m["sample"], "tf32": s["tf32"],
+            # the one part of the record that differs between reruns
+            "timing": {"sampling_seconds": round(seconds, 3), "device_name": device_name(device),
+                       "training_seconds": trained["training_seconds"], "training_device_name": trained["device_name"]},
         }  # fmt: skip
         samples.write_sample_record(tmp, report)
     return report

@@ -17,13 +17,15 @@ from animegen import paths
 from animegen.artifacts.records import read_metrics, write_metrics
 from animegen.io import write_csv, write_text_atomic
 
-MODEL_COLUMNS = ["model", "family", "dataset", "fid", "mae", "nwi", "kid", "memorisation_rate", "floor_fid",
-                 "n_candidate", "n_reference", "trained_steps"]  # fmt: skip
-COMPARE_COLUMNS = ["pair", "reference", "candidate", "fid", "mae", "nwi", "kid", "floor_fid_reference",
+MODEL_COLUMNS = ["model", "family", "dataset", "reference_images", "fid", "mae", "nwi", "kid", "memorisation_rate", "floor_fid",
+                 "n_candidate", "n_reference", "trained_steps", "training_hours", "sampling_hours", "training_device"]  # fmt: skip
+COMPARE_COLUMNS = ["pair", "reference", "candidate", "images", "fid", "mae", "nwi", "kid", "floor_fid_reference",
                    "floor_fid_candidate", "n_candidate", "n_reference"]  # fmt: skip
 HEADERS = {"fid": "FID", "mae": "MAE", "nwi": "NWI", "kid": "KID x 1e3", "memorisation_rate": "memorised",
            "floor_fid": "FID floor", "floor_fid_reference": "floor (ref)", "floor_fid_candidate": "floor (cand)",
-           "n_candidate": "n", "n_reference": "n ref", "trained_steps": "steps"}  # fmt: skip
+           "n_candidate": "n", "n_reference": "n ref", "trained_steps": "steps",
+           "training_hours": "train h", "sampling_hours": "sample h"}  # fmt: skip
+HEADERS_TEXT = {"reference_images": "vs images", "training_device": "device"}  # text columns (left-aligned)
 
 
 def _cell(key: str, value) -> str:
@@ -39,7 +41,7 @@ def _cell(key: str, value) -> str:
 
 
 def markdown_table(rows: list[dict], columns: list[str]) -> str:
-    head = "| " + " | ".join(HEADERS.get(c, c) for c in columns) + " |"
+    head = "| " + " | ".join(HEADERS.get(c, HEADERS_TEXT.get(c, c)) for c in columns) + " |"
     rule = "|" + "|".join("---:" if c in HEADERS else "---" for c in columns) + "|"
     body = ["| " + " | ".join(_cell(c, r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join([head, rule, *body]) + "\n"
@@ -60,7 +62,8 @@ def run(params: dict, target: str | None, root: Path) -> dict:
     note = ("FID and KID: pytorch-fid's Inception-V3 pool3 features, weights " +
             ", ".join(f"{w['origin']} sha256 {w['sha256'][:12]}" for w in summary["inception_weights"]) +
             ". MAE: mean absolute 0-255 error to the nearest reference image; NWI = MAE - FID. FID floor: "
-            "FID between random halves of the reference train split (small-sample bias).\n")  # fmt: skip
+            "FID between random halves of the reference images (small-sample bias). 'vs images' / 'images': "
+            "the dataset's train split or all its images (train and test).\n")  # fmt: skip
     tables = {
         "models": "# Models (study A, Table 2)\n\n" + markdown_table(models, MODEL_COLUMNS) + "\n" + note,
         "compare": "# Dataset pairs (validity of NWI)\n\n" + markdown_table(pairs, COMPARE_COLUMNS) + "\n" + note,

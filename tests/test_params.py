@@ -188,3 +188,17 @@ def test_a_dataset_recipe_overrides_only_its_keys_and_merges_nested_ones():
     assert dataset_section(params, "face_b_later", "split") == {"test": 0, "seed": params["split"]["seed"]}
     with pytest.raises(ValueError, match="not a data stage section"):
         dataset_section(params, "face_a_early", "train")
+
+
+def test_timing_names_models_without_run_records(tmp_path):
+    params = load_params(REPO / "params.yaml")
+    from animegen.runs import timing_table, write_run_record
+
+    write_run_record(tmp_path, "train", "dcgan", {"training_seconds": 7200.0, "device_name": "GPU X", "steps_done": 5,
+                                                 "stop_reason": "time_budget", "finished_at": 0.0})  # fmt: skip
+    write_run_record(tmp_path, "sample", "dcgan", {"sampling_seconds": 36.0, "device_name": "GPU X", "n": 256})
+    table = timing_table(params, tmp_path)
+    assert "| dcgan | 2.000 | 12 | 5 | time_budget | GPU X | 0.010 | 256 | GPU X | 1970-01-01 00:00 UTC |" in table
+    assert "| ddpm | - | 12 | - |" in table
+    missing = sorted(set(params["models"]) - {"dcgan"})
+    assert f"No run record for {', '.join(missing)}:" in table

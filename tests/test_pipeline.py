@@ -136,6 +136,26 @@ def test_every_model_trained_and_sampled(ran: Path):
     assert "a_early_vs_b_early" in (ran / "metrics/compare.md").read_text()
 
 
+def test_run_records_hold_wall_times_and_devices_and_timing_tabulates_them(ran: Path):
+    """Wall time and device stay out of every output (byte-identical reruns) and go to logs/runs/."""
+    models = load_yaml(ran / "params.yaml")["models"]
+    for name in models:
+        train = json.loads((ran / f"logs/runs/train/{name}.json").read_text())
+        sample = json.loads((ran / f"logs/runs/sample/{name}.json").read_text())
+        assert train["training_seconds"] > 0 and train["device_name"].startswith("CPU ") and train["target"] == name
+        assert sample["sampling_seconds"] > 0 and sample["device_name"] == train["device_name"] and sample["n"] == 6
+        assert "timing" not in json.loads((ran / f"data/models/{name}/train.json").read_text())
+    assert json.loads((ran / "logs/runs/collect/face_a_early.json").read_text())["kept"] > 0
+    table = sh(ran, "animegen", "timing").stdout
+    for name, m in models.items():
+        train = json.loads((ran / f"logs/runs/train/{name}.json").read_text())
+        row = next(line for line in table.splitlines() if line.startswith(f"| {name} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1] == f"{train['training_seconds'] / 3600:.3f}" and cells[2] == f"{m['train']['time_budget_hours']:g}"
+        assert cells[3] == str(m["train"]["steps"]) and cells[4] == "steps" and cells[7] == "6"
+    assert "No run record" not in table
+
+
 def test_gpu_stages_never_overlap_under_resources_gpu_1(ran: Path):
     """--resources gpu=1: the train/sample jobs' [start, end] intervals (from their logs) are disjoint."""
     spans = []

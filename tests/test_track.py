@@ -147,7 +147,7 @@ def test_a_damaged_snapshot_stops_the_stage_and_writes_nothing(ws, tmp_path, dam
         (lambda p: p["track"].update(n=1), r"track\.n: 1 is less than the minimum of 2"),
         (lambda p: p["track"].update(smoothing=1.0), r"track\.smoothing"),
         (lambda p: p["models"]["dcgan"]["train"].update(track_fid_every=-1), r"models\.dcgan\.train\.track_fid_every"),
-        (lambda p: p["models"]["dcgan"]["train"].update(track_fid_every=301),
+        (lambda p: p["models"]["dcgan"]["train"].update(steps=300, track_fid_every=301),
          r"models\.dcgan\.train\.track_fid_every: 301 is more than steps \(300\)"),
         (lambda p: p["models"].update(track=p["models"]["dcgan"]), r"models\.track: reserved name"),
     ],

@@ -1,4 +1,4 @@
-"""The ``animegen`` command: one subcommand per pipeline stage, plus ``validate``.
+"""The ``animegen`` command: one subcommand per pipeline stage, plus ``validate`` and ``timing``.
 
 Exit codes: 0 success; 1 a stage could not produce a trustworthy output (message says why, nothing
 written); 2 a bad ``params.yaml`` or a bad argument (one line naming the key, nothing written).
@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from animegen import __version__
+from animegen import __version__, runs
 from animegen.config import EXIT_PARAMS, ParamsError, entry, load_params
 from animegen.errors import PipelineError
 from animegen.stages import StageError
@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--params", default="params.yaml", help="params file; its folder is the workspace root")
     sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
     sub.add_parser("validate", help="check params.yaml and exit", description="Check params.yaml and exit (0 ok, 2 bad).")
+    sub.add_parser("timing", help="training and generation wall time per model (study A's budgets), from logs/runs/",
+                   description=runs.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     for stages, flag, section in GROUPS:
         flag_help = f"a name declared under {section}: in params.yaml"
         for name, text in stages.items():
@@ -77,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "validate":
             print(f"{params_path}: ok ({len(params['datasets'])} datasets)")
             return 0
+        if args.command == "timing":
+            print(runs.timing_table(params, params_path.resolve().parent), end="")
+            return 0
         target = None
         for stages, flag, section in GROUPS:
             if args.command in stages:
@@ -93,9 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         where = "" if isinstance(e, StageError) else f"{args.command}: "  # a stage's own message names it already
         print(f"animegen: {where}{e}", file=sys.stderr)
         return 1
-    # Timing goes to the log only: outputs must be byte-identical across reruns (DVC hashes them).
+    # Timing goes to the log and the run record only: outputs must be byte-identical across reruns (DVC
+    # hashes them).  started_at/finished_at (epoch seconds) let a test check that GPU stages never overlapped.
     seconds = round(time.perf_counter() - t0, 3)
-    # started_at/finished_at (epoch seconds) let a test check that GPU stages never overlapped.
     times = {"seconds": seconds, "started_at": round(started, 3), "finished_at": round(time.time(), 3)}
     print(json.dumps({"stage": args.command, **report, **times}, sort_keys=True))
+    runs.write_run_record(params_path.resolve().parent, args.command, target, {**report, **times})
     return 0

@@ -10,8 +10,7 @@ Writes: ``metrics/models/<name>.json``: FID (pytorch-fid's Inception, pool3, Fre
         absolute error on the 0-255 scale to its nearest reference image; averaged), NWI = MAE - FID, the
         memorisation rate (share of samples with nearest / second-nearest distance below the
         threshold), which image set they were measured against (``reference_images``), that set's
-        real-vs-real FID floor beside them, the wall time and device of training and of generating
-        the samples (study A: 12 hours each on one GPU), and the Inception weights' origin and SHA-256.
+        real-vs-real FID floor beside them, and the Inception weights' origin and SHA-256.
         ``data/evaluate/<name>/``: ``audit.png`` (the samples closest to the training set,
         each beside its nearest training image, distances written on it) and ``nearest.csv``.
 Guarantees: outputs appear complete or not at all; statistics made with other weights are refused.
@@ -38,7 +37,6 @@ def run(params: dict, name: str, root: Path) -> dict:
     settings = MetricSettings.from_params(params["metrics"], params["inception"])
     dataset = m["dataset"]
     names, samples, sample_info = read_samples(root / paths.SAMPLES.format(model=name))
-    timing = sample_info["timing"]
     against = m["reference"]
     ids, train = load_split_images(root, dataset, against)
     if len(ids) < 2:
@@ -53,8 +51,6 @@ def run(params: dict, name: str, root: Path) -> dict:
         "floor_fid": reference.info["floor"] and reference.info["floor"]["mean"],
         "floor_fid_std": reference.info["floor"] and reference.info["floor"]["std"],
         "trained_steps": sample_info["trained_steps"], "inception_weights": weights.provenance(),
-        "training_hours": round(timing["training_seconds"] / 3600, 4), "training_device": timing["training_device_name"],
-        "sampling_hours": round(timing["sampling_seconds"] / 3600, 4), "sampling_device": timing["device_name"],
     }  # fmt: skip
     threshold = settings.memorisation_threshold
     with atomic_dir(root / paths.EVALUATE.format(model=name)) as tmp:

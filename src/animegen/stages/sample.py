@@ -1,12 +1,11 @@
 """Stage ``sample``: draw ``sample.n`` images from one trained model.
 
-Reads:  ``data/models/<name>/`` (``model.pt``; ``train.json`` for the training's wall time);
-        ``params.yaml`` sections ``sample`` (n, batch size, grid, seed, EMA or live generator, device,
+Reads:  ``data/models/<name>/model.pt``; ``params.yaml`` sections ``sample`` (n, batch size, grid, seed, EMA or live generator, device,
         TF32) and ``models.<name>.sample`` (the family's sampling settings, e.g. DDIM steps).
 Writes: ``data/samples/<name>/`` with ``images/000000.png ...`` (exactly ``n`` RGB PNGs at the training
-        size), ``grid.png`` (the first ``grid`` images tiled, for people) and ``sample.json``, whose
-        ``timing`` holds the generation's wall time and device name beside the training's (study A
-        budgets 12 hours of each per model on one GPU).
+        size), ``grid.png`` (the first ``grid`` images tiled, for people) and ``sample.json``.  The
+        generation's wall time and device name go to the run record (``logs/runs/sample/<name>.json``,
+        beside the training's; study A budgets 12 hours of each per model on one GPU).
 Guarantees: the folder appears complete or not at all; the same seed, batch size and device give the
 same images (the seed is ``sample.seed`` plus the model's ``seed_offset``).
 """
@@ -21,7 +20,7 @@ from tqdm import tqdm
 
 from animegen import paths
 from animegen.artifacts import samples
-from animegen.artifacts.model import read_model, read_train_record
+from animegen.artifacts.model import read_model
 from animegen.device import device_name, set_tf32
 from animegen.device import setup as device_setup
 from animegen.io import atomic_dir, save_png
@@ -36,9 +35,7 @@ def run(params: dict, name: str, root: Path) -> dict:
     s = params["sample"]
     device = device_setup(s, "sample")
     set_tf32(s["tf32"])
-    model_dir = root / paths.MODEL.format(model=name)
-    model, blob = read_model(model_dir, m["family"], m["net"])
-    trained = read_train_record(model_dir)["timing"]
+    model, blob = read_model(root / paths.MODEL.format(model=name), m["family"], m["net"])
     try:
         net = generator_for_sampling(model, blob, s["use_ema"]).to(device)
     except ValueError as e:
@@ -62,9 +59,7 @@ def run(params: dict, name: str, root: Path) -> dict:
             "model": name, "n": done, "image_size": blob["image_size"], "seed": seed,
             "batch_size": s["batch_size"], "device": device.type, "use_ema": s["use_ema"],
             "trained_steps": blob["step"], "family_sample_settings": m["sample"], "tf32": s["tf32"],
-            # the one part of the record that differs between reruns
-            "timing": {"sampling_seconds": round(seconds, 3), "device_name": device_name(device),
-                       "training_seconds": trained["training_seconds"], "training_device_name": trained["device_name"]},
         }  # fmt: skip
         samples.write_sample_record(tmp, report)
-    return report
+    # wall time and device name: the run record only (the outputs are byte-identical across reruns)
+    return {**report, "sampling_seconds": round(seconds, 3), "device_name": device_name(device)}

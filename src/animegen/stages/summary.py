@@ -18,14 +18,13 @@ from animegen.artifacts.records import read_metrics, write_metrics
 from animegen.io import write_csv, write_text_atomic
 
 MODEL_COLUMNS = ["model", "family", "dataset", "reference_images", "fid", "mae", "nwi", "kid", "memorisation_rate", "floor_fid",
-                 "n_candidate", "n_reference", "trained_steps", "training_hours", "sampling_hours", "training_device"]  # fmt: skip
+                 "n_candidate", "n_reference", "trained_steps"]  # fmt: skip
 COMPARE_COLUMNS = ["pair", "reference", "candidate", "images", "fid", "mae", "nwi", "kid", "floor_fid_reference",
                    "floor_fid_candidate", "n_candidate", "n_reference"]  # fmt: skip
 HEADERS = {"fid": "FID", "mae": "MAE", "nwi": "NWI", "kid": "KID x 1e3", "memorisation_rate": "memorised",
            "floor_fid": "FID floor", "floor_fid_reference": "floor (ref)", "floor_fid_candidate": "floor (cand)",
-           "n_candidate": "n", "n_reference": "n ref", "trained_steps": "steps",
-           "training_hours": "train h", "sampling_hours": "sample h"}  # fmt: skip
-HEADERS_TEXT = {"reference_images": "vs images", "training_device": "device"}  # text columns (left-aligned)
+           "n_candidate": "n", "n_reference": "n ref", "trained_steps": "steps"}  # fmt: skip
+HEADERS_TEXT = {"reference_images": "vs images"}  # text columns (left-aligned)
 
 
 def _cell(key: str, value) -> str:

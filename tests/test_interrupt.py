@@ -59,7 +59,7 @@ def _tiny_params(params: dict) -> None:
     params.update(cam_classifier={}, cam_select={})
     params["models"] = {MODEL: params["models"][MODEL]}
     m = params["models"][MODEL]
-    m["train"].update(steps=STEPS, batch_size=8)
+    m["train"].update(steps=STEPS, batch_size=8, track_fid_every=100)  # snapshots survive the interruption too
     m["train"]["ema"]["update_after_step"] = 1
     m["net"].update(nz=16, ngf=8, ndf=8)
     # one thread everywhere: the bits must not depend on how many CPUs each run happened to get

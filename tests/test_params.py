@@ -198,7 +198,7 @@ def test_timing_names_models_without_run_records(tmp_path):
                                                  "stop_reason": "time_budget", "finished_at": 0.0})  # fmt: skip
     write_run_record(tmp_path, "sample", "dcgan", {"sampling_seconds": 36.0, "device_name": "GPU X", "n": 256})
     table = timing_table(params, tmp_path)
-    assert "| dcgan | 2.000 | 12 | 5 | time_budget | GPU X | 0.010 | 256 | GPU X | 1970-01-01 00:00 UTC |" in table
+    assert "| dcgan | 2:00:00 | 12 | 5 | time_budget | GPU X | 0:00:36 | 256 | GPU X | 1970-01-01 00:00 UTC |" in table
     assert "| ddpm | - | 12 | - |" in table
     missing = sorted(set(params["models"]) - {"dcgan"})
     assert f"No run record for {', '.join(missing)}:" in table

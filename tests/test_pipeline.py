@@ -151,7 +151,8 @@ def test_run_records_hold_wall_times_and_devices_and_timing_tabulates_them(ran: 
         train = json.loads((ran / f"logs/runs/train/{name}.json").read_text())
         row = next(line for line in table.splitlines() if line.startswith(f"| {name} |"))
         cells = [c.strip() for c in row.strip("|").split("|")]
-        assert cells[1] == f"{train['training_seconds'] / 3600:.3f}" and cells[2] == f"{m['train']['time_budget_hours']:g}"
+        secs = round(train["training_seconds"])
+        assert cells[1] == f"{secs // 3600}:{secs // 60 % 60:02d}:{secs % 60:02d}" and cells[2] == f"{m['train']['time_budget_hours']:g}"
         assert cells[3] == str(m["train"]["steps"]) and cells[4] == "steps" and cells[7] == "6"
     assert "No run record" not in table
 

@@ -41,8 +41,12 @@ def read_run_record(root: Path, stage: str, target: str) -> dict | None:
         return None
 
 
-def _hours(seconds) -> str:
-    return "-" if seconds is None else f"{seconds / 3600:.3f}"
+def _duration(seconds) -> str:
+    """h:mm:ss, readable for a demo's seconds and a study's twelve hours alike."""
+    if seconds is None:
+        return "-"
+    s = round(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 def _when(record: dict | None) -> str:
@@ -53,7 +57,7 @@ def _when(record: dict | None) -> str:
 
 def timing_table(params: dict, root: Path) -> str:
     """Study A's budget table of the models in ``params``, from their last train and sample run records."""
-    head = ("| model | train h | budget h | steps | stopped by | train device | sample h | images | sample device "
+    head = ("| model | train time | budget h | steps | stopped by | train device | sample time | images | sample device "
             "| trained at |")  # fmt: skip
     rows = [head, "|---|---:|---:|---:|---|---|---:|---:|---|---|"]
     missing = []
@@ -63,11 +67,11 @@ def timing_table(params: dict, root: Path) -> str:
             missing.append(name)
         t, s = t or {}, s or {}
         rows.append(
-            f"| {name} | {_hours(t.get('training_seconds'))} | {m['train']['time_budget_hours']:g} | "
+            f"| {name} | {_duration(t.get('training_seconds'))} | {m['train']['time_budget_hours']:g} | "
             f"{t.get('steps_done', '-')} | {t.get('stop_reason', '-')} | {t.get('device_name', '-')} | "
-            f"{_hours(s.get('sampling_seconds'))} | {s.get('n', '-')} | {s.get('device_name', '-')} | {_when(t)} |"
+            f"{_duration(s.get('sampling_seconds'))} | {s.get('n', '-')} | {s.get('device_name', '-')} | {_when(t)} |"
         )
-    notes = ["", "Wall time of the training loop (summed over resumed runs) and of generation, from the last "
+    notes = ["", "Wall time (h:mm:ss) of the training loop (summed over resumed runs) and of generation, from the last "
              f"successful run of each stage in this workspace ({RUNS}/); study A allows 12 h of each per model "
              "on one RTX 3080."]  # fmt: skip
     if missing:

@@ -103,5 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     seconds = round(time.perf_counter() - t0, 3)
     times = {"seconds": seconds, "started_at": round(started, 3), "finished_at": round(time.time(), 3)}
     print(json.dumps({"stage": args.command, **report, **times}, sort_keys=True))
-    runs.write_run_record(params_path.resolve().parent, args.command, target, {**report, **times})
+    try:
+        runs.write_run_record(params_path.resolve().parent, args.command, target, {**report, **times})
+    except OSError as e:  # the outputs are complete; only `animegen timing` loses this run
+        print(f"animegen: warning: no run record written ({e})", file=sys.stderr)
     return 0

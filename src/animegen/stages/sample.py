@@ -1,7 +1,8 @@
 """Stage ``sample``: draw ``sample.n`` images from one trained model.
 
-Reads:  ``data/models/<name>/model.pt``; ``params.yaml`` sections ``sample`` (n, batch size, grid, seed, EMA or live generator, device,
-        TF32) and ``models.<name>.sample`` (the family's sampling settings, e.g. DDIM steps).
+Reads:  ``data/models/<name>/model.pt``; ``params.yaml`` sections ``sample`` (n, batch size, grid,
+        seed, EMA or live generator, device, TF32) and ``models.<name>.sample`` (the family's sampling
+        settings, e.g. DDIM steps).
 Writes: ``data/samples/<name>/`` with ``images/000000.png ...`` (exactly ``n`` RGB PNGs at the training
         size), ``grid.png`` (the first ``grid`` images tiled, for people) and ``sample.json``.  The
         generation's wall time and device name go to the run record (``logs/runs/sample/<name>.json``,

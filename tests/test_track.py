@@ -155,3 +155,18 @@ def test_a_damaged_snapshot_stops_the_stage_and_writes_nothing(ws, tmp_path, dam
 )  # fmt: skip
 def test_bad_tracking_params_name_the_key(mutate, message):
     assert_params_error(mutate, message)
+
+
+def test_a_long_curve_title_stays_inside_the_figure():
+    """The track stage's title is long ("<model>: FID of N samples vs <dataset> (<images>), over training"):
+    it is wrapped and laid out inside the figure, never cut at its edges."""
+    import io
+
+    from PIL import Image
+
+    from animegen.plots import training_curves_png
+
+    title = "dcgan_cam_random: FID of 64 samples vs face_a_mixed (train), over training"
+    png = Image.open(io.BytesIO(training_curves_png([{"step": 1, "fid": 3.0}, {"step": 2, "fid": 2.0}], title)))
+    ink = np.asarray(png.convert("L")) < 128
+    assert not ink[:, :2].any() and not ink[:, -2:].any() and not ink[:2].any()  # nothing touches the edges

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -32,7 +33,9 @@ def training_curves_png(history: list[dict], title: str, smoothing: float = 0.9,
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     keys = sorted({k for row in history for k in row if k != "step"})
-    fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(3.2 * max(1, len(keys)), 2.6), squeeze=False)
+    width = 3.2 * max(1, len(keys))
+    # constrained layout makes room for the (wrapped) title, which tight_layout would cut at the edges
+    fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(width, 2.6), squeeze=False, layout="constrained")
     for ax, key in zip(axes[0], keys):
         rows = [r for r in history if key in r]
         steps = [r["step"] for r in rows]
@@ -45,8 +48,7 @@ def training_curves_png(history: list[dict], title: str, smoothing: float = 0.9,
     if not keys:
         axes[0][0].text(0.5, 0.5, "no curve points", ha="center", va="center")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(textwrap.fill(title, width=max(20, int(width * 13))), fontsize=10)  # ~13 characters per inch
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
     plt.close(fig)

@@ -7,7 +7,9 @@ Sections and who reads them: ``datasets`` (every data stage), ``collect``, ``cut
 ``split``, ``cam`` (device and threads of both CAM stages), ``cam_classifier``, ``cam_select``,
 ``train``, ``sample``, ``inception`` (the feature extractor of ``reference``, ``evaluate``, ``compare``
 and ``track``), ``reference``, ``metrics`` (KID, memorisation and seed of ``evaluate`` and ``compare``),
-``evaluate``, ``compare``, ``track``, ``models``.  ``summary`` has no settings.  No key overrides another.
+``evaluate``, ``compare``, ``track``, ``models``.  ``summary`` has no settings.  No key overrides
+another, except a dataset's recipe (``datasets.<d>.collect``, ``.cutout``, ``.resize``, ``.split``:
+partial sections laid over those sections for that dataset, see :mod:`animegen.recipes`).
 """
 
 from __future__ import annotations

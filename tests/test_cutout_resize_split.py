@@ -216,8 +216,9 @@ def test_split_by_count_changes_minimally():
 
 def test_a_study_a_recipe_passes_images_through_as_they_are(workspace):
     """datasets.<d>: cutout none, no trimming, test 0 (study A's icons): each processed image is its input
-    padded to a black square and resized (nothing cut out, nothing cropped) and every image is in train;
-    the other datasets keep the sections' settings (cutout onto black)."""
+    padded to a black square and resized (nothing cut out, nothing cropped) and every image is in train.
+    (With a full mask, trimming to the foreground keeps the whole image anyway; per-key merging is
+    tested in test_params.)"""
     import csv
     import json
 

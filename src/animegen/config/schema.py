@@ -20,17 +20,8 @@ import jsonschema
 
 from animegen.config.errors import ParamsError, describe, path_str
 from animegen.models.registry import FAMILIES
-from animegen.schema_types import (
-    BOOL,
-    NONNEG_INT,
-    NONNEG_NUM,
-    OPT_STR,
-    POS_INT,
-    POS_NUM,
-    STR,
-    UNIT,
-    obj,
-)
+from animegen.recipes import DATA_SECTIONS
+from animegen.schema_types import BOOL, NONNEG_INT, NONNEG_NUM, OPT_STR, POS_INT, POS_NUM, STR, UNIT, obj
 
 SOURCES_ROOT = "data/sources"
 DATASET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
@@ -128,6 +119,7 @@ RESIZE = obj(
     }
 )
 SPLIT = obj({"test": NONNEG_NUM, "seed": NONNEG_INT})  # test: 0 = no held-out images
+DATA_SECTION_SCHEMAS = {"collect": COLLECT, "cutout": CUTOUT, "resize": RESIZE, "split": SPLIT}
 
 
 def partial(schema: dict) -> dict:
@@ -144,8 +136,7 @@ DATASET = obj(
         "size": {"type": "integer", "minimum": 8, "maximum": 4096},
         "crop": {"enum": ["full", "shoulders_up"]},
         # the dataset's recipe: its own keys of each data stage's section ({} = the section as is)
-        **{name: partial(section) for name, section in
-           {"collect": COLLECT, "cutout": CUTOUT, "resize": RESIZE, "split": SPLIT}.items()},
+        **{name: partial(DATA_SECTION_SCHEMAS[name]) for name in DATA_SECTIONS},
     }
 )
 
@@ -239,10 +230,7 @@ CAM_SELECTION = obj(
 SCHEMA = obj(
     {
         "datasets": {**named(DATASET), "minProperties": 1},
-        "collect": COLLECT,
-        "cutout": CUTOUT,
-        "resize": RESIZE,
-        "split": SPLIT,
+        **DATA_SECTION_SCHEMAS,
         "train": obj(
             {
                 "seed": NONNEG_INT,

@@ -7,8 +7,8 @@ explicitly from params: ``objective`` (``pred_noise`` before 1.6.3, ``pred_v`` s
 (``cosine`` before 1.0.1, ``sigmoid`` since), ``timesteps``, and the ``loss``: early releases trained
 with L1 (``(noise - x_recon).abs().mean()``), the pinned one with L2 only (``F.mse_loss``), so ``l2``
 calls the library's own ``forward`` and ``l1`` is :func:`diffusion_loss` (the library's ``p_losses``
-with the L1 distance, built from its own ``q_sample``, ``predict_v`` and ``loss_weight``).  Sampling settings live in the model's
-``sample:`` section so that changing them reruns sampling only: ``sampling_timesteps`` below
+with the L1 distance, built from its own ``q_sample``, ``predict_v`` and ``loss_weight``).  Sampling
+settings live in the model's ``sample:`` section so that changing them reruns sampling only: ``sampling_timesteps`` below
 ``timesteps`` switches the library to DDIM (``ddim_eta`` 0 is deterministic given the initial noise).
 
 What the library's Trainer does and this loop does too: Adam with the given betas, gradient clipping at

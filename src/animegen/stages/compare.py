@@ -2,8 +2,9 @@
 
 Reads:  ``data/reference/<reference>/`` and ``data/reference/<candidate>/`` (features of the image
         set ``compare.pairs.<name>.images`` of both: ``train`` splits, or ``all`` images as study A's
-        table compares whole datasets), their processed images and splits; ``params.yaml`` sections ``inception`` (the feature
-        extractor), ``metrics`` (shared with ``evaluate``) and ``compare.pairs.<name>``.
+        table compares whole datasets), their processed images and splits; ``params.yaml`` sections
+        ``inception`` (the feature extractor), ``metrics`` (shared with ``evaluate``) and
+        ``compare.pairs.<name>``.
 Writes: ``metrics/compare/<name>.json``: the candidate's images scored as if they were samples of a model
         trained on the reference dataset (FID, KID, MAE to the nearest reference image, NWI = MAE - FID),
         with both datasets' FID floors.  Study A expects an early and a later release of one style to
@@ -32,7 +33,8 @@ def run(params: dict, pair: str, root: Path) -> dict:
         raise StageError(f"compare.pairs.{pair}: {spec['reference']} is {ref_images.shape[1:3]} px but "
                          f"{spec['candidate']} is {cand_images.shape[1:3]} px; MAE needs one size")  # fmt: skip
     net, weights, device = load_extractor(params["inception"], root)
-    refs = {role: read_reference(root / paths.REFERENCE.format(dataset=spec[role]), weights.sha256, spec["images"], images[role][0])
+    refs = {role: read_reference(root / paths.REFERENCE.format(dataset=spec[role]), weights.sha256, spec["images"],
+                                 images[role][0])
             for role in ("reference", "candidate")}  # fmt: skip
     metrics, _ = score(cand_images, ref_images, refs["reference"], net, device, settings)
     floors = {role: r.info["floor"] and r.info["floor"]["mean"] for role, r in refs.items()}

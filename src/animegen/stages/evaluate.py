@@ -2,7 +2,8 @@
 
 Reads:  ``data/samples/<name>/``; ``data/reference/<dataset>/`` (features and statistics of the image
         set ``models.<name>.reference``: ``train``, the train split, or ``all``, train and test as study
-        A measures); ``data/processed/<dataset>/images/`` and ``data/splits/<dataset>.json`` (pixels for MAE);
+        A measures); ``data/processed/<dataset>/images/`` and ``data/splits/<dataset>.json`` (pixels for
+        MAE);
         ``params.yaml`` sections ``inception`` (the feature extractor), ``metrics`` (KID subsets,
         memorisation threshold, seed: shared with ``compare``) and ``evaluate`` (the audit).
 Writes: ``metrics/models/<name>.json``: FID (pytorch-fid's Inception, pool3, Frechet distance in the

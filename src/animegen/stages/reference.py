@@ -36,6 +36,9 @@ def run(params: dict, dataset: str, root: Path) -> dict:
     features = image_features(net, images, batch_size=params["inception"]["batch_size"], device=device)
     stats, sets = {}, {}
     for name, n in (("train", n_train), ("all", len(ids))):
+        if name == "all" and n == n_train:  # no test split: "all" is the train split
+            stats["all"], sets["all"] = stats["train"], sets["train"]
+            continue
         stats[name] = feature_statistics(features[:n])
         floor = real_vs_real_floor(features[:n], seed=r["seed"], n_splits=r["floor_splits"]).as_dict() if n >= 4 else None
         sets[name] = {"n_images": n, "floor": floor}

@@ -17,6 +17,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/cam.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/translation.smk"
 
 
 rule all:
@@ -27,4 +28,5 @@ rule all:
         expand(CAM_SELECTION_METRICS, selection=SELECTIONS),
         expand(SAMPLES, model=MODELS),
         expand(TRACK_METRICS, model=MODELS),  # one per model in both tools; an untracked model's says so
+        expand(TRANSLATIONS, model=TRANSLATORS),
         paths.SUMMARY,

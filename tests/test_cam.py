@@ -134,6 +134,9 @@ def ws(tmp_path_factory) -> Path:
     params["datasets"] = {k: params["datasets"][k] for k in DATASETS}
     params["datasets"]["face_a_early"]["sources"] = params["datasets"]["face_a_early"]["sources"][:1]
     params["models"] = {k: params["models"][k] for k in ("dcgan_cam", "dcgan_cam_random")}
+    params["cam_classifier"] = {"face_parts": params["cam_classifier"]["face_parts"]}
+    params["cam_select"] = {"face_a_cam": params["cam_select"]["face_a_cam"]}
+    params["translators"] = {}  # study C's translators: tests/test_translation.py
     params["compare"]["pairs"] = {}
     params["cam"]["cpu_threads"] = 1
     params["train"]["cpu_threads"] = 1
@@ -257,6 +260,24 @@ def test_a_corrupt_image_stops_the_classifier_and_names_it(ws, tmp_path):
 def test_bad_selections_stop_with_the_key(ws, tmp_path, edit, message):
     copy, p = _edited(ws, tmp_path, lambda q: edit(q["cam_select"]["face_a_cam"]))
     with pytest.raises(StageError, match=message):
+        select_stage.run(p, "face_a_cam", copy)
+
+
+def test_a_confidence_floor_excludes_images_from_the_selection_and_the_control(ws, tmp_path):
+    """Study C's "recognisable as a face": below min_confidence an image is neither kept nor drawn."""
+    rows = list(csv.DictReader(open(ws / paths.CAM_SELECTION.format(selection="face_a_cam") / "scores.csv", newline="")))
+    floor = float(np.median([float(r["p_target"]) for r in rows]))
+    copy, p = _edited(ws, tmp_path, lambda q: q["cam_select"]["face_a_cam"].update(min_confidence=floor, n=5))
+    select_stage.run(p, "face_a_cam", copy)
+    rows = list(csv.DictReader(open(copy / paths.CAM_SELECTION.format(selection="face_a_cam") / "scores.csv", newline="")))
+    low = {r["id"] for r in rows if float(r["p_target"]) < floor}
+    assert low and {r["id"] for r in rows if r["confident"] == "False"} == low
+    chosen = {r["id"] for r in rows if r["selected"] == "True" or r["random_control"] == "True"}
+    assert len(chosen) > 5 and not chosen & low
+    m = json.loads((copy / paths.CAM_SELECTION_METRICS.format(selection="face_a_cam")).read_text())
+    assert m["n_below_confidence"] == len(low) and m["min_confidence"] == floor
+    copy, p = _edited(ws, tmp_path / "all", lambda q: q["cam_select"]["face_a_cam"].update(min_confidence=1.0))
+    with pytest.raises(StageError, match=r"cam_select\.face_a_cam\.n: .* 0 at or above min_confidence 1\.0"):
         select_stage.run(p, "face_a_cam", copy)
 
 

@@ -235,7 +235,7 @@ def test_a_study_a_recipe_passes_images_through_as_they_are(workspace):
         Image.fromarray(arr).save(folder / name)
     params = load_yaml(workspace / "params.yaml")
     params["models"], params["compare"]["pairs"] = {}, {}
-    params.update(cam_classifier={}, cam_select={})
+    params.update(cam_classifier={}, cam_select={}, translators={})
     params["collect"]["near_duplicate"].update(phash_max_distance=None)
     recipe = {"cutout": {"method": "none"}, "resize": {"trim_to_foreground": False}, "split": {"test": 0}}
     params["datasets"] = {"icons": {"sources": [{"type": "folder", "path": "in"}], "size": 32, "crop": "full",

@@ -56,7 +56,7 @@ def _tiny_params(params: dict) -> None:
             src["n"] = 10
     params["split"]["test"] = 2
     params["compare"]["pairs"] = {}
-    params.update(cam_classifier={}, cam_select={})
+    params.update(cam_classifier={}, cam_select={}, translators={})
     params["models"] = {MODEL: params["models"][MODEL]}
     m = params["models"][MODEL]
     m["train"].update(steps=STEPS, batch_size=8, track_fid_every=100)  # snapshots survive the interruption too

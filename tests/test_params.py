@@ -25,12 +25,13 @@ def test_project_params_are_valid():
     params = load_params(REPO / "params.yaml")
     assert set(params) == {"datasets", "collect", "cutout", "resize", "split", "train", "sample", "models",
                            "inception", "reference", "metrics", "evaluate", "compare", "cam", "cam_classifier",
-                           "cam_select", "track"}  # fmt: skip
+                           "cam_select", "track", "translators", "translate", "evaluate_translation"}  # fmt: skip
 
 
 def test_every_stage_reads_the_section_of_its_name_and_shared_settings_live_once():
     params = load_params(REPO / "params.yaml")
-    assert {s for s in codedeps.stages() if s not in params} == {"summary"}  # summary has no settings
+    # summary has no settings; train_translator reads the loop's train: and its translators.<t> (as train does)
+    assert {s for s in codedeps.stages() if s not in params} == {"summary", "train_translator"}
     # the feature extractor's device and threads, KID and memorisation settings: one place each
     for key in ("device", "cpu_threads", "batch_size"):
         assert [s for s in ("inception", "track", "evaluate", "compare", "reference") if key in params[s]] == (
@@ -200,5 +201,5 @@ def test_timing_names_models_without_run_records(tmp_path):
     table = timing_table(params, tmp_path)
     assert "| dcgan | 2:00:00 | 12 | 5 | time_budget | GPU X | 0:00:36 | 256 | GPU X | 1970-01-01 00:00 UTC |" in table
     assert "| ddpm | - | 12 | - |" in table
-    missing = sorted(set(params["models"]) - {"dcgan"})
+    missing = sorted(set(params["models"]) - {"dcgan"}) + sorted(params["translators"])  # models first
     assert f"No run record for {', '.join(missing)}:" in table

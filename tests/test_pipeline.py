@@ -27,15 +27,17 @@ BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
 DATA_STAGES = ["collect", "cutout", "resize", "split", "reference"]
 MODEL_STAGES = ["train", "sample", "evaluate", "track"]
-FLAGS = {**dict.fromkeys(DATA_STAGES, "--dataset"), **dict.fromkeys(MODEL_STAGES, "--model"), "compare": "--pair",
+TRANSLATOR_STAGES = ["train_translator", "translate", "evaluate_translation"]
+FLAGS = {**dict.fromkeys(DATA_STAGES, "--dataset"), **dict.fromkeys(MODEL_STAGES + TRANSLATOR_STAGES, "--model"), "compare": "--pair",
          "cam_classifier": "--classifier", "cam_select": "--selection"}  # fmt: skip
-GPU_STAGES = {"train", "sample", "reference", "evaluate", "track", "compare", "cam_classifier", "cam_select"}
+GPU_STAGES = {"train", "sample", "reference", "evaluate", "track", "compare", "cam_classifier", "cam_select", *TRANSLATOR_STAGES}
 
 # Tiny but real networks: every family trains a few steps and samples a few images on the CPU.
 TINY_NETS = {
     "dcgan": {"nz": 16, "ngf": 8, "ndf": 8},
     "stylegan2": {"z_dim": 16, "w_dim": 16, "channel_base": 128, "channel_max": 16},
     "ddpm": {"dim": 8, "timesteps": 50},
+    "cyclegan": {"ngf": 4, "ndf": 4, "n_blocks": 2},
 }
 
 
@@ -66,6 +68,11 @@ def shrink(params: dict, n: int = 10, steps: int = 4) -> None:
             m["sample"]["sampling_timesteps"] = 3
         m["train"]["track_fid_every"] = steps // 2 if m["train"]["track_fid_every"] else 0  # the demo tracks dcgan
     params["track"].update(n=4, batch_size=4)
+    for t in params["translators"].values():
+        t["train"].update(steps=steps, batch_size=2)
+        t["net"].update(TINY_NETS[t["family"]])
+    params["translate"].update(batch_size=4, grid=2)
+    params["evaluate_translation"].update(bootstrap=200)
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +143,29 @@ def test_every_model_trained_and_sampled(ran: Path):
     assert "a_early_vs_b_early" in (ran / "metrics/compare.md").read_text()
 
 
+def test_every_translator_trained_translated_and_evaluated(ran: Path):
+    params = load_yaml(ran / "params.yaml")
+    assert sorted(params["translators"]) == ["cyclegan", "cyclegan_cam"]
+    for name, t in params["translators"].items():
+        info = json.loads((ran / f"data/models/{name}/train.json").read_text())
+        assert info["steps_done"] == 4 and info["family"] == "cyclegan"
+        assert info["source"]["split"] == t["source"]["split"] and info["target"]["dataset"] == "face_a_early"
+        assert ("cam" in info) == t["net"]["cam_generator"]
+        test_ids = json.loads((ran / f"data/splits/{t['source']['dataset']}.json").read_text())["test"]
+        record = json.loads((ran / f"data/translations/{name}/translate.json").read_text())
+        assert record["ids"] == test_ids and len(test_ids) == 2
+        assert sorted(p.stem for p in (ran / f"data/translations/{name}/images").glob("*.png")) == sorted(test_ids)
+        assert (ran / f"data/translations/{name}/grid.png").is_file()
+        m = json.loads((ran / f"metrics/translation/{name}.json").read_text())
+        assert np.isfinite(m["fid"]) and m["kid_x100"] == pytest.approx(100 * m["kid"])
+        assert 0 <= m["character_ratio_ci95"][0] <= m["character_ratio"] <= m["character_ratio_ci95"][1] <= 1
+        assert m["target_class"] == "face_a_early" and m["n_translated"] == 2
+    # translate's determinism: test_dvc_repro_in_a_fresh_clone_reproduces_the_same_bytes compares every output
+    table = (ran / "metrics/translation.md").read_text()
+    assert "| cyclegan |" in table and "| cyclegan_cam |" in table and "character ratio" in table
+    assert set(json.loads((ran / "metrics/summary.json").read_text())["translation"]) == {"cyclegan", "cyclegan_cam"}
+
+
 def test_run_records_hold_wall_times_and_devices_and_timing_tabulates_them(ran: Path):
     """Wall time and device stay out of every output (byte-identical reruns) and go to logs/runs/."""
     models = load_yaml(ran / "params.yaml")["models"]
@@ -167,7 +197,7 @@ def test_gpu_stages_never_overlap_under_resources_gpu_1(ran: Path):
     params = load_yaml(ran / "params.yaml")
     # train/sample/evaluate/track per model, reference per dataset, compare per pair, the CAM stages
     assert len(gpu) == (4 * len(params["models"]) + len(params["datasets"]) + len(params["compare"]["pairs"])
-                        + len(params["cam_classifier"]) + len(params["cam_select"]))  # fmt: skip
+                        + len(params["cam_classifier"]) + len(params["cam_select"]) + 3 * len(params["translators"]))  # fmt: skip
     assert len(spans) > len(gpu)
     for (_, end), (start, _) in zip(gpu, gpu[1:]):
         assert start >= end, "two GPU stages ran at the same time"
@@ -236,7 +266,9 @@ def _stale(ws: Path) -> tuple[set[str], set[str], set[str]]:
 
 STUDY_C = ["dcgan_cam", "dcgan_cam_random"]  # on the CAM selection from face_a_mixed and its random control
 ALL_MODELS = ["train@*", "sample@*", "evaluate@*", "track@*"]
+TRANSLATION = [f"{s}@*" for s in TRANSLATOR_STAGES]
 CAM = ["cam_classifier@*", "cam_select@*"]
+CAM_A = ["cam_classifier@face_parts", "cam_select@face_a_cam"]  # the DCGANs' selection (not the translators')
 FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
 
 
@@ -244,13 +276,13 @@ FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
     "mutate, changed, stale",
     [
         (lambda p: p["resize"].update(margin=0.05), ["resize@*"],
-         ["resize@*", "split@*", *CAM, *ALL_MODELS, *FROM_REFERENCE]),
+         ["resize@*", "split@*", *CAM, *ALL_MODELS, *TRANSLATION, *FROM_REFERENCE]),
         (lambda p: p["datasets"]["body_a"].update(size=48), ["resize@body_a"],
          ["resize@body_a", "split@body_a", "reference@body_a"]),
         (lambda p: p["datasets"]["face_b_later"]["sources"][0].update(seed=40), ["collect@face_b_later"],
          ["collect@face_b_later", "cutout@face_b_later", "resize@face_b_later", "split@face_b_later",
           "reference@face_b_later", "compare@b_early_vs_b_later", "compare@a_later_vs_b_later", "summary"]),
-        (lambda p: p["split"].update(seed=1), ["split@*"], ["split@*", *CAM, *ALL_MODELS, *FROM_REFERENCE]),
+        (lambda p: p["split"].update(seed=1), ["split@*"], ["split@*", *CAM, *ALL_MODELS, *TRANSLATION, *FROM_REFERENCE]),
         # a dataset's recipe (its own keys of a data section) reruns that dataset's stage and what follows it
         (lambda p: p["datasets"]["face_b_later"]["cutout"].update(method="none"), ["cutout@face_b_later"],
          ["cutout@face_b_later", "resize@face_b_later", "split@face_b_later", "reference@face_b_later",
@@ -262,13 +294,21 @@ FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
         # the classifier's negative class feeds the classifier, the selection and the models on it only
         (lambda p: p["datasets"]["face_a_faceless"]["sources"][0].update(seed=12), ["collect@face_a_faceless"],
          ["collect@face_a_faceless", "cutout@face_a_faceless", "resize@face_a_faceless", "split@face_a_faceless",
-          "reference@face_a_faceless", *CAM, *[f"{s}@{m}" for m in STUDY_C for s in MODEL_STAGES],
+          "reference@face_a_faceless", *CAM_A, *[f"{s}@{m}" for m in STUDY_C for s in MODEL_STAGES],
           "summary"]),
         # a CAM param reruns the selection and the models trained on it, nothing else
         (lambda p: p["cam_select"]["face_a_cam"].update(topk_percent=5.0), ["cam_select@face_a_cam"],
          ["cam_select@face_a_cam", *[f"{s}@{m}" for m in STUDY_C for s in MODEL_STAGES], "summary"]),
         (lambda p: p["cam_classifier"]["face_parts"].update(epochs=3), ["cam_classifier@face_parts"],
-         [*CAM, *[f"{s}@{m}" for m in STUDY_C for s in MODEL_STAGES], "summary"]),
+         [*CAM_A, *[f"{s}@{m}" for m in STUDY_C for s in MODEL_STAGES], "summary"]),
+        # study C's classifier: the photo selection and every translator (CAM maps, character ratio)
+        (lambda p: p["cam_classifier"]["photo_vs_anime"].update(epochs=3), ["cam_classifier@photo_vs_anime"],
+         ["cam_classifier@photo_vs_anime", "cam_select@photo_cam", *TRANSLATION, "summary"]),
+        (lambda p: p["translators"]["cyclegan_cam"]["net"].update(lambda_cyc=5.0), ["train_translator@cyclegan_cam"],
+         [f"{s}@cyclegan_cam" for s in TRANSLATOR_STAGES] + ["summary"]),
+        (lambda p: p["translate"].update(grid=3), ["translate@*"], ["translate@*", "evaluate_translation@*", "summary"]),
+        (lambda p: p["evaluate_translation"].update(bootstrap=300), ["evaluate_translation@*"],
+         ["evaluate_translation@*", "summary"]),
         (lambda p: p["collect"]["urls"].update(timeout=5.0), ["collect@*"], ["*"]),
         # reordering keys inside a section changes no value: nothing is stale in either tool
         (lambda p: p.__setitem__("cutout", dict(reversed(list(p["cutout"].items())))), [], []),
@@ -283,18 +323,20 @@ FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
         (lambda p: p["models"]["ddpm"]["sample"].update(sampling_timesteps=2), ["sample@ddpm", "track@ddpm"],
          ["sample@ddpm", "evaluate@ddpm", "track@ddpm", "summary"]),
         (lambda p: p["sample"].update(seed=1), ["sample@*"], ["sample@*", "evaluate@*", "summary"]),
-        (lambda p: p["train"].update(log_every=1), ["train@*"], [*ALL_MODELS, "summary"]),
+        (lambda p: p["train"].update(log_every=1), ["train@*", "train_translator@*"], [*ALL_MODELS, *TRANSLATION, "summary"]),
         # evaluation settings never touch the reference statistics, which every model reuses
-        (lambda p: p["metrics"].update(kid_subsets=50), ["evaluate@*", "compare@*"], ["evaluate@*", "compare@*", "summary"]),
+        (lambda p: p["metrics"].update(kid_subsets=50), ["evaluate@*", "compare@*", "evaluate_translation@*"],
+         ["evaluate@*", "compare@*", "evaluate_translation@*", "summary"]),
         (lambda p: p["evaluate"].update(audit_count=3), ["evaluate@*"], ["evaluate@*", "summary"]),
         (lambda p: p["compare"]["pairs"]["a_early_vs_a_later"].update(candidate="face_b_later"),
          ["compare@a_early_vs_a_later"], ["compare@a_early_vs_a_later", "summary"]),
         (lambda p: p["reference"].update(floor_splits=3), ["reference@*"],
-         ["reference@*", "evaluate@*", "track@*", "compare@*", "summary"]),
+         ["reference@*", "evaluate@*", "track@*", "compare@*", "evaluate_translation@*", "summary"]),
     ],
     ids=["resize-section", "one-dataset-size", "one-dataset-sources", "split-seed", "one-dataset-cutout",
          "one-dataset-split", "one-model-reference", "cam-negative-class",
-         "cam-selection", "cam-classifier", "collect-nested", "reorder",
+         "cam-selection", "cam-classifier", "translator-classifier", "translator-net", "translate-section",
+         "evaluate-translation-section", "collect-nested", "reorder",
          "one-model-net", "one-model-tracking", "track-section", "one-model-sampling", "sample-section", "train-section", "metrics-section",
          "evaluate-section", "compare-pair", "reference-section"],
 )  # fmt: skip
@@ -328,9 +370,10 @@ def test_a_params_change_makes_exactly_its_stages_stale_in_both_tools(ran: Path,
         # params validation and the command line never change an output: nothing reruns
         ("src/animegen/config/schema.py", []),
         ("src/animegen/models/registry.py",  # maps a family to its module: the model stages, no data stage
-         [f"{s}@*" for s in ("train", "sample", "evaluate", "track")] + ["summary"]),
+         [f"{s}@*" for s in ("train", "sample", "evaluate", "track", *TRANSLATOR_STAGES)] + ["summary"]),
+        ("src/animegen/models/cyclegan.py", [f"{s}@*" for s in TRANSLATOR_STAGES] + ["summary"]),
     ],
-    ids=["family-module", "validation", "registry"],
+    ids=["family-module", "validation", "registry", "translation-family"],
 )  # fmt: skip
 def test_editing_code_makes_exactly_its_stages_stale_in_both_tools(ran: Path, module, stale):
     names = set(_dvc_stages(ran))
@@ -344,7 +387,7 @@ def test_editing_code_makes_exactly_its_stages_stale_in_both_tools(ran: Path, mo
         path.write_bytes(original)
         os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))  # Snakemake compares dates too
     assert pending == would_run == want
-    assert status == {n for n in want if n.split("@")[0] in ("train", "sample", "track")}
+    assert status == {n for n in want if n.split("@")[0] in ("train", "sample", "track", "train_translator", "translate")}
 
 
 def test_bad_params_stop_snakemake_before_any_job(ran: Path):

@@ -53,7 +53,7 @@ def ran(cluster, tmp_path_factory) -> dict:
     params["datasets"] = {d: params["datasets"][d] for d in DATASETS}
     params["models"] = {MODEL: params["models"][MODEL]}
     params["compare"]["pairs"] = {PAIR: params["compare"]["pairs"][PAIR]}
-    params.update(cam_classifier={}, cam_select={})  # their datasets are not in this DAG
+    params.update(cam_classifier={}, cam_select={}, translators={})  # their datasets are not in this DAG
     shrink(params)
     dump_yaml(params, ws / "params.yaml")
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}

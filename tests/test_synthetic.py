@@ -11,7 +11,9 @@ from animegen.data import synthetic
 from animegen.data.synthetic import KINDS, STYLES, VARIANTS, generate
 
 SEED = 0
-GROUPS = [(k, s, v) for k in KINDS for s in STYLES for v in VARIANTS]
+ANIME = ("a", "b")  # the illustrator styles; "photo" draws faces only
+KIND_STYLES = [(k, s) for k in KINDS for s in STYLES if s in ANIME or k == "face"]
+GROUPS = [(k, s, v) for k, s in KIND_STYLES for v in VARIANTS]
 # Near-duplicates are checked on 96 images of four groups that cover every kind, style and variant
 # twice; the other checks use the first 32 images of every group (keeps the file at a few seconds).
 DUP_GROUPS = [("face", "a", "early"), ("face", "b", "later"), ("body", "a", "later"), ("body", "b", "early")]
@@ -159,7 +161,7 @@ def test_parts_boxes_inside_image_and_nested(samples, kind, style, variant):
             assert by1 - by0 > bx1 - bx0
 
 
-@pytest.mark.parametrize("kind, style", [(k, s) for k in KINDS for s in STYLES])
+@pytest.mark.parametrize("kind, style", KIND_STYLES)
 def test_clarity_changes_only_eyes_and_mouth_and_boxes_are_tight(kind, style):
     """Rendering the same image with parts at clarity 1 and 0 differs exactly inside the part boxes."""
     bold = list(generate(kind, style, "later", 6, 5, parts_clarity=1.0))
@@ -192,6 +194,7 @@ def test_clarity_changes_only_eyes_and_mouth_and_boxes_are_tight(kind, style):
         (("face", "a", "early", 1, "0"), {}),
         (("face", "a", "early", 1, 0), {"parts_clarity": 1.5}),
         (("face", "a", "early", 1, 0), {"parts_clarity": -0.1}),
+        (("body", "photo", "early", 1, 0), {}),
     ],
 )
 def test_bad_arguments_raise_at_call(args, kwargs):
@@ -225,7 +228,7 @@ def _colour_histogram(group) -> np.ndarray:
 @pytest.mark.parametrize("kind", KINDS)
 def test_styles_far_apart_variants_close(samples, kind):
     """L1 distance of mean colour histograms: the two styles differ far more than two variants of one."""
-    hist = {(s, v): _colour_histogram(samples((kind, s, v))[:N_CHECK]) for s in STYLES for v in VARIANTS}
+    hist = {(s, v): _colour_histogram(samples((kind, s, v))[:N_CHECK]) for s in ANIME for v in VARIANTS}
 
     def dist(x, y):
         return float(np.abs(hist[x] - hist[y]).sum())
@@ -234,3 +237,125 @@ def test_styles_far_apart_variants_close(samples, kind):
     within_a, within_b = dist(("a", "early"), ("a", "later")), dist(("b", "early"), ("b", "later"))
     assert between_styles > 2 * within_a and between_styles > 2 * within_b
     assert min(within_a, within_b) > 0.1  # the later variant is a measurable drift, not a copy
+
+
+# --- style "photo": photo-like human faces ---------------------------------------------------
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    return rgb[..., :3].astype(float) @ np.array([0.299, 0.587, 0.114])
+
+
+def _box_area(box: list[int]) -> int:
+    x0, y0, x1, y1 = box
+    return (x1 - x0) * (y1 - y0)
+
+
+def _dark_line_share(sample) -> float:
+    """Share of the character's opaque pixels (eye and mouth boxes left out) on a thin dark line: darker by
+    more than 25 grey levels than both neighbours 2 px away in some direction, as an outline is."""
+    layer = np.asarray(sample.character)
+    luma, opaque = _luma(layer), layer[..., 3] == 255
+    h, w = luma.shape
+    d = 2
+    centre = luma[d:h - d, d:w - d]
+    ok = opaque[d:h - d, d:w - d].copy()
+    for name in ("left_eye", "right_eye", "mouth"):
+        x0, y0, x1, y1 = sample.image.parts[name]
+        ok[max(y0 - d, 0):y1 - d, max(x0 - d, 0):x1 - d] = False
+    response = np.zeros_like(centre)
+    for dy, dx in ((0, d), (d, 0), (d, d), (d, -d)):
+        one, other = (luma[d + sy:h - d + sy, d + sx:w - d + sx] for sy, sx in ((dy, dx), (-dy, -dx)))
+        response = np.maximum(response, np.minimum(one - centre, other - centre))
+        ok &= opaque[d + dy:h - d + dy, d + dx:w - d + dx] & opaque[d - dy:h - d - dy, d - dx:w - d - dx]
+    return float((response[ok] > 25).mean())
+
+
+def _face_edge_energy_32(item: synthetic.SyntheticImage) -> float:
+    """Mean absolute grey step between neighbouring pixels inside the face box, after the demo's downscale
+    to 32 px (composited on black, Lanczos)."""
+    image = _on_black(item.image)
+    w, h = image.size
+    luma = _luma(np.asarray(image.resize((32, 32), Image.LANCZOS)))
+    x0, y0, x1, y1 = item.parts["face"]
+    face = luma[y0 * 32 // h:-(-y1 * 32 // h), x0 * 32 // w:-(-x1 * 32 // w)]
+    return float((np.abs(np.diff(face, axis=0)).mean() + np.abs(np.diff(face, axis=1)).mean()) / 2)
+
+
+def test_photo_faces_are_deterministic():
+    first = [_fingerprint(x) for x in generate("face", "photo", "later", 3, 7, parts_clarity=(0.2, 0.9))]
+    again = [_fingerprint(x) for x in generate("face", "photo", "later", 3, 7, parts_clarity=(0.2, 0.9))]
+    assert first == again
+    assert [x[3] for x in first] != [x.image.tobytes() for x in generate("face", "photo", "later", 3, 8)]
+
+
+def test_photo_is_faces_only():
+    with pytest.raises(ValueError, match="photo.*faces only"):
+        generate("body", "photo", "later", 1, 0)
+
+
+def test_photo_has_no_outlines():
+    """Thin dark lines are style a's and b's outlines; photo faces have light and shadow instead (what is
+    left: brows, nostrils, a few hair strands).  An outline round the head alone triples photo's share."""
+    share = {s: [_dark_line_share(x) for x in synthetic._samples("face", s, "early", 8, SEED, None)]
+             for s in ("photo", "a", "b")}
+    mean = {s: float(np.mean(v)) for s, v in share.items()}
+    assert mean["photo"] < 0.1 * mean["a"] and mean["photo"] < 0.15 * mean["b"], mean
+    assert max(share["photo"]) < 0.03, share["photo"]
+
+
+def test_photo_skin_tones_vary_from_light_to_dark():
+    cheeks = []
+    for x in generate("face", "photo", "early", 12, SEED, parts_clarity=0.0):
+        ex0, _, ex1, ey1 = x.parts["left_eye"]
+        mouth_top = x.parts["mouth"][1]
+        cheek = np.asarray(_on_black(x.image))[ey1 + 1:mouth_top - 1, ex0:ex1].reshape(-1, 3)
+        cheeks.append(np.median(cheek, axis=0))
+    cheeks = np.array(cheeks)
+    luma = _luma(cheeks)
+    assert luma.max() - luma.min() > 90 and luma.std() > 25, np.round(luma)
+    assert (cheeks[:, 0] > cheeks[:, 1]).all() and (cheeks[:, 1] > cheeks[:, 2]).all(), cheeks  # skin hues
+
+
+def test_photo_eyes_are_small_and_realistic():
+    """An eye box is a small part of the head box (style a's is ~0.1 of it), about a fifth of its width."""
+    def eye_share(style):
+        items = list(generate("face", style, "early", 8, SEED))
+        return np.array([[_box_area(x.parts[e]) / _box_area(x.parts["face"]) for e in ("left_eye", "right_eye")]
+                         for x in items]), items
+
+    photo, items = eye_share("photo")
+    anime, _ = eye_share("a")
+    assert photo.max() < 0.5 * anime.min(), (photo.max(), anime.min())
+    for x in items:
+        fx0, _, fx1, _ = x.parts["face"]
+        for e in ("left_eye", "right_eye"):
+            x0, y0, x1, y1 = x.parts[e]
+            assert (x1 - x0) < 0.32 * (fx1 - fx0) and (y1 - y0) < 0.8 * (x1 - x0), (x.name, e)  # wide, not tall
+
+
+def test_photo_blur_keeps_the_margin():
+    """The softening blur spreads the character a little: it still keeps 7% of each side free."""
+    for s in synthetic._samples("face", "photo", "early", 8, 3, None):
+        alpha = np.asarray(s.character)[..., 3]
+        h, w = alpha.shape
+        mx, my = int(0.07 * w), int(0.07 * h)
+        assert alpha[my:h - my, mx:w - mx].sum() == alpha.sum(), s.image.name
+
+
+def test_photo_group_has_no_near_duplicates():
+    images = [_on_black(x.image) for x in generate("face", "photo", "early", 40, SEED)]
+    dp = _hamming([imagehash.phash(im, hash_size=8) for im in images])
+    dc = _hamming([imagehash.colorhash(im, binbits=3) for im in images])
+    assert not np.triu((dp <= 6) & (dc <= 4), k=1).any()
+
+
+def test_photo_and_anime_faces_separate_at_32px():
+    """At the 32 px of the translation study, a face box's edge energy tells photo from style a: the threshold
+    halfway between the medians sorts at least 90% of each right, and style a's median is 1.6x photo's."""
+    energy = {s: np.array([_face_edge_energy_32(x) for x in generate("face", s, "early", 24, SEED)])
+              for s in ("photo", "a")}
+    photo, anime = np.median(energy["photo"]), np.median(energy["a"])
+    cut = (photo + anime) / 2
+    assert anime > 1.6 * photo, energy
+    assert (energy["photo"] < cut).mean() >= 0.9 and (energy["a"] > cut).mean() >= 0.9, energy

@@ -33,14 +33,20 @@ MODEL_STAGES = {
     "evaluate": "FID, KID, MAE, NWI, memorisation rate and audit image of one model's samples",
     "track": "FID over training: every generator snapshot of one model (models.<m>.train.track_fid_every)",
 }
+TRANSLATOR_STAGES = {
+    "train_translator": "train one image-to-image model of params.yaml's translators: (resumes from its last checkpoint)",
+    "translate": "translate a translator's source test images (ids kept), plus an input | output | reconstruction grid",
+    "evaluate_translation": "FID, KID x100 and the character ratio (bootstrap 95 % interval) of one translator",
+}
 PAIR_STAGES = {"compare": "FID, KID, MAE and NWI between the two datasets of a compare.pairs entry"}
 CLASSIFIER_STAGES = {"cam_classifier": "train a cam_classifier entry (positive vs negative dataset) for Grad-CAM"}
 SELECTION_STAGES = {"cam_select": "score a dataset's train images by Grad-CAM concentration and select a training set"}
-OTHER_STAGES = {"summary": "all models' and pairs' metrics in metrics/summary.json and tables"}
+OTHER_STAGES = {"summary": "all models', translators' and pairs' metrics in metrics/summary.json and tables"}
 # (stages, the flag naming their target, the params.yaml section that declares the targets)
 GROUPS = (
     (DATASET_STAGES, "--dataset", "datasets"),
     (MODEL_STAGES, "--model", "models"),
+    (TRANSLATOR_STAGES, "--model", "translators"),
     (PAIR_STAGES, "--pair", "compare.pairs"),
     (CLASSIFIER_STAGES, "--classifier", "cam_classifier"),
     (SELECTION_STAGES, "--selection", "cam_select"),

@@ -26,8 +26,11 @@ MODEL_METRICS = "metrics/models/{model}.json"  # evaluate: FID, KID, MAE, NWI, m
 TRACK = "metrics/track/{model}"  # track: fid.tsv, fid_ema.tsv (dvc plots), fid.png (raw + EMA); empty when untracked
 TRACK_METRICS = "metrics/track/{model}.json"  # track: whether tracked, the points, best and last tracked FID, provenance
 COMPARE = "metrics/compare/{pair}.json"  # compare: FID, KID, MAE, NWI between two datasets
+TRANSLATIONS = "data/translations/{model}"  # translate: images/<id>.png, grid.png, translate.json (artifacts.translations)
+TRANSLATION_METRICS = "metrics/translation/{model}.json"  # evaluate_translation: FID, KID x100, character ratio
 SUMMARY = "metrics/summary.json"  # summary: every model's and pair's headline metrics
 SUMMARY_TABLES = {  # summary: study A's Table 2 (models) and validity table (pairs), Markdown and CSV
     "models": ("metrics/table.md", "metrics/table.csv"),
     "compare": ("metrics/compare.md", "metrics/compare.csv"),
+    "translation": ("metrics/translation.md", "metrics/translation.csv"),  # studies B-D: translators
 }

@@ -67,6 +67,26 @@ def tile(images: np.ndarray, pad: int = 2) -> Image.Image:
     return Image.fromarray(canvas, "RGB")
 
 
+def columns_grid(columns: Sequence[np.ndarray], headers: Sequence[str], labels: Sequence[str] | None = None) -> Image.Image:
+    """Rows of images side by side (column k is ``columns[k]``, uint8 (N, H, W, 3)), enlarged to at least
+    :data:`AUDIT_SCALE` px (nearest neighbour), a header over each column and a label under each row:
+    a translator's input | output | reconstruction."""
+    n, h, w = columns[0].shape[:3]
+    k = max(1, -(-AUDIT_SCALE // h))
+    th, tw, head, label, gap = h * k, w * k, 16, 14 if labels else 0, 6
+    canvas = Image.new("RGB", (len(columns) * (tw + gap) + gap, head + n * (th + label + gap) + gap), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for c, text in enumerate(headers):
+        draw.text((gap + c * (tw + gap), 2), text, fill=(0, 0, 0))
+    for r in range(n):
+        y = head + r * (th + label + gap)
+        for c, col in enumerate(columns):
+            canvas.paste(Image.fromarray(col[r], "RGB").resize((tw, th), Image.NEAREST), (gap + c * (tw + gap), y))
+        if labels:
+            draw.text((gap, y + th + 1), labels[r], fill=(60, 60, 60))
+    return canvas
+
+
 def audit_image(samples: np.ndarray, names: list[str], train: np.ndarray, ids: list[str], mae, count: int) -> Image.Image:
     """Rows of [sample | nearest training image] for the ``count`` samples closest to the training set,
     with the distances written under each row (``mae``: :class:`animegen.metrics.mae.MAEResult`)."""

@@ -56,20 +56,23 @@ def _when(record: dict | None) -> str:
 
 
 def timing_table(params: dict, root: Path) -> str:
-    """Study A's budget table of the models in ``params``, from their last train and sample run records."""
+    """Study A's budget table of the models and translators in ``params``, from their last train and sample
+    (translate) run records."""
     head = ("| model | train time | budget h | steps | stopped by | train device | sample time | images | sample device "
             "| trained at |")  # fmt: skip
     rows = [head, "|---|---:|---:|---:|---|---|---:|---:|---|---|"]
     missing = []
-    for name, m in sorted(params["models"].items()):
-        t, s = read_run_record(root, "train", name), read_run_record(root, "sample", name)
+    entries = [(name, m, "train", "sample", "sampling_seconds") for name, m in sorted(params["models"].items())]
+    entries += [(name, m, "train_translator", "translate", "seconds") for name, m in sorted(params["translators"].items())]
+    for name, m, train_stage, gen_stage, gen_seconds in entries:  # a translator's generation is its translate run
+        t, s = read_run_record(root, train_stage, name), read_run_record(root, gen_stage, name)
         if t is None or s is None:
             missing.append(name)
         t, s = t or {}, s or {}
         rows.append(
             f"| {name} | {_duration(t.get('training_seconds'))} | {m['train']['time_budget_hours']:g} | "
             f"{t.get('steps_done', '-')} | {t.get('stop_reason', '-')} | {t.get('device_name', '-')} | "
-            f"{_duration(s.get('sampling_seconds'))} | {s.get('n', '-')} | {s.get('device_name', '-')} | {_when(t)} |"
+            f"{_duration(s.get(gen_seconds))} | {s.get('n', '-')} | {s.get('device_name', '-')} | {_when(t)} |"
         )
     notes = ["", "Wall time (h:mm:ss) of the training loop (summed over resumed runs) and of generation, from the last "
              f"successful run of each stage in this workspace ({RUNS}/); study A allows 12 h of each per model "

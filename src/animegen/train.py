@@ -128,18 +128,19 @@ class ImageBank:
     A few thousand images at 128-512 px fit in memory; this is the regime of the studies.
     """
 
-    def __init__(self, images: np.ndarray, device: torch.device, seed: int, hflip: bool):
+    def __init__(self, images: np.ndarray, device: torch.device, seed: int, hflip: bool, stream: int = 0):
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise ValueError(f"expected uint8 images of shape (N, H, W, 3), got {images.dtype} {images.shape}")
         self.data = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous().to(device)
         self.n = self.data.shape[0]
         self.seed = seed
         self.hflip = hflip
+        self.stream = 2 * stream  # a translation model's two domains draw independent orders and flips
         self._perm_cache: dict[int, torch.Tensor] = {}
 
     def _perm(self, epoch: int) -> torch.Tensor:
         if epoch not in self._perm_cache:
-            g = torch.Generator().manual_seed(_mix_seed(self.seed, 1, epoch))
+            g = torch.Generator().manual_seed(_mix_seed(self.seed, 1 + self.stream, epoch))
             self._perm_cache = {epoch: torch.randperm(self.n, generator=g)}
         return self._perm_cache[epoch]
 
@@ -150,10 +151,22 @@ class ImageBank:
             idx.append(int(self._perm(i // self.n)[i % self.n]))
         x = self.data[torch.tensor(idx, device=self.data.device)].float().div_(127.5).sub_(1.0)
         if self.hflip:
-            g = torch.Generator().manual_seed(_mix_seed(self.seed, 2, step))
+            g = torch.Generator().manual_seed(_mix_seed(self.seed, 2 + self.stream, step))
             flip = (torch.rand(batch_size, generator=g) < 0.5).to(x.device)
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         return x
+
+
+def image_banks(images, kind: str, device: torch.device, seed: int, hflip: bool) -> dict[str, ImageBank]:
+    """The batch's banks: ``{"image"}`` for an unconditional model, ``{"a", "b"}`` (unpaired: each domain
+    in its own order) for a translation model, whose ``images`` are ``{"a": ..., "b": ...}``."""
+    if kind == "translation":
+        if not isinstance(images, dict) or set(images) != {"a", "b"}:
+            raise ValueError("a translation model trains on {'a': images, 'b': images}")
+        return {k: ImageBank(images[k], device, seed, hflip, stream=i) for i, k in enumerate(("a", "b"))}
+    if isinstance(images, dict):
+        raise ValueError(f"a {kind} model trains on one image array, not {sorted(images)}")
+    return {"image": ImageBank(images, device, seed, hflip)}
 
 
 def _mix_seed(seed: int, stream: int, i: int) -> int:
@@ -161,7 +174,10 @@ def _mix_seed(seed: int, stream: int, i: int) -> int:
     return int.from_bytes(h[:8], "little") & (2**63 - 1)
 
 
-def data_fingerprint(images: np.ndarray) -> str:
+def data_fingerprint(images) -> str:
+    """SHA-256 of the training images (an array, or a translation model's ``{"a", "b"}`` arrays)."""
+    if isinstance(images, dict):
+        return hashlib.sha256("".join(f"{k}:{data_fingerprint(v)}" for k, v in sorted(images.items())).encode()).hexdigest()
     return hashlib.sha256(images.tobytes() + str(images.shape).encode()).hexdigest()
 
 
@@ -276,7 +292,7 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
 
 def train(
     model: GenerativeModel,
-    images: np.ndarray,
+    images: "np.ndarray | dict[str, np.ndarray]",
     cfg: LoopConfig,
     device: torch.device,
     checkpoint_dir: Path,
@@ -286,7 +302,8 @@ def train(
     progress: bool | None = None,
     snapshots=None,
 ) -> tuple[TrainResult, "torch.nn.Module | None"]:
-    """Train ``model`` on ``images`` (uint8, N x H x W x 3) until ``cfg.steps`` or the time budget.
+    """Train ``model`` on ``images`` (uint8, N x H x W x 3; a translation model's ``{"a": ..., "b": ...}``)
+    until ``cfg.steps`` or the time budget.
 
     Returns the result and the EMA copy of the generator (``None`` when the EMA is off).  Curves are
     written with dvclive into ``live_dir`` (replaced as a whole: the history is replayed on resume).
@@ -305,7 +322,7 @@ def train(
         ema.to(device)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     ctx = StepContext(device=device, autocast=autocast_for(device, cfg.precision), scaler=scaler)
-    bank = ImageBank(images, device, cfg.seed, cfg.hflip)
+    banks = image_banks(images, model.kind, device, cfg.seed, cfg.hflip)
 
     state, refused = find_resumable(checkpoint_dir, fingerprint, cfg.steps, log)
     if snapshots is not None:
@@ -347,7 +364,7 @@ def train(
             if elapsed() >= budget:
                 stop_reason = "time_budget"
                 break
-            losses = model.train_step({"image": bank.batch(step, cfg.batch_size)}, step, ctx)
+            losses = model.train_step({k: b.batch(step, cfg.batch_size) for k, b in banks.items()}, step, ctx)
             scaler.update()
             if ema is not None:
                 ema.update()

@@ -19,12 +19,14 @@ except ParamsError as e:
 
 DATASETS = sorted(config["datasets"])
 MODELS = sorted(config["models"])
+TRANSLATORS = sorted(config["translators"])
 SOURCES, RAW, CUTOUT, PROCESSED, SPLIT = (
     paths.SOURCES, paths.RAW, paths.CUTOUT, paths.PROCESSED, paths.SPLIT
 )
 MODEL, TRAIN_METRICS, SAMPLES = paths.MODEL, paths.TRAIN_METRICS, paths.SAMPLES
 REFERENCE, EVALUATE, MODEL_METRICS, COMPARE = paths.REFERENCE, paths.EVALUATE, paths.MODEL_METRICS, paths.COMPARE
 TRACK, TRACK_METRICS = paths.TRACK, paths.TRACK_METRICS
+TRANSLATIONS, TRANSLATION_METRICS = paths.TRANSLATIONS, paths.TRANSLATION_METRICS
 PAIRS = sorted(config["compare"]["pairs"])
 CLASSIFIERS = sorted(config["cam_classifier"])
 SELECTIONS = sorted(config["cam_select"])
@@ -92,6 +94,30 @@ def pair_input(path, role):
 def model_input(path):
     """A path of the model's dataset (e.g. its processed images)."""
     return lambda wc: path.format(dataset=config["models"][wc.model]["dataset"])
+
+
+def translator_param(key):
+    """`key` below translators.<model>, for a rule's params (e.g. translator_param("net"))."""
+    return lambda wc: P(f"translators.{wc.model}.{key}")
+
+
+def translator_input(path, role):
+    """A path of a translator's source or target dataset (role: source or target)."""
+    return lambda wc: path.format(dataset=config["translators"][wc.model][role]["dataset"])
+
+
+def translator_split(role):
+    """The split file a translator trains a domain on (its dataset's, or a CAM selection's)."""
+    return lambda wc: SPLIT.format(dataset=config["translators"][wc.model][role]["split"])
+
+
+def translator_classifier(wc):
+    return CAM_CLASSIFIER.format(classifier=config["translators"][wc.model]["classifier"])
+
+
+def translator_code(stage):
+    """A translator stage's code: its modules plus its family file."""
+    return lambda wc: codedeps.stage_code(stage, config["translators"][wc.model]["family"])
 
 
 def model_split(wc):

@@ -109,6 +109,7 @@ rule summary:
     input:
         models=expand(MODEL_METRICS, model=MODELS),
         pairs=expand(COMPARE, pair=PAIRS),
+        translators=expand(TRANSLATION_METRICS, model=TRANSLATORS),
         code=CODE["summary"],
     output:
         summary=paths.SUMMARY,
@@ -118,6 +119,9 @@ rule summary:
         compare_md=paths.SUMMARY_TABLES["compare"][0],
         compare_csv=report(paths.SUMMARY_TABLES["compare"][1], caption="../report/compare_table.rst",
                            category="Dataset comparison", labels={"table": "NWI validity check"}),
+        translation_md=paths.SUMMARY_TABLES["translation"][0],
+        translation_csv=report(paths.SUMMARY_TABLES["translation"][1], caption="../report/translation_table.rst",
+                               category="Metrics", labels={"table": "translators (studies B-D)"}),
     log:
         "logs/summary/summary.log",
     shell:

@@ -18,6 +18,8 @@ rule train:
         ),
         metrics=TRAIN_METRICS + "/metrics.json",
         plots=directory(TRAIN_METRICS + "/plots"),
+    wildcard_constraints:
+        model=one_of(MODELS),  # train_translator writes the same paths for translators
     params:
         train=P("train"),
         family=model_param("family"),

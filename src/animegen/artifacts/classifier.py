@@ -13,9 +13,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from animegen.artifacts import format_tag, load_tagged_torch
+from animegen.artifacts import ArtifactError, format_tag, load_tagged_torch
 from animegen.artifacts.records import write_record
 from animegen.cam import classifier as clf
+from animegen.cam.attention import GradCamMaps
+from animegen.cam.gradcam import target_layer
 from animegen.io import save_torch_atomic
 
 KIND, VERSION = "classifier", 1
@@ -40,3 +42,14 @@ def read_classifier(folder: Path, device: torch.device) -> tuple[nn.Module, dict
     for p in net.parameters():
         p.requires_grad_(False)  # the maps need gradients w.r.t. activations only
     return net, {k: v for k, v in blob.items() if k not in ("state_dict", "format")}
+
+
+def read_cam_maps(folder: Path, device: torch.device, image_size: int, target_class: str) -> tuple[GradCamMaps, dict]:
+    """The frozen classifier's torch-native Grad-CAM at its default layer, for a translator that multiplies
+    the maps in (CycleGAN + CAM): domain ``b`` is the class ``target_class`` (``positive`` or
+    ``negative``), domain ``a`` the other.  Refuses a classifier trained at another image size."""
+    net, meta = read_classifier(folder, device)
+    if meta["image_size"] != image_size:
+        raise ArtifactError(f"{folder}: the classifier takes {meta['image_size']} px images, the model {image_size} px")
+    b = 1 if target_class == "positive" else 0
+    return GradCamMaps(net, target_layer(net, meta["default_target_layer"]), meta["arch"], {"a": 1 - b, "b": b}), meta

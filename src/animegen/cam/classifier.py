@@ -78,7 +78,11 @@ def default_target_layer(arch: str, depth: int) -> str:
 
 def prepare(images: torch.Tensor, arch: str) -> torch.Tensor:
     """uint8 (N, 3, H, W) -> the float input the arch expects: [-1, 1] for small_cnn, ImageNet-normalised else."""
-    x = images.float().div(255.0)
+    return prepare_float(images.float().div(255.0), arch)
+
+
+def prepare_float(x: torch.Tensor, arch: str) -> torch.Tensor:
+    """Float images in [0, 1] (N, 3, H, W) -> the input the arch expects (as :func:`prepare`)."""
     if arch == "small_cnn":
         return x.mul(2.0).sub(1.0)
     mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)

@@ -16,7 +16,7 @@ import numpy as np
 from animegen.cam import scores as sc
 
 PARTS = ("left_eye", "right_eye", "mouth")  # the evidence boxes, when the manifest records them
-COLUMNS = ["rank", "id", "score", "selected", "random_control", "p_target", "parts_mass", "parts_area", "clarity"]
+COLUMNS = ["rank", "id", "score", "selected", "random_control", "p_target", "confident", "parts_mass", "parts_area", "clarity"]
 
 
 def regions_per_image(spec: list, ids: list[str], extras: dict[str, dict]) -> list[list[list[float]]]:

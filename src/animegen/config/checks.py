@@ -18,6 +18,7 @@ def check(params: dict, root: Path) -> None:
         _check_recipe(params, name, root)
     _check_models(params)
     _check_cam(params, root)
+    _check_translators(params)
     weights = params["inception"]["weights"]
     if weights and not (root / weights).is_file():
         raise ParamsError(f"inception.weights: no such file: {weights} (relative to the folder of params.yaml)")
@@ -115,6 +116,48 @@ def split_names(params: dict, dataset_name: str) -> list[str]:
     from it with its random control (their files are ``data/splits/<name>.json``)."""
     sel = sorted(s for s, v in params["cam_select"].items() if v["dataset"] == dataset_name)
     return [dataset_name] + [n for s in sel for n in (s, s + RANDOM_SUFFIX)]
+
+
+def _check_translators(params: dict) -> None:
+    datasets = params["datasets"]
+    for name, t in params["translators"].items():
+        key = f"translators.{name}"
+        if name in RESERVED_MODEL_NAMES:
+            raise ParamsError(f"{key}: reserved name (outputs live under metrics/{name}); choose another")
+        if name in params["models"]:
+            raise ParamsError(f"{key}: models.{name} has this name too (both write data/models/{name}/); rename one")
+        for role in ("source", "target"):
+            d = t[role]
+            if d["dataset"] not in datasets:
+                raise ParamsError(f"{key}.{role}.dataset: no such dataset {d['dataset']!r} (declared: {', '.join(sorted(datasets))})")
+            usable = split_names(params, d["dataset"])
+            if d["split"] not in usable:
+                raise ParamsError(f"{key}.{role}.split: {d['split']!r} is not a split of dataset {d['dataset']!r} "
+                                  f"(usable: {', '.join(usable)})")  # fmt: skip
+        a, b = t["source"]["dataset"], t["target"]["dataset"]
+        if a == b:
+            raise ParamsError(f"{key}.target.dataset: the same dataset as source ({a!r}); translation needs two domains")
+        if datasets[a]["size"] != datasets[b]["size"]:
+            raise ParamsError(f"{key}.target: {b!r} is {datasets[b]['size']} px but the source {a!r} is "
+                              f"{datasets[a]['size']} px; both domains need one size")  # fmt: skip
+        if dataset_section(params, a, "split")["test"] == 0:
+            raise ParamsError(f"{key}.source.dataset: {a!r} holds out no images (its split.test is 0); the translate "
+                              "stage translates the source's test split")  # fmt: skip
+        if t["classifier"] not in params["cam_classifier"]:
+            known = ", ".join(sorted(params["cam_classifier"])) or "none"
+            raise ParamsError(f"{key}.classifier: no such classifier {t['classifier']!r} (declared under cam_classifier: "
+                              f"{known}); the character ratio and the CAM maps need one")  # fmt: skip
+        clf = params["cam_classifier"][t["classifier"]]
+        if datasets[clf["positive"]]["size"] != datasets[a]["size"]:
+            raise ParamsError(f"{key}.classifier: {t['classifier']!r} takes {datasets[clf['positive']]['size']} px "
+                              f"images, the translator {datasets[a]['size']} px")  # fmt: skip
+        problem = FAMILIES[t["family"]].check(t, datasets[a]["size"])
+        if problem:
+            raise ParamsError(f"{key}.{problem[0].replace('dataset', 'source.dataset')}: {problem[1]}")
+        if t["train"]["track_fid_every"]:
+            raise ParamsError(f"{key}.train.track_fid_every: FID over training is not yet available for translators; use 0")
+        if t["train"]["ema"]["beta"] == 0 and params["translate"]["use_ema"]:
+            raise ParamsError(f"{key}.train.ema.beta: 0 keeps no EMA, but translate.use_ema is true")
 
 
 def _check_cam(params: dict, root: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from animegen.config.errors import ParamsError
 
 NOUNS = {"datasets": "dataset", "models": "model", "compare.pairs": "pair", "cam_classifier": "classifier",
-         "cam_select": "selection"}  # fmt: skip
+         "cam_select": "selection", "translators": "translator"}  # fmt: skip
 
 
 def entry(params: dict, section: str, name: str) -> dict:

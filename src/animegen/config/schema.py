@@ -7,7 +7,8 @@ Sections and who reads them: ``datasets`` (every data stage), ``collect``, ``cut
 ``split``, ``cam`` (device and threads of both CAM stages), ``cam_classifier``, ``cam_select``,
 ``train``, ``sample``, ``inception`` (the feature extractor of ``reference``, ``evaluate``, ``compare``
 and ``track``), ``reference``, ``metrics`` (KID, memorisation and seed of ``evaluate`` and ``compare``),
-``evaluate``, ``compare``, ``track``, ``models``.  ``summary`` has no settings.  No key overrides
+``evaluate``, ``compare``, ``track``, ``models``, ``translators`` (image-to-image models: their
+training, ``translate`` and ``evaluate_translation``).  ``summary`` has no settings.  No key overrides
 another, except a dataset's recipe (``datasets.<d>.collect``, ``.cutout``, ``.resize``, ``.split``:
 partial sections laid over those sections for that dataset, see :mod:`animegen.recipes`).
 """
@@ -19,7 +20,7 @@ import difflib
 import jsonschema
 
 from animegen.config.errors import ParamsError, describe, path_str
-from animegen.models.registry import FAMILIES
+from animegen.models.registry import FAMILIES, names
 from animegen.recipes import DATA_SECTIONS
 from animegen.schema_types import BOOL, NONNEG_INT, NONNEG_NUM, OPT_STR, POS_INT, POS_NUM, STR, UNIT, obj
 
@@ -34,7 +35,7 @@ _SOURCE_TYPES = {
         {
             "type": STR,
             "kind": {"enum": ["face", "body"]},
-            "style": {"enum": ["a", "b"]},
+            "style": {"enum": ["a", "b", "photo"]},  # photo: photo-like human faces (kind face only)
             "variant": {"enum": ["early", "later"]},
             "n": POS_INT,
             "seed": NONNEG_INT,
@@ -167,10 +168,20 @@ MODEL_TRAIN = obj(
     }
 )
 
+
+def _family_blocks(kind: str, keys: tuple[str, ...]) -> list[dict]:
+    """The ``kind`` families' own blocks (``net``, ``sample``) from the registry, chosen by ``family``."""
+    return [
+        {"if": {"properties": {"family": {"const": name}}},
+         "then": {"properties": {k: getattr(FAMILIES[name], k) for k in keys}}}
+        for name in names(kind)
+    ]  # fmt: skip
+
+
 MODEL = {
     **obj(
         {
-            "family": {"enum": sorted(FAMILIES)},
+            "family": {"enum": names("unconditional")},
             "dataset": STR,
             "split": STR,
             "reference": IMAGE_SET,  # which of the dataset's images evaluate and track score the samples against
@@ -179,14 +190,25 @@ MODEL = {
             "sample": {"type": "object"},
         }
     ),
-    # each family's own net/sample keys, from the registry
-    "allOf": [
+    "allOf": _family_blocks("unconditional", ("net", "sample")),  # each family's own net/sample keys, from the registry
+}
+
+
+DOMAIN = obj({"dataset": STR, "split": STR})  # a dataset and the split file it trains on (itself, or a CAM selection)
+TRANSLATOR = {
+    **obj(
         {
-            "if": {"properties": {"family": {"const": name}}},
-            "then": {"properties": {"net": f.net, "sample": f.sample}},
+            "family": {"enum": names("translation")},
+            "source": DOMAIN,  # domain a: what is translated (study C: human face photos)
+            "target": DOMAIN,  # domain b: what it should look like (study C: anime faces)
+            "classifier": STR,  # a cam_classifier entry (source class vs target class): CAM maps and character ratio
+            "target_class": {"enum": ["positive", "negative"]},  # the classifier's class of the target domain
+            "reference": IMAGE_SET,  # which target images FID and KID compare the translations against
+            "train": MODEL_TRAIN,
+            "net": {"type": "object"},
         }
-        for name, f in FAMILIES.items()
-    ],
+    ),
+    "allOf": _family_blocks("translation", ("net",)),
 }
 
 CAM_CLASSIFIER = obj(
@@ -222,6 +244,7 @@ CAM_SELECTION = obj(
         "select": {"enum": ["top_n", "threshold"]},
         "n": {"type": ["integer", "null"], "minimum": 1},
         "threshold": {"type": ["number", "null"]},
+        "min_confidence": UNIT,  # p(target) below this: not recognisable as the class, never selected nor drawn
         "overlay_count": NONNEG_INT,
         "seed": NONNEG_INT,
     }
@@ -285,6 +308,24 @@ SCHEMA = obj(
         "cam_classifier": named(CAM_CLASSIFIER),
         "cam_select": named(CAM_SELECTION),
         "models": named(MODEL),
+        "translate": obj(
+            {
+                "images": {"enum": ["test", "all"]},  # the source's test split, or every image of it
+                "batch_size": POS_INT,
+                "grid": NONNEG_INT,  # rows of input | output | reconstruction in grid.png (0: no grid)
+                "use_ema": BOOL,  # translate with the EMA generator (needs train.ema.beta > 0)
+                "tf32": BOOL,
+                "device": DEVICE,
+                "cpu_threads": NONNEG_INT,
+            }
+        ),
+        "evaluate_translation": obj(
+            {
+                "bootstrap": {"type": "integer", "minimum": 100},  # resamples of the character ratio's 95 % interval
+                "seed": NONNEG_INT,
+            }
+        ),
+        "translators": named(TRANSLATOR),
     }
 )
 

@@ -1,4 +1,4 @@
-"""Deterministic synthetic anime-character images: the pipeline's built-in demo dataset.
+"""Deterministic synthetic anime characters and photo-like faces: the pipeline's built-in demo dataset.
 
 The real research data (illustrations by different artists) cannot ship with the
 repository, so every stage is exercised on pictures drawn here instead:
@@ -10,6 +10,13 @@ repository, so every stage is exercised on pictures drawn here instead:
   warm palette and thick dark outlines; "b" has small dot/round/closed eyes, a soft
   bob with blunt bangs, a pastel cool palette and thin light outlines, so that
   feature statistics (e.g. an Inception-based FID) separate the styles clearly.
+* ``style`` "photo" (kind "face" only) is the photo side of image-to-image translation
+  (photo -> anime): human head-and-shoulders with realistic proportions (small almond
+  eyes at half the head's height, a nose shown by shading only, lips), natural hair and
+  skin tones from light to dark, lit by a key light with soft cast shadows, then a
+  slight lens blur and sensor grain.  It has no outlines at all, which with its palette
+  and eye size tells it from the anime styles even at 32 px.  Its "texture" backdrop is
+  an out-of-focus room (soft blobs of colour) rather than a pattern.
 * ``variant`` "later" is a small drift of "early" within a style (larger eyes,
   thinner lines, hue-shifted and less saturated palette), so the two are close but
   measurably different.
@@ -23,9 +30,11 @@ differs only inside the eye and mouth boxes, which a Grad-CAM experiment relies 
 
 Characters are drawn as lists of shapes in head units (head half-width 1), then scaled
 onto the canvas, so the part boxes follow from the geometry; Pillow draws them at 3x and
-the result is box-averaged down (anti-aliasing).  Within a group no two images are
-near-duplicates (phash within 6 bits and colorhash within 4 bits, on black): the rare
-attempt that would be one is redrawn with the next random stream.
+the result is box-averaged down (anti-aliasing).  A photo face's shapes are drawn flat on
+separate layers that numpy then lights, composites and blurs; its eyes and mouth are faded
+by ``clarity`` and cut to their boxes after the blur, so the clarity property holds too.
+Within a group no two images are near-duplicates (phash within 6 bits and colorhash within
+4 bits, on black): the rare attempt that would be one is redrawn with the next random stream.
 """
 
 from __future__ import annotations
@@ -44,7 +53,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 KINDS = ("face", "body")
-STYLES = ("a", "b")
+STYLES = ("a", "b", "photo")
 VARIANTS = ("early", "later")
 BACKGROUNDS = ("plain", "gradient", "texture", "transparent")
 
@@ -56,6 +65,7 @@ _SUPERSAMPLE = 3
 _CLARITY_RANGE = (0.3, 1.0)
 _NECK = (0.0, 0.9)  # pivot of the head tilt, head units
 _NEAR_PHASH, _NEAR_COLORHASH = 6, 4  # two images closer than both (Hamming bits) are near-duplicates
+_PARTS = ("face", "left_eye", "right_eye", "mouth")
 
 Color = tuple[int, int, int]
 _T = TypeVar("_T")
@@ -148,6 +158,18 @@ _BASE_STYLES = {
                  (170, 190, 225), (185, 225, 235), (235, 235, 200), (150, 160, 190)),
         accents=((250, 190, 210), (180, 220, 250), (255, 240, 170), (200, 180, 240), (170, 230, 200)),
     ),
+    # photo-like human faces: natural colours, no outlines (``line`` and ``outline`` are unused)
+    "photo": _Style(
+        name="photo", line=0.0, outline=(0, 0, 0), eye_scale=1.0, hue_shift=0.0, sat_scale=1.0,
+        skin=((250, 220, 198), (243, 206, 180), (236, 190, 160), (222, 172, 135), (198, 145, 108),
+              (172, 120, 86), (141, 94, 66), (112, 74, 52), (86, 58, 42)),  # light to dark
+        hair=((28, 24, 24), (48, 36, 30), (74, 52, 38), (104, 74, 52), (140, 104, 70), (182, 148, 100),
+              (214, 184, 132), (124, 62, 38), (158, 84, 48)),  # black, browns, blond, auburn
+        eyes=((70, 45, 28), (98, 66, 40), (120, 96, 60), (84, 108, 72), (78, 112, 146), (112, 124, 132)),
+        clothes=((48, 56, 78), (92, 96, 104), (222, 220, 214), (34, 34, 38), (104, 108, 74), (118, 48, 52),
+                 (70, 98, 130), (196, 178, 150), (150, 150, 146)),
+        accents=((196, 96, 100), (176, 84, 88), (188, 110, 104), (160, 78, 84)),  # lip tints
+    ),
 }
 
 
@@ -171,6 +193,7 @@ class _Op:
     outline: Color | None = None
     width: float = 0.0
     part: str | None = None
+    layer: str = ""  # for the photo style, which of its separately lit layers the shape is on
 
     def bounds(self) -> np.ndarray:
         """[x0, y0, x1, y1] of what the operation covers."""
@@ -185,6 +208,7 @@ class _Figure:
     ops: list[_Op] = field(default_factory=list)
     matrix: np.ndarray = field(default_factory=lambda: np.eye(2))  # current rotation ...
     shift: np.ndarray = field(default_factory=lambda: np.zeros(2))  # ... and translation
+    layer: str = ""  # layer of the shapes added now
 
     @contextmanager
     def turned(self, angle: float, pivot: tuple[float, float]) -> Iterator[None]:
@@ -197,19 +221,28 @@ class _Figure:
         finally:
             self.matrix, self.shift = saved
 
+    @contextmanager
+    def on(self, layer: str) -> Iterator[None]:
+        """Put what is drawn inside the block on ``layer``."""
+        saved, self.layer = self.layer, layer
+        try:
+            yield
+        finally:
+            self.layer = saved
+
     def _turn(self, pts) -> np.ndarray:
         return np.asarray(pts, dtype=float) @ self.matrix.T + self.shift
 
     def ellipse(self, cx, cy, rx, ry, fill, outline=None, width=0.0, part=None) -> None:
         centre = self._turn([cx, cy])
         pts = np.stack([centre - (rx, ry), centre + (rx, ry)])
-        self.ops.append(_Op("ellipse", pts, fill, outline, width, part))
+        self.ops.append(_Op("ellipse", pts, fill, outline, width, part, self.layer))
 
     def polygon(self, pts, fill, outline=None, width=0.0, part=None) -> None:
-        self.ops.append(_Op("polygon", self._turn(pts), fill, outline, width, part))
+        self.ops.append(_Op("polygon", self._turn(pts), fill, outline, width, part, self.layer))
 
     def line(self, pts, color, width, part=None) -> None:
-        self.ops.append(_Op("line", self._turn(pts), color, None, width, part))
+        self.ops.append(_Op("line", self._turn(pts), color, None, width, part, self.layer))
 
     def limb(self, pts, color, width, outline, line) -> None:
         """A thick stroke with an outline (drawn as a wider dark stroke underneath)."""
@@ -704,12 +737,14 @@ def _place(bounds: np.ndarray, size: tuple[int, int], rng: np.random.Generator) 
     return _Placement(scale, offset)
 
 
-def _render(fig: _Figure, size: tuple[int, int], place: _Placement) -> Image.Image:
-    """RGBA layer of the figure, alpha 0 wherever nothing is drawn."""
+def _render(fig: _Figure, size: tuple[int, int], place: _Placement, layer: str | None = None) -> Image.Image:
+    """RGBA layer of the figure (only the shapes on ``layer`` if given), alpha 0 wherever nothing is drawn."""
     s = _SUPERSAMPLE
     canvas = Image.new("RGBA", (size[0] * s, size[1] * s), (0, 0, 0, 0))
     draw = ImageDraw.Draw(canvas)
     for op in fig.ops:
+        if layer is not None and op.layer != layer:
+            continue
         pts = (op.pts * place.scale + place.offset) * s
         xy = [tuple(p) for p in pts.tolist()]
         width = max(1, int(round(op.width * place.scale * s)))
@@ -767,6 +802,472 @@ def _pattern(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------
+# style "photo": photo-like human faces
+#
+# The photo side of image-to-image translation (photo -> anime).  What sets it apart from the
+# illustrators is what a photo has and a drawing lacks: realistic proportions (eyes at half the head's
+# height and a fifth of its width), natural colours, light and shadow instead of lines, grain and a
+# little lens blur.  Shapes are still drawn flat with the _Figure machinery, but each group of them on
+# its own layer, so that numpy can light every layer by its own surface model and composite them.
+
+# back to front; "lid", "white", "iris" and "detail" hold the eyes and the mouth (the parts that
+# ``clarity`` fades), "head" the skin of the face with ears and brows
+_PHOTO_LAYERS = ("back", "body", "head", "lid", "white", "iris", "detail", "front")
+_PHOTO_PAD = 0.2  # head units kept free around the figure when placing it: room for the softening blur
+_SOFT_BLUR = (0.45, 0.65)  # range of the lens blur's sigma, pixels (a kernel of radius 2 px)
+
+
+@dataclass(frozen=True)
+class _PhotoLook:
+    """One person's random choices; lengths in head units (head half-width 1, eyes near y = 0.1)."""
+
+    skin: Color
+    hair: Color
+    iris: Color
+    lips: Color
+    top: Color
+    cut: str  # "short" | "bob" | "long" | "tied" (pulled back, with a bun)
+    hair_length: float  # lowest point of the back hair
+    curtains: bool  # hair falling in front, beside the face
+    fringe: str  # "none" | "swept" | "straight"
+    parting: float  # x of the parting
+    tilt: float
+    eye_y: float
+    eye_spacing: float  # x of the eye centres
+    eye_size: float  # half-width of an eye
+    nose_y: float  # height of the nose tip
+    mouth_y: float
+    mouth_width: float  # half-width
+    lips_full: float
+    chin: float  # length of the lower face
+    jaw: float  # how much the lower face narrows towards the chin
+    neck: float  # half-width
+    shoulders: float  # half-width
+    neckline: str  # "crew" | "v" | "collar"
+    light: float  # horizontal position of the key light, -1 (left) .. 1 (right); it is always above
+    ambient: float  # brightness of surfaces turned away from the light
+    grain: float  # std of the sensor noise, 8-bit levels
+    blur: float  # sigma of the lens blur, pixels
+    warmth: float  # white balance: > 0 warmer, < 0 cooler
+
+
+def _photo_look(rng: np.random.Generator, st: _Style) -> _PhotoLook:
+    skin = st.pick(rng, st.skin, 6)
+    cut = _choose(rng, ("short", "bob", "long", "tied"), (0.25, 0.25, 0.35, 0.15))
+    length = {"short": (0.0, 0.3), "bob": (0.8, 1.2), "long": (1.9, 2.6), "tied": (-0.1, 0.1)}[cut]
+    eye_y = rng.uniform(0.04, 0.14)
+    chin = rng.uniform(1.28, 1.42)
+    nose_y = eye_y + rng.uniform(0.5, 0.58)
+    return _PhotoLook(
+        skin=skin,
+        hair=st.pick(rng, st.hair, 8),
+        iris=st.pick(rng, st.eyes, 10),
+        lips=_mix(skin, st.pick(rng, st.accents, 8), rng.uniform(0.4, 0.6)),
+        top=st.pick(rng, st.clothes, 10),
+        cut=cut,
+        hair_length=rng.uniform(*length),
+        curtains=bool(cut in ("bob", "long") and rng.random() < 0.6),
+        fringe="none" if cut == "tied" else _choose(rng, ("none", "swept", "straight"), (0.4, 0.4, 0.2)),
+        parting=rng.uniform(-0.45, 0.45),
+        tilt=rng.uniform(-0.12, 0.12),
+        eye_y=eye_y,
+        eye_spacing=rng.uniform(0.39, 0.44),
+        eye_size=rng.uniform(0.17, 0.2) * st.eye_scale,
+        nose_y=nose_y,
+        mouth_y=nose_y + (chin - nose_y) * rng.uniform(0.3, 0.38),
+        mouth_width=rng.uniform(0.3, 0.37),
+        lips_full=rng.uniform(0.8, 1.25),
+        chin=chin,
+        jaw=rng.uniform(0.2, 0.35),
+        neck=rng.uniform(0.42, 0.52),
+        shoulders=rng.uniform(1.55, 1.85),
+        neckline=_choose(rng, ("crew", "v", "collar")),
+        light=rng.uniform(-1.0, 1.0),
+        ambient=rng.uniform(0.42, 0.6),
+        grain=rng.uniform(2.0, 4.5),
+        blur=rng.uniform(*_SOFT_BLUR),
+        warmth=rng.uniform(-0.04, 0.04),
+    )
+
+
+def _smooth(pts, rounds: int = 3) -> np.ndarray:
+    """Chaikin corner cutting of a closed polygon: a smooth outline through a few control points."""
+    pts = np.asarray(pts, dtype=float)
+    for _ in range(rounds):
+        nxt = np.roll(pts, -1, axis=0)
+        pts = np.stack([0.75 * pts + 0.25 * nxt, 0.25 * pts + 0.75 * nxt], axis=1).reshape(-1, 2)
+    return pts
+
+
+# -- shapes (flat colour; the light comes later)
+
+
+def _natural_back_hair(fig, rng, look) -> None:
+    """The hair's mass behind the head: a dome over the skull, for longer cuts falling down the sides."""
+    rx, ry = rng.uniform(1.1, 1.2), rng.uniform(1.3, 1.4)
+    dome = _arc(0, -0.1, rx, ry, np.pi, 2 * np.pi, 9)  # left -> over the top -> right
+    length = look.hair_length
+    if length < 0.5:  # short or tied: the dome closes just below the ears
+        hem = [(rx * 0.95, length), (0.0, length + 0.12), (-rx * 0.95, length)]
+    else:
+        flare = rng.uniform(0.05, 0.3) * min(length, 2.0)
+        xs = np.linspace(rx + flare, -rx - flare, 6)
+        hem = [(rx + flare * 0.6, length * 0.55)]
+        hem += [(x, length - 0.12 * (x / (rx + flare)) ** 2 + rng.uniform(-0.06, 0.06)) for x in xs]
+        hem += [(-rx - flare * 0.6, length * 0.55)]
+    fig.polygon(_smooth(np.concatenate([dome, hem])), _shade(look.hair, 0.95))
+    if look.cut == "tied":
+        side = 1.0 if look.parting > 0 else -1.0
+        fig.ellipse(side * 0.35, -1.3, 0.38, 0.32, look.hair)
+
+
+def _hairline(rng, look) -> list[tuple[float, float]]:
+    """Lower edge of the front hair across the forehead, right temple to left temple."""
+    p = look.parting
+    if look.fringe == "straight":  # bangs cut straight above the brows
+        cut = rng.uniform(-0.42, -0.32)
+        return [(0.92, -0.25), (0.7, cut), (0.25, cut + rng.uniform(-0.03, 0.03)), (-0.25, cut), (-0.7, cut),
+                (-0.92, -0.25)]
+    if look.fringe == "swept":  # swept from the parting over the far side of the forehead
+        far = -1.0 if p > 0 else 1.0
+        dip = rng.uniform(-0.42, -0.3)
+        right = [(0.92, -0.2), (0.72, -0.52), (p + 0.08, -0.68)] if far < 0 else [(0.92, dip + 0.12), (0.6, dip)]
+        left = [(-0.6, dip), (-0.92, dip + 0.12)] if far < 0 else [(p - 0.08, -0.68), (-0.72, -0.52), (-0.92, -0.2)]
+        return right + [(p, -0.7)] + left
+    return [(0.92, -0.15), (0.8, -0.48), (0.45, -0.64), (p, -0.7), (-0.45, -0.64), (-0.8, -0.48), (-0.92, -0.15)]
+
+
+def _natural_front_hair(fig, rng, look) -> None:
+    """Hair over the skull down to the hairline; hair falling in front beside the face for some cuts."""
+    rx, ry = 1.1, 1.32
+    top = _arc(0, -0.1, rx, ry, np.pi, 2 * np.pi, 11)  # left temple -> over the top -> right temple
+    temple = look.eye_y - 0.02
+    if look.curtains:  # down the outside of the face, up its side; never nearer the middle than 0.84
+        end = min(look.hair_length, 2.0)
+        spread = rng.uniform(0.0, 0.15)
+        right = [(rx + 0.04, 0.4), (rx + 0.1 + spread, end - 0.2), (1.0 + spread, end), (0.92, 0.8), (0.85, 0.2)]
+    else:
+        right = [(rx, temple), (0.96, temple)]
+    pts = np.concatenate([top, right, _hairline(rng, look), _mirror(np.array(right))[::-1]])
+    fig.polygon(_smooth(pts), look.hair)
+
+
+def _photo_head(fig, look) -> None:
+    """Ears (for cuts that leave them free), then the face: a skull taller than wide, a narrowing jaw."""
+    if look.cut in ("short", "tied"):
+        for side in (-1, 1):
+            fig.ellipse(side * 0.98, look.eye_y + 0.24, 0.12, 0.23, _shade(look.skin, 0.93))
+    t = np.linspace(0, 2 * np.pi, 72, endpoint=False)
+    c, s = np.cos(t), np.sin(t)
+    lower = s > 0
+    x = np.where(lower, np.sign(c) * np.abs(c) ** 0.85 * (1 - look.jaw * s**2), c)
+    y = np.where(lower, s * look.chin, s * 1.2)
+    fig.polygon(np.stack([x, y], axis=1), look.skin, part="face")
+
+
+def _photo_brows(fig, look) -> None:
+    """Tapered brows, thick near the nose, a little darker than the hair (not a part: clarity keeps them)."""
+    colour = _mix(look.skin, _shade(look.hair, 0.75), 0.7)
+    for side in (-1, 1):
+        x0, w, y = side * look.eye_spacing, look.eye_size, look.eye_y
+        t = np.linspace(0, 1, 9)
+        xs = x0 + side * w * (-1.05 + 2.2 * t)
+        ys = y - 0.2 - 0.04 * np.sin(np.pi * t**0.8)
+        half = 0.036 * (1 - 0.55 * t)
+        fig.polygon(np.concatenate([np.stack([xs, ys - half], 1), np.stack([xs, ys + half], 1)[::-1]]), colour)
+
+
+def _photo_eye(fig, rng, side, look) -> None:
+    """Almond eye: lid shading around it, the white, iris and pupil (clipped to the white), lash line."""
+    part = "left_eye" if side < 0 else "right_eye"
+    cx, cy, w = side * look.eye_spacing, look.eye_y, look.eye_size
+    h = 0.36 * w
+    inner, outer = np.array([cx - side * w, cy + 0.01]), np.array([cx + side * w, cy - 0.012])
+    t = np.linspace(0, 1, 12)[:, None]
+    line = inner + t * (outer - inner)
+    upper = line - [0.0, 1.15 * h] * np.sin(np.pi * t**0.8)  # highest nearer the nose
+    lower = line + [0.0, 0.8 * h] * np.sin(np.pi * t**1.25)  # lowest nearer the temple
+    with fig.on("lid"):  # the socket and lid fold, darker towards the eye
+        for k, f in enumerate((0.95, 0.9, 0.85)):
+            fig.ellipse(cx, cy - 0.3 * h, w * (1.25 - 0.08 * k), h * (2.2 - 0.35 * k), _shade(look.skin, f), part=part)
+    with fig.on("white"):
+        fig.polygon(np.concatenate([upper, lower[::-1][1:-1]]), _mix(_shade(look.skin, 0.8), (235, 230, 228), 0.6),
+                    part=part)
+    gaze = rng.uniform(-0.12, 0.12) * w
+    r, iy = 0.46 * w, cy - 0.1 * h
+    with fig.on("iris"):
+        fig.ellipse(cx + gaze, iy, r, r, _shade(look.iris, 0.6), part=part)  # darker limbal ring
+        fig.ellipse(cx + gaze, iy, 0.8 * r, 0.8 * r, look.iris, part=part)
+        fig.ellipse(cx + gaze, iy, 0.36 * r, 0.36 * r, (24, 18, 18), part=part)
+        # a catchlight, small: a photo's eye has no anime gloss
+        fig.ellipse(cx + gaze + 0.3 * r * look.light, iy - 0.3 * r, 0.12 * r, 0.12 * r,
+                    _mix(look.iris, WHITE, 0.55), part=part)
+    with fig.on("detail"):
+        lash = _mix(_shade(look.skin, 0.45), _shade(look.hair, 0.6), 0.4)
+        fig.line(upper, lash, 0.026, part)
+        fig.line(lower[2:-2], _shade(look.skin, 0.72), 0.012, part)
+
+
+def _photo_lips(fig, look) -> None:
+    """Upper lip with a cupid's bow (in shade), fuller lower lip, a darker line where they meet."""
+    my, mw = look.mouth_y, look.mouth_width
+    upper_h, lower_h = 0.06 * look.lips_full, 0.085 * look.lips_full
+    x = np.linspace(-mw, mw, 21)
+    u = x / mw
+    meet = my + 0.01 * (1 - u**2)
+    top = my - upper_h * (1 - u**2) ** 0.7 * (1 - 0.3 * np.exp(-((x / 0.05) ** 2)))
+    bottom = my + lower_h * (1 - u**2) ** 0.55
+    with fig.on("detail"):
+        fig.polygon(np.concatenate([np.stack([x, top], 1), np.stack([x, meet], 1)[::-1]]), _shade(look.lips, 0.85),
+                    part="mouth")
+        fig.polygon(np.concatenate([np.stack([x, meet], 1), np.stack([x, bottom], 1)[::-1]]), look.lips,
+                    part="mouth")
+        fig.ellipse(0.0, my + 0.45 * lower_h, 0.35 * mw, 0.22 * lower_h, _mix(look.lips, WHITE, 0.12), part="mouth")
+        fig.line(np.stack([x, meet], 1), _shade(look.lips, 0.6), 0.016, "mouth")
+
+
+def _photo_bust(fig, rng, look) -> None:
+    """Neck and shoulders in a plain top with a crew, V or shirt-collar neckline."""
+    nw = look.neck
+    fig.polygon([(-nw, 0.6), (nw, 0.6), (nw + 0.06, 2.1), (-nw - 0.06, 2.1)], look.skin)
+    top, w, bottom = 1.5 + rng.uniform(0.0, 0.1), look.shoulders, rng.uniform(2.25, 2.45)
+    depth = top + {"crew": 0.28, "v": 0.6, "collar": 0.38}[look.neckline] + rng.uniform(-0.05, 0.05)
+    xs = np.linspace(0.0, nw + 0.08, 7)
+    if look.neckline == "v":
+        neckline = np.stack([xs, depth - (depth - top) * xs / xs[-1]], axis=1)
+    else:
+        neckline = np.stack([xs, depth - (depth - top) * (xs / xs[-1]) ** 2], axis=1)
+    right = np.concatenate([neckline, [(0.95, top + 0.16), (w - 0.25, top + 0.3), (w, top + 0.6), (w + 0.02, bottom)]])
+    fig.polygon(_mirror(right)[::-1].tolist() + right.tolist(), look.top)
+    if look.neckline == "collar":
+        collar = _mix(look.top, WHITE, 0.25)
+        for side in (-1, 1):
+            fig.polygon([(side * (nw + 0.1), top - 0.06), (side * 0.04, depth + 0.04), (side * (nw + 0.3), top + 0.3)],
+                        collar)
+
+
+def _photo_figure(rng, look) -> _Figure:
+    """Every shape of the picture, each on its layer; the head (with its hair) tilted about the neck."""
+    fig = _Figure()
+    with fig.turned(look.tilt, _NECK), fig.on("back"):
+        _natural_back_hair(fig, rng, look)
+    with fig.on("body"):
+        _photo_bust(fig, rng, look)
+    with fig.turned(look.tilt, _NECK):
+        with fig.on("head"):
+            _photo_head(fig, look)
+            _photo_brows(fig, look)
+        for side in (-1, 1):
+            _photo_eye(fig, rng, side, look)
+        _photo_lips(fig, look)
+        with fig.on("front"):
+            _natural_front_hair(fig, rng, look)
+    return fig
+
+
+# -- light: each layer's brightness from a rough surface model, lit from above at one side
+
+
+def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur over the first two axes, kernel cut at 3 sigma; nothing outside the array."""
+    r = max(1, math.ceil(3 * sigma))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k /= k.sum()
+    for _ in range(2):  # along axis 0, then (transposed) along axis 1
+        padded = np.pad(a, [(r, r)] + [(0, 0)] * (a.ndim - 1))
+        a = sum(weight * padded[i:i + a.shape[0]] for i, weight in enumerate(k)).swapaxes(0, 1)
+    return a
+
+
+def _shifted(a: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """``a`` moved by (dx, dy) pixels (either sign), zeros where it came from outside."""
+    out = np.zeros_like(a)
+    h, w = a.shape[:2]
+    to_y, to_x = slice(max(dy, 0), h + min(dy, 0)), slice(max(dx, 0), w + min(dx, 0))
+    out[to_y, to_x] = a[max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
+    return out
+
+
+def _grid(size: tuple[int, int], place: _Placement, tilt: float) -> tuple[np.ndarray, np.ndarray]:
+    """Head-unit coordinates of each pixel centre, in the frame of a figure part turned by ``tilt`` about the neck."""
+    w, h = size
+    px, py = np.meshgrid(np.arange(w, dtype=np.float32) + 0.5, np.arange(h, dtype=np.float32) + 0.5)
+    x, y = (px - place.offset[0]) / place.scale, (py - place.offset[1]) / place.scale - _NECK[1]
+    c, s = math.cos(tilt), math.sin(tilt)
+    return c * x + s * y, -s * x + c * y + _NECK[1]
+
+
+def _blob(x, y, s) -> np.ndarray:
+    return np.exp(-(x**2 + y**2) / s**2)
+
+
+def _lambert(nx, ny, nz, look) -> np.ndarray:
+    """Brightness of a surface with normal (nx, ny, nz) (y down, z to the camera); 1 where it faces the camera."""
+    light = np.array([0.55 * look.light, -0.45, 0.7])
+    light /= np.linalg.norm(light)
+    lit = np.clip(nx * light[0] + ny * light[1] + nz * light[2], 0.0, 1.0)
+    return 0.95 * (look.ambient + (1 - look.ambient) * lit) / (look.ambient + (1 - look.ambient) * light[2])
+
+
+def _relief(height: np.ndarray, step: float, look) -> np.ndarray:
+    """Lambert brightness of the surface z = height (head units; ``step`` = head units per pixel)."""
+    gy, gx = np.gradient(height, step)
+    norm = np.sqrt(1 + gx**2 + gy**2)
+    return _lambert(-gx / norm, -gy / norm, 1 / norm, look)
+
+
+def _face_light(x, y, step, look) -> np.ndarray:
+    """Brightness of the face: a rounded face with brow ridge, cheekbones, eye sockets and a nose.
+
+    The nose is only a bump in this surface: it shows as a lit side, a shaded side and a shadow under
+    the tip, as in a photo, with no line.  Nostrils are two soft dark spots.
+    """
+    r2 = x**2 + ((y - 0.15) / 1.35) ** 2
+    h = 0.7 * (1 - np.minimum(r2, 1.3))
+    along = (y - look.eye_y) / (look.nose_y - look.eye_y)  # 0 between the eyes, 1 at the tip
+    bridge = np.clip(along, 0.0, 1.0)
+    under_tip = np.exp(-(((y - look.nose_y) / 0.05) ** 2))  # the nose ends just below its tip
+    ridge = np.where(along < 0, 0.0, np.where(along > 1, under_tip, bridge**0.8))
+    h += 0.12 * ridge * np.exp(-((x / (0.06 + 0.05 * bridge)) ** 2))  # wider towards the tip
+    h += 0.05 * _blob(x, y - look.nose_y + 0.02, 0.09)
+    for side in (-1, 1):
+        h += 0.03 * _blob(x - side * 0.1, y - look.nose_y, 0.06)  # the wings of the nose
+        h += 0.04 * _blob(x - side * 0.5, y - look.eye_y - 0.32, 0.22)  # cheekbone
+        h -= 0.035 * _blob(x - side * look.eye_spacing, y - look.eye_y, 0.16)  # eye socket
+    h += 0.025 * np.exp(-(((y - look.eye_y + 0.2) / 0.07) ** 2)) * np.exp(-((x / 0.75) ** 4))  # brow ridge
+    h += 0.03 * _blob(x, y - look.chin + 0.2, 0.18)  # chin
+    light = _relief(h, step, look)
+    for side in (-1, 1):  # nostrils
+        light *= 1 - 0.45 * _blob(x - side * 0.075, (y - look.nose_y - 0.045) * 1.6, 0.032)
+    return light
+
+
+def _hair_light(x, y, look, rng) -> tuple[np.ndarray, np.ndarray]:
+    """(factor, added sheen) of the hair: round over the crown, hanging straight below it, with strands."""
+    nx = np.clip(x / 1.3, -0.97, 0.97)
+    ny = np.clip(np.minimum(y + 0.1, 0.0) / 1.4, -0.97, 0.0)
+    nz = np.sqrt(np.clip(1 - nx**2 - ny**2, 0.05, 1.0))
+    # strands fan out from above the head; across them the brightness varies a little
+    across = 3.0 * np.arctan2(x, y + 3.0)
+    freq, phase, amp = rng.uniform(6, 24, 8), rng.uniform(0, 2 * np.pi, 8), rng.uniform(0.3, 1.0, 8)
+    strands = sum(a * np.sin(2 * np.pi * f * across + p) for f, p, a in zip(freq, phase, amp)) / np.sqrt(
+        0.5 * np.sum(amp**2))
+    r = np.sqrt((x / 1.15) ** 2 + ((y + 0.1) / 1.3) ** 2)
+    # a band of sheen round the crown, brighter on the side of the light
+    sheen = np.exp(-(((r - 0.72) / 0.09) ** 2)) * (y < 0.0) * (1 + 0.3 * strands) * (1 + 0.4 * look.light * np.sign(x))
+    return _lambert(nx, ny, nz, look) * (1 + 0.07 * strands), 0.1 * np.clip(sheen, 0, None)
+
+
+def _body_light(x, y, look) -> np.ndarray:
+    """Neck and shoulders as upright cylinders (the neck narrow, the torso wide)."""
+    radius = np.where(y < 1.55, look.neck + 0.1, look.shoulders + 0.15)
+    nx = np.clip(x / radius, -0.95, 0.95)
+    ny = np.where(y < 1.55, 0.0, -0.25)  # the top of the shoulders faces up a little
+    return _lambert(nx, ny, np.sqrt(1 - nx**2 - ny**2), look) * np.where(y < 1.55, 0.9, 1.0)
+
+
+# -- layers to picture
+
+
+def _premultiplied(layer: Image.Image) -> np.ndarray:
+    """Premultiplied float RGBA in [0, 1] (float32: the photo style's layers are its main cost)."""
+    a = np.asarray(layer, dtype=np.float32) / 255
+    return np.concatenate([a[..., :3] * a[..., 3:], a[..., 3:]], axis=-1)
+
+
+def _over(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
+    """Porter-Duff "over" of premultiplied RGBA arrays."""
+    return top + bottom * (1 - top[..., 3:])
+
+
+def _lit(layer: np.ndarray, factor: np.ndarray, add: np.ndarray | float = 0.0) -> np.ndarray:
+    """Multiply a premultiplied layer's colour by ``factor`` (per pixel, or per pixel and channel) and add light.
+
+    Shadows get warmer (red fades slowest), as light scattered under skin and through hair does.
+    """
+    f = np.maximum(factor, 1e-6)
+    if f.ndim == 2:
+        log = np.log(f)
+        f = np.stack([np.exp(0.85 * log), f, np.exp(1.12 * log)], axis=-1)
+    add = np.asarray(add)[..., None] if np.ndim(add) == 2 else add
+    return np.concatenate([layer[..., :3] * f + add * layer[..., 3:], layer[..., 3:]], axis=-1)
+
+
+def _cast_shadow(caster: np.ndarray, dx: float, dy: float, sigma: float) -> np.ndarray:
+    """Soft shadow (0..1) of an alpha mask moved by (dx, dy) pixels and blurred."""
+    return _blur(_shifted(caster, int(round(dx)), int(round(dy))), max(sigma, 0.5))
+
+
+def _photo_character(rng: np.random.Generator, st: _Style, size: tuple[int, int],
+                     clarity: float) -> tuple[Image.Image, dict[str, list[int]], Color]:
+    """A photo-like face's RGBA layer, its part boxes and its hair colour.
+
+    Eyes and mouth are composited with opacity ``clarity`` and cut to their boxes after the lens blur,
+    so a clarity changes nothing outside those boxes; nothing random depends on it.
+    """
+    look = _photo_look(rng, st)
+    fig = _photo_figure(rng, look)
+    place = _place(fig.bounds() + np.array([-1, -1, 1, 1]) * _PHOTO_PAD, size, rng)
+    parts = {p: place.box(fig.bounds(p), size) for p in _PARTS}
+    layers = {name: _premultiplied(_render(fig, size, place, name)) for name in _PHOTO_LAYERS}
+    base, features, front = _light(layers, look, place, rng)
+    inside = np.zeros(features.shape[:2], dtype=np.float32)
+    for name in ("left_eye", "right_eye", "mouth"):
+        x0, y0, x1, y1 = parts[name]
+        inside[y0:y1, x0:x1] = 1.0
+    features = _blur(features, look.blur) * (inside * clarity)[..., None]
+    picture = _over(_blur(front, look.blur), _over(features, _blur(base, look.blur)))
+    return _develop(picture, look, rng), parts, look.hair
+
+
+def _light(layers: dict[str, np.ndarray], look: _PhotoLook, place: _Placement,
+           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The lit layers, composited into three: what lies behind the eyes and mouth, the eyes and mouth, the front hair.
+
+    The hair casts a soft shadow on the forehead, head and hair one on the neck; they fall away from the light.
+    """
+    h, w = layers["head"].shape[:2]
+    step, unit = 1 / place.scale, place.scale  # head units per pixel, pixels per head unit
+    hx, hy = _grid((w, h), place, look.tilt)
+    bx, by = _grid((w, h), place, 0.0)
+    hair, sheen = _hair_light(hx, hy, look, rng)
+    front_alpha = layers["front"][..., 3]
+    away = -look.light * 0.05 * unit
+    face = _face_light(hx, hy, step, look) * (1 - 0.3 * _cast_shadow(front_alpha, away, 0.05 * unit, 0.12 * unit))
+    chin = np.maximum(layers["head"][..., 3], front_alpha)
+    body = _body_light(bx, by, look) * (1 - 0.45 * _cast_shadow(chin, away, 0.15 * unit, 0.15 * unit))
+    back = _lit(layers["back"], hair * 0.72, sheen * 0.5)  # the hair behind the head is in its shade
+    base = _over(_lit(layers["head"], face), _over(_lit(layers["body"], body), back))
+    iris = layers["iris"] * layers["white"][..., 3:]  # only where the white of the eye shows
+    features = _over(layers["detail"], _over(iris, _over(layers["white"], layers["lid"])))
+    return base, _lit(features, face), _lit(layers["front"], hair, sheen)
+
+
+def _develop(picture: np.ndarray, look, rng) -> Image.Image:
+    """Premultiplied float RGBA to an 8-bit RGBA image, with the white balance and sensor grain of a photo."""
+    alpha = picture[..., 3:]
+    rgb = np.where(alpha > 0, picture[..., :3] / np.maximum(alpha, 1e-6), 0.0)
+    rgb = rgb * np.array([1 + look.warmth, 1.0, 1 - look.warmth])
+    h, w = alpha.shape[:2]
+    grain = rng.normal(0.0, look.grain / 255, (h, w, 1)) + rng.normal(0.0, 0.4 * look.grain / 255, (h, w, 3))
+    rgba = np.concatenate([np.where(alpha > 0, rgb + grain, 0.0), alpha], axis=-1)
+    return Image.fromarray(np.round(np.clip(rgba, 0.0, 1.0) * 255).astype(np.uint8))
+
+
+def _photo_background(kind: str, size: tuple[int, int], rng: np.random.Generator, hair: Color) -> Image.Image | None:
+    """As for the illustrators, except that "texture" is an out-of-focus room: soft blobs of muted colour, grain."""
+    if kind != "texture":
+        return _background(kind, size, rng, hair)
+    w, h = size
+    cols, rows = (int(v) for v in rng.integers(3, 6, size=2))
+    base = np.array(_hsv(rng.random(), rng.uniform(0.08, 0.3), rng.uniform(0.45, 0.9)), dtype=float)
+    blobs = base * (1 + rng.normal(0.0, 0.15, (rows, cols, 1))) + rng.normal(0.0, 10.0, (rows, cols, 3))
+    room = Image.fromarray(np.clip(np.round(blobs), 0, 255).astype(np.uint8)).resize(size, Image.Resampling.BICUBIC)
+    pixels = np.asarray(room, dtype=float) + rng.normal(0.0, 1.5, (h, w, 1))
+    return Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8))
+
+
+# ---------------------------------------------------------------------------
 # samples
 
 
@@ -818,21 +1319,32 @@ def _sample(kind: str, style: str, variant: str, key: int, index: int, attempt: 
         clarity = float(clarity)
     background = _backdrop_kind(key, index)
     st = _style(style, variant)
-    look = _look(rng, st, kind)
-    fig = (_face_figure if kind == "face" else _body_figure)(rng, st, look, clarity)
-    whole = fig.bounds()
-    place = _place(whole, size, rng)
-    character = _render(fig, size, place)
-    parts = {p: place.box(fig.bounds(p), size) for p in ("face", "left_eye", "right_eye", "mouth")}
-    if kind == "body":
-        parts["body"] = place.box(whole, size)
-    backdrop = _background(background, size, rng, look.hair)
+    if style == "photo":
+        character, parts, hair = _photo_character(rng, st, size, clarity)
+        backdrop = _photo_background(background, size, rng, hair)
+    else:
+        character, parts, hair = _drawn_character(rng, kind, st, size, clarity)
+        backdrop = _background(background, size, rng, hair)
     if backdrop is None:
         image = character
     else:
         image = Image.alpha_composite(backdrop.convert("RGBA"), character).convert("RGB")
     name = f"{kind}-{style}-{variant}-{index:04d}"
     return _Sample(SyntheticImage(name, image, background, parts, clarity), character, backdrop)
+
+
+def _drawn_character(rng: np.random.Generator, kind: str, st: _Style, size: tuple[int, int],
+                     clarity: float) -> tuple[Image.Image, dict[str, list[int]], Color]:
+    """An illustrator's (style a or b) character layer, its part boxes and its hair colour."""
+    look = _look(rng, st, kind)
+    fig = (_face_figure if kind == "face" else _body_figure)(rng, st, look, clarity)
+    whole = fig.bounds()
+    place = _place(whole, size, rng)
+    character = _render(fig, size, place)
+    parts = {p: place.box(fig.bounds(p), size) for p in _PARTS}
+    if kind == "body":
+        parts["body"] = place.box(whole, size)
+    return character, parts, look.hair
 
 
 def _fingerprint(image: Image.Image) -> np.ndarray:
@@ -882,6 +1394,9 @@ def _check(kind: str, style: str, variant: str, n: int, seed: int, parts_clarity
     for label, value, allowed in (("kind", kind, KINDS), ("style", style, STYLES), ("variant", variant, VARIANTS)):
         if value not in allowed:
             raise ValueError(f"unknown {label} {value!r}; expected one of {', '.join(allowed)}")
+    if style == "photo" and kind != "face":
+        raise ValueError(f"style 'photo' draws faces only (kind 'face'), not kind {kind!r}; "
+                         "kind 'body' exists for styles a and b")
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"n must be a non-negative integer, got {n!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):

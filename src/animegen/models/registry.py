@@ -14,7 +14,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-from animegen.schema_types import BETAS, NONNEG_NUM, POS_INT, POS_NUM, UNIT, obj
+from animegen.schema_types import BETAS, BOOL, NONNEG_INT, NONNEG_NUM, POS_INT, POS_NUM, UNIT, obj
 
 
 def _power_of_two(minimum: int):
@@ -32,6 +32,12 @@ def _ddpm_check(model: dict, size: int):
         return "net.dim_mults", f"a Unet with {len(model['net']['dim_mults'])} levels needs an image size divisible by {factor}, got {size}"
     if model["sample"]["sampling_timesteps"] > model["net"]["timesteps"]:
         return "sample.sampling_timesteps", f"must not exceed net.timesteps ({model['net']['timesteps']})"
+    return None
+
+
+def _cyclegan_check(model: dict, size: int):
+    if size < 32 or size % 4:
+        return "dataset", f"CycleGAN needs an image size of at least 32 px divisible by 4 (two halvings), got {size}"
     return None
 
 
@@ -104,6 +110,30 @@ FAMILIES: dict[str, Family] = {
         sample=obj({"sampling_timesteps": POS_INT, "ddim_eta": NONNEG_NUM}),
         check=_ddpm_check,
     ),
+    # Image-to-image translation (params section translators:).  Study C's CycleGAN, optionally with its
+    # CAM attention; defaults of the reference implementation where the study is silent.
+    "cyclegan": Family(
+        module="animegen.models.cyclegan",
+        kind="translation",
+        net=obj(
+            {
+                "ngf": POS_INT,  # generator channels after the first conv (study C: 64)
+                "ndf": POS_INT,  # discriminator channels of the first conv (study C: 64)
+                "n_blocks": POS_INT,  # residual blocks (study C: 4; the reference resnet_9blocks: 9)
+                "lambda_cyc": NONNEG_NUM,  # cycle-consistency weight (reference: 10)
+                "lambda_identity": NONNEG_NUM,  # identity loss, as a share of lambda_cyc (reference 0.5; study C: 0 = off)
+                "pool_size": NONNEG_INT,  # earlier fakes the discriminators see (reference: 50; 0 = none)
+                "lr": POS_NUM,
+                "betas": BETAS,
+                "lr_constant_steps": NONNEG_INT,  # steps at full lr ...
+                "lr_decay_steps": NONNEG_INT,  # ... then linear decay to 0 over this many (0 = constant lr)
+                "cam_generator": BOOL,  # CycleGAN + CAM: the input's Grad-CAM map scales the residual blocks
+                "cam_discriminator": BOOL,  # ... and the discriminator's features before its last layer
+            }
+        ),
+        sample=obj({}),
+        check=_cyclegan_check,
+    ),
 }
 
 
@@ -112,6 +142,11 @@ def family(name: str) -> Family:
         return FAMILIES[name]
     except KeyError:
         raise KeyError(f"unknown model family {name!r} (known: {', '.join(sorted(FAMILIES))})") from None
+
+
+def names(kind: str) -> list[str]:
+    """The families of one kind (``unconditional`` for ``models:``, ``translation`` for ``translators:``)."""
+    return sorted(n for n, f in FAMILIES.items() if f.kind == kind)
 
 
 def model_class(name: str):

@@ -65,19 +65,28 @@ def run(params: dict, name: str, root: Path) -> dict:
     cams, p_target = gradcam.maps(net, layer, images, meta["arch"], target, device, s["batch_size"])
 
     values = [sc.score(m, s["score"], b, s["topk_percent"]) for m, b in zip(cams, regions)]
+    # study C's "recognisable as a face": below the floor an image is neither selected nor drawn for the
+    # control, so the two training sets differ in CAM concentration only
+    confident = [bool(p >= s["min_confidence"]) for p in p_target]
+    eligible = [i for i, ok in zip(ids, confident) if ok]
     try:
-        kept = sc.select(ids, values, s["score"], s["select"], s["n"], s["threshold"])
+        kept = sc.select(ids, [v if ok else float("nan") for v, ok in zip(values, confident)], s["score"], s["select"],
+                         s["n"], s["threshold"])  # fmt: skip
     except ValueError as e:
-        raise StageError(f"{key}.n: {e} (the train split of {s['dataset']} has {len(ids)} images)") from None
+        raise StageError(f"{key}.n: {e} (the train split of {s['dataset']} has {len(ids)} images, {len(eligible)} "
+                         f"at or above min_confidence {s['min_confidence']})") from None  # fmt: skip
     if not kept:
         raise StageError(f"{key}.threshold: no image reaches {s['threshold']} (scores from "
                          f"{np.nanmin(values):.4f} to {np.nanmax(values):.4f})")  # fmt: skip
-    control = sc.random_control(ids, len(kept), s["seed"])
+    control = sc.random_control(eligible, len(kept), s["seed"])
 
     rows, found, rank = evidence(ids, values, p_target, cams, extras, kept, control, s["score"])
+    for row in rows:
+        row["confident"] = confident[ids.index(row["id"])]
     metrics = {
         "selection": name, "classifier": s["classifier"], "dataset": s["dataset"], "target": s["target"],
-        "target_layer": layer_name, "score": s["score"], "select": s["select"], **found,
+        "target_layer": layer_name, "score": s["score"], "select": s["select"], "min_confidence": s["min_confidence"],
+        "n_below_confidence": len(ids) - len(eligible), **found,
     }  # fmt: skip
     index = {i: k for k, i in enumerate(ids)}
     by_rank = [index[r["id"]] for r in rows]

@@ -1,11 +1,14 @@
-"""Stage ``summary``: every model's and every comparison's metrics in one file and two tables.
+"""Stage ``summary``: every model's, translator's and comparison's metrics in one file and three tables.
 
-Reads:  ``metrics/models/<model>.json`` for each model and ``metrics/compare/<pair>.json`` for each pair
-        declared in ``params.yaml`` (``models:``, ``compare.pairs``); it has no settings of its own.
+Reads:  ``metrics/models/<model>.json`` for each model, ``metrics/translation/<translator>.json`` for
+        each translator and ``metrics/compare/<pair>.json`` for each pair declared in ``params.yaml``
+        (``models:``, ``translators:``, ``compare.pairs``); it has no settings of its own.
 Writes: ``metrics/summary.json`` (DVC metrics: ``dvc metrics diff main my-branch`` compares it),
         ``metrics/table.md`` / ``table.csv`` (study A's Table 2: FID, MAE, NWI per model, with KID, the
         memorisation rate and the real-vs-real FID floor beside them) and ``metrics/compare.md`` /
-        ``compare.csv`` (study A's validity table of NWI).
+        ``compare.csv`` (study A's validity table of NWI) and ``metrics/translation.md`` /
+        ``translation.csv`` (studies B-D: FID, KID x100 +- std and the character ratio with its 95 %
+        interval per translator).
 """
 
 from __future__ import annotations
@@ -21,10 +24,16 @@ MODEL_COLUMNS = ["model", "family", "dataset", "reference_images", "fid", "mae",
                  "n_candidate", "n_reference", "trained_steps"]  # fmt: skip
 COMPARE_COLUMNS = ["pair", "reference", "candidate", "images", "fid", "mae", "nwi", "kid", "floor_fid_reference",
                    "floor_fid_candidate", "n_candidate", "n_reference"]  # fmt: skip
+TRANSLATION_COLUMNS = ["model", "family", "source", "target", "reference_images", "fid", "kid_x100", "kid_x100_std",
+                       "character_ratio", "character_ratio_ci95", "source_character_ratio", "floor_fid", "n_translated",
+                       "trained_steps"]  # fmt: skip
 HEADERS = {"fid": "FID", "mae": "MAE", "nwi": "NWI", "kid": "KID x 1e3", "memorisation_rate": "memorised",
            "floor_fid": "FID floor", "floor_fid_reference": "floor (ref)", "floor_fid_candidate": "floor (cand)",
-           "n_candidate": "n", "n_reference": "n ref", "trained_steps": "steps"}  # fmt: skip
+           "n_candidate": "n", "n_reference": "n ref", "trained_steps": "steps", "kid_x100": "KID x100",
+           "kid_x100_std": "+-", "character_ratio": "character ratio", "character_ratio_ci95": "95 % interval",
+           "source_character_ratio": "inputs' ratio", "n_translated": "n"}  # fmt: skip
 HEADERS_TEXT = {"reference_images": "vs images"}  # text columns (left-aligned)
+TRANSLATION_SUMMARY = ("fid", "kid_x100", "kid_x100_std", "character_ratio", "source_character_ratio", "floor_fid")
 
 
 def _cell(key: str, value) -> str:
@@ -34,6 +43,8 @@ def _cell(key: str, value) -> str:
         return f"{value * 1e3:.2f}"
     if key == "memorisation_rate":
         return f"{value:.1%}"
+    if key == "character_ratio_ci95":
+        return "-" if value[0] is None else f"[{value[0]:.2f}, {value[1]:.2f}]"
     if isinstance(value, float):
         return f"{value:.2f}"
     return str(value)
@@ -51,10 +62,13 @@ def run(params: dict, target: str | None, root: Path) -> dict:
               for m in sorted(params["models"])]  # fmt: skip
     pairs = [read_metrics(root / paths.COMPARE.format(pair=p), [*COMPARE_COLUMNS, "inception_weights"])
              for p in sorted(params["compare"]["pairs"])]  # fmt: skip
-    weights = {json.dumps(r["inception_weights"], sort_keys=True): r["inception_weights"] for r in models + pairs}
+    translators = [read_metrics(root / paths.TRANSLATION_METRICS.format(model=m), [*TRANSLATION_COLUMNS, "inception_weights"])
+                   for m in sorted(params["translators"])]  # fmt: skip
+    weights = {json.dumps(r["inception_weights"], sort_keys=True): r["inception_weights"] for r in models + pairs + translators}
     summary = {
         "models": {r["model"]: {k: r[k] for k in ("fid", "mae", "nwi", "kid", "memorisation_rate", "floor_fid")} for r in models},
         "compare": {r["pair"]: {k: r[k] for k in ("fid", "mae", "nwi", "kid")} for r in pairs},
+        "translation": {r["model"]: {k: r[k] for k in TRANSLATION_SUMMARY} for r in translators},
         "inception_weights": [weights[w] for w in sorted(weights)],
     }  # fmt: skip
     write_metrics(root / paths.SUMMARY, summary)
@@ -67,8 +81,15 @@ def run(params: dict, target: str | None, root: Path) -> dict:
         "models": "# Models (study A, Table 2)\n\n" + markdown_table(models, MODEL_COLUMNS) + "\n" + note,
         "compare": "# Dataset pairs (validity of NWI)\n\n" + markdown_table(pairs, COMPARE_COLUMNS) + "\n" + note,
     }
-    for table, columns, rows in (("models", MODEL_COLUMNS, models), ("compare", COMPARE_COLUMNS, pairs)):
+    tables["translation"] = (
+        "# Translators (studies B-D)\n\n" + markdown_table(translators, TRANSLATION_COLUMNS) + "\n" + note +
+        "KID x100 +- its standard deviation over subsets (as U-GAT-IT reports it). Character ratio: the share of "
+        "translated images the translator's classifier assigns to the target class (study C, Table 4), with a "
+        "percentile-bootstrap 95 % interval; inputs' ratio: the same share of the untranslated inputs.\n"
+    )  # fmt: skip
+    for table, columns, rows in (("models", MODEL_COLUMNS, models), ("compare", COMPARE_COLUMNS, pairs),
+                                 ("translation", TRANSLATION_COLUMNS, translators)):  # fmt: skip
         md, csv = paths.SUMMARY_TABLES[table]
         write_text_atomic(root / md, tables[table])
         write_csv(root / csv, columns, [{c: r.get(c) for c in columns} for r in rows])
-    return {"models": len(models), "pairs": len(pairs)}
+    return {"models": len(models), "pairs": len(pairs), "translators": len(translators)}

@@ -1,0 +1,46 @@
+"""Translation folders ``data/translations/<model>/`` (stage ``translate``), read by ``evaluate_translation``.
+
+``images/<id>.png``: each translated image under the id of its input (the source dataset's image id),
+at the training size; ``grid.png`` (for people: input | output | reconstruction rows; no stage reads
+it); ``translate.json`` (tagged ``animegen.translations/1``): the ids in order, which images of which
+dataset were translated, the generator, the trained steps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from animegen.artifacts import ArtifactError, images
+from animegen.artifacts.images import stack_images
+from animegen.artifacts.records import read_record, write_record
+
+KIND, VERSION = "translations", 1
+
+
+def start(folder: Path) -> None:
+    """Prepare an (atomic, still temporary) translation folder for :func:`write_image`."""
+    (folder / "images").mkdir()
+
+
+def write_image(folder: Path, image_id: str, image: np.ndarray) -> None:
+    """The translation of input ``image_id``, a uint8 array (H, W, 3)."""
+    images.write_image(folder, f"images/{image_id}.png", image)
+
+
+def write_translate_record(folder: Path, record: dict) -> None:
+    """``record`` holds ``ids`` (the inputs' ids, in translation order) and how they were made."""
+    write_record(folder / "translate.json", KIND, VERSION, record)
+
+
+def read_translations(folder: Path) -> tuple[list[str], np.ndarray, dict]:
+    """(ids, uint8 images (N, H, W, 3) in the record's order, translate.json) of a translation folder."""
+    record = read_record(folder / "translate.json", KIND, VERSION)
+    ids = record["ids"]
+    found = sorted(p.stem for p in (folder / "images").glob("*.png"))
+    if found != sorted(ids):
+        raise ArtifactError(f"{folder / 'images'}: {len(found)} PNGs do not match the {len(ids)} ids of translate.json; "
+                            "rerun translate")  # fmt: skip
+    files = [folder / "images" / f"{i}.png" for i in ids]
+    return ids, stack_images(files, folder / "images", "translate"), record

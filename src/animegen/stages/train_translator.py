@@ -1,0 +1,56 @@
+"""Stage ``train_translator``: train one image-to-image model of ``params.yaml``'s ``translators:``.
+
+Reads:  the train splits of its two domains, ``data/processed/<source.dataset>/images/`` with
+        ``data/splits/<source.split>.json`` (domain a, what is translated; the split may be a CAM
+        selection, study C) and ``data/processed/<target.dataset>/images/`` with
+        ``data/splits/<target.split>.json`` (domain b); when the family's ``net.cam_generator`` or
+        ``net.cam_discriminator`` is on, ``data/cam/classifiers/<classifier>/`` (the frozen classifier
+        whose Grad-CAM maps are multiplied into the networks; ``target_class`` names its class of
+        domain b, the other class is domain a); ``params.yaml`` sections ``train`` (the loop) and
+        ``translators.<name>``.
+Writes: ``data/models/<name>/`` (``model.pt``, ``train.json``, ``curves.png``, as ``train``) and
+        ``metrics/train/<name>/`` (the dvclive curves).  Batches are unpaired: each domain in its own
+        seeded order.
+Keeps:  ``data/checkpoints/<name>/``, the resumable state (an interrupted run continues from it).
+Guarantees: outputs appear complete or not at all; on the CPU a resumed run ends with the same weights
+as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from animegen import paths
+from animegen.artifacts.classifier import read_cam_maps
+from animegen.artifacts.split import load_split_images
+from animegen.fitting import fit
+from animegen.stages import StageError
+
+
+def run(params: dict, name: str, root: Path) -> dict:
+    t = params["translators"][name]
+    images, record = {}, {}
+    for domain, role in (("a", "source"), ("b", "target")):
+        d = t[role]
+        ids, imgs = load_split_images(root, d["dataset"], split=d["split"])
+        if len(ids) < 2:
+            raise StageError(f"train_translator {name}: the {role} split {d['split']} of {d['dataset']} has "
+                             f"{len(ids)} image(s); need at least 2")  # fmt: skip
+        images[domain] = imgs
+        record[role] = {"dataset": d["dataset"], "split": d["split"], "n_train_images": len(ids)}
+    if images["a"].shape[1:] != images["b"].shape[1:]:
+        raise StageError(f"train_translator {name}: source images are {images['a'].shape[1:3]} but target images "
+                         f"{images['b'].shape[1:3]}; both domains need one size")  # fmt: skip
+    size = images["a"].shape[1]
+    uses_cam = t["net"].get("cam_generator") or t["net"].get("cam_discriminator")
+
+    def attach_cam(model, device) -> None:
+        if uses_cam:
+            folder = root / paths.CAM_CLASSIFIER.format(classifier=t["classifier"])
+            maps, meta = read_cam_maps(folder, device, size, t["target_class"])
+            model.set_cam(maps)
+            record["cam"] = {"classifier": t["classifier"], "layer": meta["default_target_layer"], "target_class": t["target_class"]}
+
+    a, b = t["source"], t["target"]
+    return fit(params, "translators", name, images, size, root, record, title=f"{a['split']} -> {b['split']}",
+               data=f"{a['split']} ({len(images['a'])}) -> {b['split']} ({len(images['b'])})", prepare=attach_cam)  # fmt: skip

@@ -1,0 +1,84 @@
+"""Stage ``translate``: translate the source domain's held-out images with one trained translator.
+
+Reads:  ``data/models/<name>/model.pt``; ``data/processed/<source.dataset>/images/`` and
+        ``data/splits/<source.dataset>.json`` (the dataset's own split: its ``test`` part, or every
+        image with ``translate.images: all``); ``data/cam/classifiers/<classifier>/`` when the
+        translator multiplies Grad-CAM maps in; ``params.yaml`` sections ``translate`` and
+        ``translators.<name>``.
+Writes: ``data/translations/<name>/`` with ``images/<id>.png`` (each output under its input's id, at
+        the training size), ``grid.png`` (the first ``translate.grid`` inputs, their translations and,
+        for a model with a way back such as CycleGAN's G_B, the reconstructions) and ``translate.json``.
+Guarantees: the folder appears complete or not at all; the same model and device give the same images
+(translation draws no random numbers).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from animegen import paths
+from animegen.artifacts import translations
+from animegen.artifacts.classifier import read_cam_maps
+from animegen.artifacts.model import read_model
+from animegen.artifacts.split import load_split_images
+from animegen.device import device_name, set_tf32
+from animegen.device import setup as device_setup
+from animegen.io import atomic_dir, save_png
+from animegen.models.sampling import to_uint8
+from animegen.plots import columns_grid
+from animegen.stages import StageError
+from animegen.train import generator_for_sampling
+
+
+def run(params: dict, name: str, root: Path) -> dict:
+    t = params["translators"][name]
+    s = params["translate"]
+    device = device_setup(s, "translate")
+    set_tf32(s["tf32"])
+    source = t["source"]["dataset"]
+    ids, images = load_split_images(root, source, s["images"])
+    if not ids:
+        raise StageError(f"translate {name}: {source} has no {s['images']!r} images to translate")
+    model, blob = read_model(root / paths.MODEL.format(model=name), t["family"], t["net"])
+    if images.shape[1] != blob["image_size"]:
+        raise StageError(f"translate {name}: {source} images are {images.shape[1]} px, the model was trained at "
+                         f"{blob['image_size']} px; retrain")  # fmt: skip
+    try:
+        net = generator_for_sampling(model, blob, s["use_ema"]).to(device)
+    except ValueError as e:
+        raise StageError(f"translate.use_ema: {e}") from None
+    model.to(device)
+    model.train(False)
+    net.eval()
+    if getattr(model, "uses_cam", False):
+        folder = root / paths.CAM_CLASSIFIER.format(classifier=t["classifier"])
+        model.set_cam(read_cam_maps(folder, device, blob["image_size"], t["target_class"])[0])
+    outputs, recs = [], []
+    for start in range(0, len(ids), s["batch_size"]):
+        x = torch.from_numpy(images[start : start + s["batch_size"]]).to(device).permute(0, 3, 1, 2).float()
+        y = model.translate(net, x.div(127.5).sub(1.0))
+        outputs.append(to_uint8(y))
+        if hasattr(model, "reconstruct") and len(recs) * s["batch_size"] < s["grid"]:
+            recs.append(to_uint8(model.reconstruct(y)))
+    out = np.concatenate(outputs)
+    with atomic_dir(root / paths.TRANSLATIONS.format(model=name)) as tmp:
+        translations.start(tmp)
+        for image_id, img in zip(ids, out):
+            translations.write_image(tmp, image_id, img)
+        k = min(s["grid"], len(ids))
+        if k:
+            columns, headers = [images[:k], out[:k]], [f"input ({source})", f"output ({name})"]
+            if recs:
+                columns.append(np.concatenate(recs)[:k])
+                headers.append("reconstruction")
+            save_png(columns_grid(columns, headers, [i[:12] for i in ids[:k]]), tmp / "grid.png")
+        record = {
+            "model": name, "family": t["family"], "source": source, "target": t["target"]["dataset"],
+            "images": s["images"], "n": len(ids), "ids": ids, "use_ema": s["use_ema"], "trained_steps": blob["step"],
+            "image_size": blob["image_size"], "device": device.type, "tf32": s["tf32"],
+        }  # fmt: skip
+        translations.write_translate_record(tmp, record)
+    return {"model": name, "n": len(ids), "images": s["images"], "device_name": device_name(device)}

@@ -1,0 +1,98 @@
+# Image-to-image translation: train_translator -> translate -> evaluate_translation, one job each per
+# translator declared under translators: in params.yaml (studies B-D).  The three carry gpu=1 like the
+# generators' stages.  Every translator depends on its classifier: the character ratio needs it, and
+# CycleGAN + CAM multiplies its Grad-CAM maps in (dvc.yaml cannot make that dependency conditional, so
+# neither does this file: both tools keep one DAG).
+
+
+rule train_translator:
+    input:
+        source=translator_input(PROCESSED, "source"),
+        source_split=translator_split("source"),
+        target=translator_input(PROCESSED, "target"),
+        target_split=translator_split("target"),
+        classifier=translator_classifier,
+        code=translator_code("train_translator"),
+    output:
+        model=report(
+            directory(MODEL),
+            patterns=["{figure,curves}.png"],
+            caption="../report/curves.rst",
+            category="Training curves",
+            labels={"model": "{model}", "figure": "losses"},
+        ),
+        metrics=TRAIN_METRICS + "/metrics.json",
+        plots=directory(TRAIN_METRICS + "/plots"),
+    wildcard_constraints:
+        model=one_of(TRANSLATORS),
+    params:
+        train=P("train"),
+        family=translator_param("family"),
+        source=translator_param("source"),
+        target=translator_param("target"),
+        classifier=translator_param("classifier"),
+        target_class=translator_param("target_class"),
+        loop=translator_param("train"),
+        net=translator_param("net"),
+    threads: cpu_threads("train")
+    resources:
+        gpu=1,
+    log:
+        "logs/train_translator/{model}.log",
+    shell:
+        "animegen train_translator --model {wildcards.model} > {log} 2>&1"
+
+
+rule translate:
+    input:
+        MODEL,
+        images=translator_input(PROCESSED, "source"),
+        split=translator_input(SPLIT, "source"),
+        classifier=translator_classifier,
+        code=translator_code("translate"),
+    output:
+        report(
+            directory(TRANSLATIONS),
+            patterns=["{figure,grid}.png"],
+            caption="../report/translations.rst",
+            category="Translations",
+            labels={"model": "{model}"},
+        ),
+    params:
+        translate=P("translate"),
+        source=translator_param("source.dataset"),
+        classifier=translator_param("classifier"),
+        target_class=translator_param("target_class"),
+    threads: cpu_threads("translate")
+    resources:
+        gpu=1,
+    log:
+        "logs/translate/{model}.log",
+    shell:
+        "animegen translate --model {wildcards.model} > {log} 2>&1"
+
+
+rule evaluate_translation:
+    input:
+        TRANSLATIONS,
+        reference=translator_input(REFERENCE, "target"),
+        target_split=translator_input(SPLIT, "target"),
+        inputs=translator_input(PROCESSED, "source"),
+        classifier=translator_classifier,
+        code=CODE["evaluate_translation"],
+    output:
+        TRANSLATION_METRICS,
+    params:
+        inception=P("inception"),
+        metrics=P("metrics"),
+        evaluate_translation=P("evaluate_translation"),
+        against=translator_param("reference"),
+        classifier=translator_param("classifier"),
+        target_class=translator_param("target_class"),
+    threads: cpu_threads("inception")
+    resources:
+        gpu=1,
+    log:
+        "logs/evaluate_translation/{model}.log",
+    shell:
+        "animegen evaluate_translation --model {wildcards.model} > {log} 2>&1"

@@ -81,6 +81,32 @@ def test_the_paper_profile_is_valid_and_differs_from_the_demo_only_in_values(tmp
         assert paper["models"][m]["net"]["loss"] == "l2" and paper["models"][m]["net"]["objective"] == "pred_v"
 
 
+def test_the_study_c_profile_is_valid_and_holds_the_studys_comparison_and_ablations(tmp_path):
+    """workflow/params/study_c.yaml: same keys as the demo, study C's sizes, counts and networks."""
+    study = parse_yaml_both((REPO / "workflow/params/study_c.yaml").read_text())
+    demo = load_params(REPO / "params.yaml")
+    for name in ("ffhq", "animeface"):
+        (tmp_path / f"data/sources/{name}/images").mkdir(parents=True)
+    validate(study, tmp_path)
+    assert set(study) == set(demo) and study["models"] == {} and study["compare"]["pairs"] == {}
+    assert {ds["size"] for ds in study["datasets"].values()} == {256}
+    assert all(ds["split"] == {"test": 50} for ds in study["datasets"].values())  # 50 test images
+    sel = study["cam_select"]["ffhq_cam"]
+    assert sel["dataset"] == "ffhq" and sel["n"] == 500 and sel["target"] == "negative" and sel["min_confidence"] > 0
+    runs = {name: (t["source"]["split"], t["net"]["cam_generator"], t["net"]["cam_discriminator"])
+            for name, t in study["translators"].items()}  # fmt: skip
+    assert runs == {"cyclegan_random": ("ffhq_cam_random", False, False), "cyclegan_cam": ("ffhq_cam", True, True),
+                    "cyclegan_selection_only": ("ffhq_cam", False, False),
+                    "cyclegan_attention_only": ("ffhq_cam_random", True, True)}  # fmt: skip
+    for t in study["translators"].values():
+        assert t.keys() == demo["translators"]["cyclegan"].keys() and t["net"].keys() == demo["translators"]["cyclegan"]["net"].keys()
+        net = t["net"]
+        assert (net["ngf"], net["ndf"], net["n_blocks"], net["lambda_cyc"], net["lambda_identity"]) == (64, 64, 4, 10.0, 0.0)
+        assert t["train"]["steps"] == 100 * 500 and t["train"]["batch_size"] == 1  # 100 epochs of 500 photos
+        assert net["lr_constant_steps"] + net["lr_decay_steps"] == t["train"]["steps"]
+        assert t["target"]["dataset"] == "animeface" and t["train"]["seed_offset"] == 0
+
+
 @pytest.mark.parametrize("text, key", [("lr: 2e-4\n", "lr"), ("flag: yes\n", "flag"), ("x: on\n", "x"), ("n: 0o17\n", "n")])
 def test_loader_disagreements_are_refused_with_the_key(text, key):
     with pytest.raises(ParamsError) as e:

@@ -29,4 +29,5 @@ rule all:
         expand(SAMPLES, model=MODELS),
         expand(TRACK_METRICS, model=MODELS),  # one per model in both tools; an untracked model's says so
         expand(TRANSLATIONS, model=TRANSLATORS),
+        paths.SURVEY_METRICS,
         paths.SUMMARY,

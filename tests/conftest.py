@@ -20,7 +20,9 @@ if "ANIMEGEN_CACHE" not in os.environ:
     os.environ["ANIMEGEN_CACHE"] = tempfile.mkdtemp(prefix="animegen-test-cache-")
     atexit.register(shutil.rmtree, os.environ["ANIMEGEN_CACHE"], True)
 WORKSPACE_FILES = ["Snakefile", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "workflow", "profiles", "src",
-                   "data/sources"]
+                   "data/sources", "data/survey_answers",
+                   # summary's DVC deps are these folders: a clone has them even before any model or pair
+                   "metrics/models/.gitkeep", "metrics/compare/.gitkeep", "metrics/translation/.gitkeep"]
 
 
 def copy_workspace(dest: Path) -> Path:
@@ -33,6 +35,7 @@ def copy_workspace(dest: Path) -> Path:
         elif src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
     (dest / ".dvc").mkdir()
     shutil.copy2(REPO / ".dvc" / "config", dest / ".dvc" / "config")

@@ -18,6 +18,8 @@ TINY = {
     "track.py": (["--steps", "4", "--every", "2", "--repeats", "1", "--size", "16"], "identical trained weights: True"),
     "fid.py": (["--n-gen", "8", "--n-ref", "6", "--size", "16", "--batch-size", "8", "--device", "cpu"],
                "|FID_ours - FID_pytorch_fid|"),  # fmt: skip
+    "translation.py": (["--size", "32", "--ngf", "4", "--batch", "2", "--arch", "small_cnn", "--steps", "1"],
+                       "| cam cached |"),  # fmt: skip
     # the memory part builds study A's full-size networks (minutes on a CPU): run it by hand
     "models.py": (["--steps", "2", "--size", "16", "--batch", "16", "--dim", "8", "--ddim-n", "2", "--ddim-counts", "2,4",
                    "--only", "step,ddim", "--device", "cpu"], "ddpm train step"),  # fmt: skip

@@ -25,13 +25,14 @@ def test_project_params_are_valid():
     params = load_params(REPO / "params.yaml")
     assert set(params) == {"datasets", "collect", "cutout", "resize", "split", "train", "sample", "models",
                            "inception", "reference", "metrics", "evaluate", "compare", "cam", "cam_classifier",
-                           "cam_select", "track", "translators", "translate", "evaluate_translation"}  # fmt: skip
+                           "cam_select", "track", "translators", "translate", "evaluate_translation", "survey"}  # fmt: skip
 
 
 def test_every_stage_reads_the_section_of_its_name_and_shared_settings_live_once():
     params = load_params(REPO / "params.yaml")
     # summary has no settings; train_translator reads the loop's train: and its translators.<t> (as train does)
-    assert {s for s in codedeps.stages() if s not in params} == {"summary", "train_translator"}
+    # survey_score reads survey.bootstrap (the survey's own section)
+    assert {s for s in codedeps.stages() if s not in params} == {"summary", "train_translator", "survey_score"}
     # the feature extractor's device and threads, KID and memorisation settings: one place each
     for key in ("device", "cpu_threads", "batch_size"):
         assert [s for s in ("inception", "track", "evaluate", "compare", "reference") if key in params[s]] == (

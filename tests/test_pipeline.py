@@ -73,6 +73,7 @@ def shrink(params: dict, n: int = 10, steps: int = 4) -> None:
         t["net"].update(TINY_NETS[t["family"]])
     params["translate"].update(batch_size=4, grid=2)
     params["evaluate_translation"].update(bootstrap=200)
+    params["survey"].update(per_model=2, bootstrap=200)  # 2 test images per translator
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +162,10 @@ def test_every_translator_trained_translated_and_evaluated(ran: Path):
         assert 0 <= m["character_ratio_ci95"][0] <= m["character_ratio"] <= m["character_ratio_ci95"][1] <= 1
         assert m["target_class"] == "face_a_early" and m["n_translated"] == 2
     # translate's determinism: test_dvc_repro_in_a_fresh_clone_reproduces_the_same_bytes compares every output
+    # the rating page: both translators' pairs, model hidden; no answers yet is a named empty result
+    page = (ran / "data/survey/survey.html").read_text()
+    assert page.count('class="item"') == 4 and "cyclegan" not in page and "http" not in page
+    assert json.loads((ran / "metrics/survey.json").read_text())["raters"] == 0
     table = (ran / "metrics/translation.md").read_text()
     assert "| cyclegan |" in table and "| cyclegan_cam |" in table and "character ratio" in table
     assert set(json.loads((ran / "metrics/summary.json").read_text())["translation"]) == {"cyclegan", "cyclegan_cam"}
@@ -237,7 +242,7 @@ def test_snakefile_and_dvc_yaml_declare_the_same_stages(ran: Path):
     dvc = _dvc_stages(ran)
     smk = _snakemake_jobs(ran)
     assert {o for s in dvc.values() for o in s["outs"]} == set(smk)
-    assert {n.split("@")[0] for n in dvc} == set(FLAGS) | {"summary"}
+    assert {n.split("@")[0] for n in dvc} == set(FLAGS) | {"summary", "survey", "survey_score"}
     for name, stage in dvc.items():
         rule, _, target = name.partition("@")
         jobs = [smk[out] for out in stage["outs"]]
@@ -248,7 +253,9 @@ def test_snakefile_and_dvc_yaml_declare_the_same_stages(ran: Path):
         smk_inputs = set(job["input-file(s)"].split(","))
         # Snakemake lists each file below data/sources/<dataset>/ too (directory dates miss nested edits),
         # and summary's files where dvc.yaml (which cannot template lists) names their folders
+        # (and the survey's: all translations, the answers folder)
         dirs = [f"data/sources/{target}"] + [d for d in stage["deps"] if d.startswith("metrics/")]
+        dirs += ["data/translations", "data/survey_answers"] if rule.startswith("survey") else []
         smk_inputs = {next((d for d in dirs if i.startswith(d + "/")), i) for i in smk_inputs}
         assert smk_inputs == set(stage["deps"]), name
 
@@ -266,7 +273,7 @@ def _stale(ws: Path) -> tuple[set[str], set[str], set[str]]:
 
 STUDY_C = ["dcgan_cam", "dcgan_cam_random"]  # on the CAM selection from face_a_mixed and its random control
 ALL_MODELS = ["train@*", "sample@*", "evaluate@*", "track@*"]
-TRANSLATION = [f"{s}@*" for s in TRANSLATOR_STAGES]
+TRANSLATION = [f"{s}@*" for s in TRANSLATOR_STAGES] + ["survey", "survey_score"]  # the survey rates both translators
 CAM = ["cam_classifier@*", "cam_select@*"]
 CAM_A = ["cam_classifier@face_parts", "cam_select@face_a_cam"]  # the DCGANs' selection (not the translators')
 FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
@@ -305,8 +312,12 @@ FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
         (lambda p: p["cam_classifier"]["photo_vs_anime"].update(epochs=3), ["cam_classifier@photo_vs_anime"],
          ["cam_classifier@photo_vs_anime", "cam_select@photo_cam", *TRANSLATION, "summary"]),
         (lambda p: p["translators"]["cyclegan_cam"]["net"].update(lambda_cyc=5.0), ["train_translator@cyclegan_cam"],
-         [f"{s}@cyclegan_cam" for s in TRANSLATOR_STAGES] + ["summary"]),
-        (lambda p: p["translate"].update(grid=3), ["translate@*"], ["translate@*", "evaluate_translation@*", "summary"]),
+         [f"{s}@cyclegan_cam" for s in TRANSLATOR_STAGES] + ["survey", "survey_score", "summary"]),
+        (lambda p: p["translate"].update(grid=3), ["translate@*"],
+         ["translate@*", "evaluate_translation@*", "survey", "survey_score", "summary"]),
+        # the rating page's settings rebuild the page; the bootstrap only rescores the answers
+        (lambda p: p["survey"].update(per_model=3), ["survey"], ["survey", "survey_score"]),
+        (lambda p: p["survey"].update(bootstrap=500), ["survey_score"], ["survey_score"]),
         (lambda p: p["evaluate_translation"].update(bootstrap=300), ["evaluate_translation@*"],
          ["evaluate_translation@*", "summary"]),
         (lambda p: p["collect"]["urls"].update(timeout=5.0), ["collect@*"], ["*"]),
@@ -336,7 +347,7 @@ FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
     ids=["resize-section", "one-dataset-size", "one-dataset-sources", "split-seed", "one-dataset-cutout",
          "one-dataset-split", "one-model-reference", "cam-negative-class",
          "cam-selection", "cam-classifier", "translator-classifier", "translator-net", "translate-section",
-         "evaluate-translation-section", "collect-nested", "reorder",
+         "evaluate-translation-section", "survey-page", "survey-bootstrap", "collect-nested", "reorder",
          "one-model-net", "one-model-tracking", "track-section", "one-model-sampling", "sample-section", "train-section", "metrics-section",
          "evaluate-section", "compare-pair", "reference-section"],
 )  # fmt: skip
@@ -370,8 +381,8 @@ def test_a_params_change_makes_exactly_its_stages_stale_in_both_tools(ran: Path,
         # params validation and the command line never change an output: nothing reruns
         ("src/animegen/config/schema.py", []),
         ("src/animegen/models/registry.py",  # maps a family to its module: the model stages, no data stage
-         [f"{s}@*" for s in ("train", "sample", "evaluate", "track", *TRANSLATOR_STAGES)] + ["summary"]),
-        ("src/animegen/models/cyclegan.py", [f"{s}@*" for s in TRANSLATOR_STAGES] + ["summary"]),
+         [f"{s}@*" for s in ("train", "sample", "evaluate", "track", *TRANSLATOR_STAGES)] + ["survey", "survey_score", "summary"]),
+        ("src/animegen/models/cyclegan.py", [f"{s}@*" for s in TRANSLATOR_STAGES] + ["survey", "survey_score", "summary"]),
     ],
     ids=["family-module", "validation", "registry", "translation-family"],
 )  # fmt: skip

@@ -41,7 +41,11 @@ TRANSLATOR_STAGES = {
 PAIR_STAGES = {"compare": "FID, KID, MAE and NWI between the two datasets of a compare.pairs entry"}
 CLASSIFIER_STAGES = {"cam_classifier": "train a cam_classifier entry (positive vs negative dataset) for Grad-CAM"}
 SELECTION_STAGES = {"cam_select": "score a dataset's train images by Grad-CAM concentration and select a training set"}
-OTHER_STAGES = {"summary": "all models', translators' and pairs' metrics in metrics/summary.json and tables"}
+OTHER_STAGES = {
+    "summary": "all models', translators' and pairs' metrics in metrics/summary.json and tables",
+    "survey": "a blind rating page (input | output, model hidden) of survey.models' translations, and its key",
+    "survey_score": "mean scores, 95 % intervals and paired tests from the raters' CSV files in data/survey_answers/",
+}
 # (stages, the flag naming their target, the params.yaml section that declares the targets)
 GROUPS = (
     (DATASET_STAGES, "--dataset", "datasets"),

@@ -28,6 +28,10 @@ TRACK_METRICS = "metrics/track/{model}.json"  # track: whether tracked, the poin
 COMPARE = "metrics/compare/{pair}.json"  # compare: FID, KID, MAE, NWI between two datasets
 TRANSLATIONS = "data/translations/{model}"  # translate: images/<id>.png, grid.png, translate.json (artifacts.translations)
 TRANSLATION_METRICS = "metrics/translation/{model}.json"  # evaluate_translation: FID, KID x100, character ratio
+SURVEY = "data/survey"  # survey: survey.html (the blind rating page), key.json (artifacts.survey)
+SURVEY_ANSWERS = "data/survey_answers"  # raters' exported CSV files, put there by hand (survey_score's input)
+SURVEY_METRICS = "metrics/survey.json"  # survey_score: mean scores with intervals, paired tests
+SURVEY_TABLE = "metrics/survey.md"  # survey_score: the same as a table
 SUMMARY = "metrics/summary.json"  # summary: every model's and pair's headline metrics
 SUMMARY_TABLES = {  # summary: study A's Table 2 (models) and validity table (pairs), Markdown and CSV
     "models": ("metrics/table.md", "metrics/table.csv"),

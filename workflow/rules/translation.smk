@@ -77,7 +77,6 @@ rule evaluate_translation:
         TRANSLATIONS,
         reference=translator_input(REFERENCE, "target"),
         target_split=translator_input(SPLIT, "target"),
-        inputs=translator_input(PROCESSED, "source"),
         classifier=translator_classifier,
         code=CODE["evaluate_translation"],
     output:
@@ -96,3 +95,39 @@ rule evaluate_translation:
         "logs/evaluate_translation/{model}.log",
     shell:
         "animegen evaluate_translation --model {wildcards.model} > {log} 2>&1"
+
+
+rule survey:
+    input:
+        expand(TRANSLATIONS, model=config["survey"]["models"]),  # dvc.yaml: all of data/translations
+        code=CODE["survey"],
+    output:
+        directory(paths.SURVEY),
+    params:
+        survey=lambda wc: json.dumps({k: v for k, v in config["survey"].items() if k != "bootstrap"}, sort_keys=True),
+    log:
+        "logs/survey/survey.log",
+    shell:
+        "animegen survey > {log} 2>&1"
+
+
+def answer_files(wc):
+    """data/survey_answers/ and every file in it (the raters' returned CSV files, put there by hand)."""
+    root = Path(paths.SURVEY_ANSWERS)
+    return [str(root)] + sorted(str(p) for p in root.rglob("*") if p.is_file())
+
+
+rule survey_score:
+    input:
+        paths.SURVEY,
+        answers=answer_files,
+        code=CODE["survey_score"],
+    output:
+        metrics=paths.SURVEY_METRICS,
+        table=paths.SURVEY_TABLE,
+    params:
+        bootstrap=P("survey.bootstrap"),
+    log:
+        "logs/survey_score/survey_score.log",
+    shell:
+        "animegen survey_score > {log} 2>&1"

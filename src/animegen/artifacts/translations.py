@@ -1,7 +1,9 @@
 """Translation folders ``data/translations/<model>/`` (stage ``translate``), read by ``evaluate_translation``.
 
 ``images/<id>.png``: each translated image under the id of its input (the source dataset's image id),
-at the training size; ``grid.png`` (for people: input | output | reconstruction rows; no stage reads
+at the training size; ``inputs/<id>.png``: that input, so the folder holds every input | output pair
+(what the evaluation's baseline and the rating kit show) without reaching back into the source
+dataset; ``grid.png`` (for people: input | output | reconstruction rows; no stage reads
 it); ``translate.json`` (tagged ``animegen.translations/1``): the ids in order, which images of which
 dataset were translated, the generator, the trained steps.
 """
@@ -16,17 +18,19 @@ from animegen.artifacts import ArtifactError, images
 from animegen.artifacts.images import stack_images
 from animegen.artifacts.records import read_record, write_record
 
-KIND, VERSION = "translations", 1
+KIND, VERSION = "translations", 2
 
 
 def start(folder: Path) -> None:
     """Prepare an (atomic, still temporary) translation folder for :func:`write_image`."""
     (folder / "images").mkdir()
+    (folder / "inputs").mkdir()
 
 
-def write_image(folder: Path, image_id: str, image: np.ndarray) -> None:
-    """The translation of input ``image_id``, a uint8 array (H, W, 3)."""
-    images.write_image(folder, f"images/{image_id}.png", image)
+def write_pair(folder: Path, image_id: str, source: np.ndarray, output: np.ndarray) -> None:
+    """Input ``image_id`` and its translation, uint8 arrays (H, W, 3)."""
+    images.write_image(folder, f"inputs/{image_id}.png", source)
+    images.write_image(folder, f"images/{image_id}.png", output)
 
 
 def write_translate_record(folder: Path, record: dict) -> None:
@@ -44,3 +48,8 @@ def read_translations(folder: Path) -> tuple[list[str], np.ndarray, dict]:
                             "rerun translate")  # fmt: skip
     files = [folder / "images" / f"{i}.png" for i in ids]
     return ids, stack_images(files, folder / "images", "translate"), record
+
+
+def read_inputs(folder: Path, ids: list[str]) -> np.ndarray:
+    """The inputs ``ids`` of a translation folder, uint8 (N, H, W, 3)."""
+    return stack_images([folder / "inputs" / f"{i}.png" for i in ids], folder / "inputs", "translate")

@@ -19,6 +19,7 @@ def check(params: dict, root: Path) -> None:
     _check_models(params)
     _check_cam(params, root)
     _check_translators(params)
+    _check_survey(params)
     weights = params["inception"]["weights"]
     if weights and not (root / weights).is_file():
         raise ParamsError(f"inception.weights: no such file: {weights} (relative to the folder of params.yaml)")
@@ -158,6 +159,18 @@ def _check_translators(params: dict) -> None:
             raise ParamsError(f"{key}.train.track_fid_every: FID over training is not yet available for translators; use 0")
         if t["train"]["ema"]["beta"] == 0 and params["translate"]["use_ema"]:
             raise ParamsError(f"{key}.train.ema.beta: 0 keeps no EMA, but translate.use_ema is true")
+
+
+def _check_survey(params: dict) -> None:
+    s = params["survey"]
+    if len(s["models"]) == 1:
+        raise ParamsError("survey.models: one model; a blind comparison needs 2 or more ([] turns the survey off)")
+    for i, m in enumerate(s["models"]):
+        if m not in params["translators"]:
+            known = ", ".join(sorted(params["translators"])) or "none"
+            raise ParamsError(f"survey.models[{i}]: no such translator {m!r} (declared under translators: {known})")
+    if s["scale"][0] >= s["scale"][1]:
+        raise ParamsError(f"survey.scale: {s['scale']} is not a range [low, high] with low < high")
 
 
 def _check_cam(params: dict, root: Path) -> None:

@@ -8,7 +8,8 @@ Sections and who reads them: ``datasets`` (every data stage), ``collect``, ``cut
 ``train``, ``sample``, ``inception`` (the feature extractor of ``reference``, ``evaluate``, ``compare``
 and ``track``), ``reference``, ``metrics`` (KID, memorisation and seed of ``evaluate`` and ``compare``),
 ``evaluate``, ``compare``, ``track``, ``models``, ``translators`` (image-to-image models: their
-training, ``translate`` and ``evaluate_translation``).  ``summary`` has no settings.  No key overrides
+training, ``translate`` and ``evaluate_translation``), ``survey`` (the blind rating kit: ``survey`` and
+``survey_score``).  ``summary`` has no settings.  No key overrides
 another, except a dataset's recipe (``datasets.<d>.collect``, ``.cutout``, ``.resize``, ``.split``:
 partial sections laid over those sections for that dataset, see :mod:`animegen.recipes`).
 """
@@ -22,7 +23,7 @@ import jsonschema
 from animegen.config.errors import ParamsError, describe, path_str
 from animegen.models.registry import FAMILIES, names
 from animegen.recipes import DATA_SECTIONS
-from animegen.schema_types import BOOL, NONNEG_INT, NONNEG_NUM, OPT_STR, POS_INT, POS_NUM, STR, UNIT, obj
+from animegen.schema_types import BOOL, INT, NONNEG_INT, NONNEG_NUM, OPT_STR, POS_INT, POS_NUM, STR, UNIT, obj
 
 SOURCES_ROOT = "data/sources"
 DATASET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
@@ -326,6 +327,17 @@ SCHEMA = obj(
             }
         ),
         "translators": named(TRANSLATOR),
+        "survey": obj(
+            {
+                "models": {"type": "array", "items": STR, "uniqueItems": True},  # translators (2 or more; [] = no survey)
+                "per_model": POS_INT,
+                "scale": {"type": "array", "items": INT, "minItems": 2, "maxItems": 2},
+                "questions": {"type": "array", "items": STR, "minItems": 1},
+                "seed": NONNEG_INT,
+                "title": STR,
+                "bootstrap": {"type": "integer", "minimum": 100},
+            }
+        ),
     }
 )
 

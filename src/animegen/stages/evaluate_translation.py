@@ -3,8 +3,8 @@
 Reads:  ``data/translations/<name>/``; ``data/reference/<target.dataset>/`` (Inception features and
         statistics of the target images ``translators.<name>.reference``: its ``train`` split or ``all``
         its images); ``data/cam/classifiers/<classifier>/`` (the source-class vs target-class
-        classifier); ``data/processed/<source.dataset>/images/`` (the untranslated inputs, scored by the
-        same classifier as a baseline); ``params.yaml`` sections ``inception``, ``metrics`` (KID
+        classifier), which also scores the untranslated inputs kept beside the outputs as a baseline;
+        ``params.yaml`` sections ``inception``, ``metrics`` (KID
         subsets and seed, shared with ``evaluate``) and ``evaluate_translation`` (the bootstrap).
 Writes: ``metrics/translation/<name>.json``: FID and KID of the translations against the target
         images, KID also x100 with its standard deviation over subsets as U-GAT-IT reports it
@@ -21,11 +21,10 @@ from pathlib import Path
 
 from animegen import paths
 from animegen.artifacts.classifier import read_classifier
-from animegen.artifacts.images import read_images
 from animegen.artifacts.records import write_metrics
 from animegen.artifacts.reference import read_reference
 from animegen.artifacts.split import split_ids
-from animegen.artifacts.translations import read_translations
+from animegen.artifacts.translations import read_inputs, read_translations
 from animegen.cam.classifier import predict
 from animegen.metrics.extractor import load_extractor
 from animegen.metrics.features import feature_statistics, image_features
@@ -56,7 +55,7 @@ def run(params: dict, name: str, root: Path) -> dict:
         raise StageError(f"translators.{name}.classifier: {t['classifier']!r} takes {meta['image_size']} px images, "
                          f"the translations are {outputs.shape[1]} px")  # fmt: skip
     cls = 1 if t["target_class"] == "positive" else 0
-    inputs = read_images(root / paths.PROCESSED.format(dataset=source), ids)
+    inputs = read_inputs(root / paths.TRANSLATIONS.format(model=name), ids)
     ratio = share_with_interval(predict(classifier, outputs, meta["arch"], device).argmax(1) == cls, boot["bootstrap"], boot["seed"])
     before = share_with_interval(predict(classifier, inputs, meta["arch"], device).argmax(1) == cls, boot["bootstrap"], boot["seed"])
     result = {

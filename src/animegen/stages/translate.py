@@ -6,7 +6,7 @@ Reads:  ``data/models/<name>/model.pt``; ``data/processed/<source.dataset>/image
         translator multiplies Grad-CAM maps in; ``params.yaml`` sections ``translate`` and
         ``translators.<name>``.
 Writes: ``data/translations/<name>/`` with ``images/<id>.png`` (each output under its input's id, at
-        the training size), ``grid.png`` (the first ``translate.grid`` inputs, their translations and,
+        the training size), ``inputs/<id>.png`` (the inputs, so the folder holds every pair), ``grid.png`` (the first ``translate.grid`` inputs, their translations and,
         for a model with a way back such as CycleGAN's G_B, the reconstructions) and ``translate.json``.
 Guarantees: the folder appears complete or not at all; the same model and device give the same images
 (translation draws no random numbers).
@@ -66,8 +66,8 @@ def run(params: dict, name: str, root: Path) -> dict:
     out = np.concatenate(outputs)
     with atomic_dir(root / paths.TRANSLATIONS.format(model=name)) as tmp:
         translations.start(tmp)
-        for image_id, img in zip(ids, out):
-            translations.write_image(tmp, image_id, img)
+        for image_id, source_img, img in zip(ids, images, out):
+            translations.write_pair(tmp, image_id, source_img, img)
         k = min(s["grid"], len(ids))
         if k:
             columns, headers = [images[:k], out[:k]], [f"input ({source})", f"output ({name})"]

@@ -218,6 +218,29 @@ def test_resuming_a_translator_equals_an_uninterrupted_run_pool_included(tmp_pat
     assert r_whole.history == r_resumed.history
 
 
+def test_a_checkpoint_made_with_another_classifier_is_not_resumed(tmp_path, monkeypatch):
+    """What prepare() returns (train_translator: the CAM classifier's SHA-256) joins the fingerprint."""
+    from animegen import fitting  # noqa: PLC0415
+
+    seen = []
+
+    def fake_train(model, images, cfg, device, ckpt, live, fingerprint, **kw):
+        seen.append(fingerprint)
+        raise KeyboardInterrupt  # stop before any training
+
+    monkeypatch.setattr(fitting, "train", fake_train)
+    model_train = {"steps": 2, "time_budget_hours": 1.0, "batch_size": 2, "seed_offset": 0, "hflip": True,
+                   "precision": "fp32", "track_fid_every": 0, "ema": {"beta": 0.0, "update_after_step": 0, "update_every": 1}}  # fmt: skip
+    params = {"train": {"seed": 1, "device": "cpu", "cpu_threads": 1, "tf32": True, "checkpoint_every_steps": 2,
+                        "checkpoint_every_minutes": 10.0, "log_every": 1},
+              "translators": {"t": {"family": "cyclegan", "net": TINY, "train": model_train}}}  # fmt: skip
+    data = {k: np.zeros((2, 32, 32, 3), np.uint8) for k in ("a", "b")}
+    for extra in ({"cam": {"classifier_sha256": "aa"}}, {"cam": {"classifier_sha256": "bb"}}, None):
+        with pytest.raises(KeyboardInterrupt):
+            fitting.fit(params, "translators", "t", data, 32, tmp_path, {}, "t", "t", prepare=lambda m, d: extra)
+    assert len(set(seen)) == 3
+
+
 def test_the_character_ratio_and_its_bootstrap_interval():
     hits = np.array([True] * 36 + [False] * 14)  # study C's CycleGAN: 0.72 of 50
     r = share_with_interval(hits, 2000, 3407)

@@ -32,12 +32,14 @@ class FitError(PipelineError):
 
 
 def fit(params: dict, section: str, name: str, images, size: int, root: Path, record: dict, title: str, data: str,
-        prepare: "Callable[[object, torch.device], None] | None" = None) -> dict:  # fmt: skip
+        prepare: "Callable[[object, torch.device], dict | None] | None" = None) -> dict:  # fmt: skip
     """Train ``params[section][name]`` on ``images`` (an array, or ``{"a", "b"}`` arrays for a translator).
 
     ``record`` (what the stage knows of the data) goes into ``train.json`` beside the run's own facts,
     ``title`` ends the curves' title (``on <split>``) and ``data`` describes the images in the log;
-    ``prepare(model, device)`` is called once the model is built (a translator attaches its CAM there).
+    ``prepare(model, device)`` is called once the model is built (a translator attaches its CAM there); what
+    it returns (e.g. the classifier's SHA-256) joins the checkpoint fingerprint, so a checkpoint made with
+    another classifier is never resumed.
     Returns the stage's report, wall time and device name included (they go to the run record only).
     """
     m = params[section][name]
@@ -50,11 +52,11 @@ def fit(params: dict, section: str, name: str, images, size: int, root: Path, re
         model = registry.model_class(m["family"])(m["net"], size)
     except ValueError as e:
         raise FitError(f"{section}.{name}.net: {e}") from None
-    if prepare is not None:
-        prepare(model, device)
+    extra = prepare(model, device) if prepare is not None else None
     fingerprint = hashlib.sha256(
         json.dumps(
-            {"family": m["family"], "net": m["net"], "loop": cfg.fingerprint_fields(), "data": data_fingerprint(images)},
+            {"family": m["family"], "net": m["net"], "loop": cfg.fingerprint_fields(), "data": data_fingerprint(images),
+             **({"extra": extra} if extra else {})},
             sort_keys=True,
         ).encode()
     ).hexdigest()

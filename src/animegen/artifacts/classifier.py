@@ -18,7 +18,7 @@ from animegen.artifacts.records import write_record
 from animegen.cam import classifier as clf
 from animegen.cam.attention import GradCamMaps
 from animegen.cam.gradcam import target_layer
-from animegen.io import save_torch_atomic
+from animegen.io import save_torch_atomic, sha256_file
 
 KIND, VERSION = "classifier", 1
 TRAIN_KIND, TRAIN_VERSION = "classifier_train", 1
@@ -47,9 +47,11 @@ def read_classifier(folder: Path, device: torch.device) -> tuple[nn.Module, dict
 def read_cam_maps(folder: Path, device: torch.device, image_size: int, target_class: str) -> tuple[GradCamMaps, dict]:
     """The frozen classifier's torch-native Grad-CAM at its default layer, for a translator that multiplies
     the maps in (CycleGAN + CAM): domain ``b`` is the class ``target_class`` (``positive`` or
-    ``negative``), domain ``a`` the other.  Refuses a classifier trained at another image size."""
+    ``negative``), domain ``a`` the other; the metadata has the weights file's ``sha256``.  Refuses a
+    classifier trained at another image size."""
     net, meta = read_classifier(folder, device)
     if meta["image_size"] != image_size:
         raise ArtifactError(f"{folder}: the classifier takes {meta['image_size']} px images, the model {image_size} px")
     b = 1 if target_class == "positive" else 0
+    meta = {**meta, "sha256": sha256_file(folder / "classifier.pt")}  # which weights made the maps
     return GradCamMaps(net, target_layer(net, meta["default_target_layer"]), meta["arch"], {"a": 1 - b, "b": b}), meta

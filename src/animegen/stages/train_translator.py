@@ -44,12 +44,15 @@ def run(params: dict, name: str, root: Path) -> dict:
     size = images["a"].shape[1]
     uses_cam = t["net"].get("cam_generator") or t["net"].get("cam_discriminator")
 
-    def attach_cam(model, device) -> None:
-        if uses_cam:
-            folder = root / paths.CAM_CLASSIFIER.format(classifier=t["classifier"])
-            maps, meta = read_cam_maps(folder, device, size, t["target_class"])
-            model.set_cam(maps)
-            record["cam"] = {"classifier": t["classifier"], "layer": meta["default_target_layer"], "target_class": t["target_class"]}
+    def attach_cam(model, device) -> dict | None:
+        if not uses_cam:
+            return None
+        folder = root / paths.CAM_CLASSIFIER.format(classifier=t["classifier"])
+        maps, meta = read_cam_maps(folder, device, size, t["target_class"])
+        model.set_cam(maps)
+        record["cam"] = {"classifier": t["classifier"], "layer": meta["default_target_layer"], "target_class": t["target_class"],
+                         "classifier_sha256": meta["sha256"]}  # fmt: skip
+        return {"cam": record["cam"]}  # another classifier's maps: another run (its checkpoints are refused)
 
     a, b = t["source"], t["target"]
     return fit(params, "translators", name, images, size, root, record, title=f"{a['split']} -> {b['split']}",

@@ -71,3 +71,17 @@ def git(cwd: Path, *args: str) -> str:
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     return copy_workspace(tmp_path / "ws")
+
+
+def find_chromium() -> str:
+    """Debian's chromium, installed with apt when missing (root only); skip with the reason otherwise."""
+    found = shutil.which("chromium")
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("no chromium, and it cannot be installed here (needs root and apt-get)")
+    r = subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"],
+                       capture_output=True, text=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})  # fmt: skip
+    if r.returncode != 0 or not shutil.which("chromium"):
+        pytest.skip(f"apt-get install chromium failed: {r.stderr.strip()[-300:]}")
+    return shutil.which("chromium")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, copy_workspace, dump_yaml, git, load_yaml
+from conftest import REPO, copy_workspace, dump_yaml, find_chromium, git, load_yaml
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -500,22 +500,8 @@ def test_the_report_has_every_section_and_caption(ran: Path, report: Path):
         assert caption.read_text().strip(), f"empty caption {caption.name}"
 
 
-def _chromium() -> str:
-    """Debian's chromium, installed with apt when missing (root only); skip with the reason otherwise."""
-    found = shutil.which("chromium")
-    if found:
-        return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("no chromium, and it cannot be installed here (needs root and apt-get)")
-    r = subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"],
-                       capture_output=True, text=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})  # fmt: skip
-    if r.returncode != 0 or not shutil.which("chromium"):
-        pytest.skip(f"apt-get install chromium failed: {r.stderr.strip()[-300:]}")
-    return shutil.which("chromium")
-
-
 def test_the_report_renders_in_headless_chromium(report: Path, tmp_path: Path):
-    chromium = _chromium()
+    chromium = find_chromium()
     flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
              "--window-size=1280,1600", "--virtual-time-budget=15000"]  # fmt: skip
     dom = subprocess.run([*flags, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=180)

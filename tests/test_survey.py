@@ -8,15 +8,14 @@ import base64
 import html
 import io
 import json
-import os
 import re
-import shutil
 import subprocess
 import urllib.parse
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import find_chromium
 from PIL import Image
 from scipy.stats import wilcoxon
 
@@ -162,20 +161,6 @@ def test_the_key_is_tagged(tmp_path):
 # ------------------------------------------------------------------------------- round trip in Chromium
 
 
-def _chromium() -> str:
-    """Debian's chromium, installed with apt when missing (root only); skip with the reason otherwise."""
-    found = shutil.which("chromium")
-    if found:
-        return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("no chromium, and it cannot be installed here (needs root and apt-get)")
-    r = subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"],
-                       capture_output=True, text=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})  # fmt: skip
-    if r.returncode != 0 or not shutil.which("chromium"):
-        pytest.skip(f"apt-get install chromium failed: {r.stderr.strip()[-300:]}")
-    return shutil.which("chromium")
-
-
 BASE = {"alpha_gan": 6, "beta_cam": 1, "gamma_ugatit": 3}  # score = base + rater offset (0, 1) + question (1..3)
 RATERS = {"ann": 0, "Bob, B.": 1}  # a comma: the export must quote the name
 
@@ -192,7 +177,7 @@ def answer_in_chromium(chromium: str, page: Path, rater: str, scores: dict, prof
 
 
 def test_answers_exported_by_the_page_in_headless_chromium_score_the_right_model_higher(tmp_path):
-    chromium = _chromium()
+    chromium = find_chromium()
     root = workspace(tmp_path / "ws")
     _, key = make_survey(root)
     answers = root / "data/survey_answers"

@@ -20,7 +20,7 @@ if "ANIMEGEN_CACHE" not in os.environ:
     os.environ["ANIMEGEN_CACHE"] = tempfile.mkdtemp(prefix="animegen-test-cache-")
     atexit.register(shutil.rmtree, os.environ["ANIMEGEN_CACHE"], True)
 WORKSPACE_FILES = ["Snakefile", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "workflow", "profiles", "src",
-                   "data/sources", "data/survey_answers",
+                   "data/sources", "data/survey_answers", "data/translations/.gitkeep",  # survey's DVC dep: the folder
                    # summary's DVC deps are these folders: a clone has them even before any model or pair
                    "metrics/models/.gitkeep", "metrics/compare/.gitkeep", "metrics/translation/.gitkeep"]
 
@@ -85,3 +85,9 @@ def find_chromium() -> str:
     if r.returncode != 0 or not shutil.which("chromium"):
         pytest.skip(f"apt-get install chromium failed: {r.stderr.strip()[-300:]}")
     return shutil.which("chromium")
+
+
+def without_study_c(params: dict) -> None:
+    """Drop study C's classifiers, selections, translators and survey: for tests whose datasets leave them out."""
+    params.update(cam_classifier={}, cam_select={}, translators={})
+    params["survey"]["models"] = []

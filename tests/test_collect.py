@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import dump_yaml, load_yaml
+from conftest import dump_yaml, load_yaml, without_study_c
 from PIL import Image
 
 from animegen.cli import main
@@ -89,7 +89,7 @@ def test_collect_mixes_sources_with_provenance_and_named_rejects(workspace: Path
     )
     params = load_yaml(workspace / "params.yaml")
     params["models"], params["compare"]["pairs"] = {}, {}  # only the data stages here
-    params.update(cam_classifier={}, cam_select={}, translators={})
+    without_study_c(params)
     params["datasets"] = {"mix": {
         "sources": [
             {"type": "folder", "path": "folder", "license": "own work"},
@@ -140,7 +140,7 @@ def test_collect_with_nothing_kept_fails_and_writes_nothing(workspace: Path, cap
     (src / "junk.png").write_bytes(b"not an image")
     params = load_yaml(workspace / "params.yaml")
     params["models"], params["compare"]["pairs"] = {}, {}
-    params.update(cam_classifier={}, cam_select={}, translators={})
+    without_study_c(params)
     params["datasets"] = {"empty": {"sources": [{"type": "folder", "path": "."}], "size": 32, "crop": "full", **NO_RECIPE}}
     dump_yaml(params, workspace / "params.yaml")
     assert main(["--params", str(workspace / "params.yaml"), "collect", "--dataset", "empty"]) == 1

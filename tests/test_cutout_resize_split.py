@@ -222,7 +222,7 @@ def test_a_study_a_recipe_passes_images_through_as_they_are(workspace):
     import csv
     import json
 
-    from conftest import dump_yaml, load_yaml
+    from conftest import dump_yaml, load_yaml, without_study_c
 
     from animegen.cli import main
     from animegen.recipes import NO_RECIPE
@@ -235,7 +235,7 @@ def test_a_study_a_recipe_passes_images_through_as_they_are(workspace):
         Image.fromarray(arr).save(folder / name)
     params = load_yaml(workspace / "params.yaml")
     params["models"], params["compare"]["pairs"] = {}, {}
-    params.update(cam_classifier={}, cam_select={}, translators={})
+    without_study_c(params)
     params["collect"]["near_duplicate"].update(phash_max_distance=None)
     recipe = {"cutout": {"method": "none"}, "resize": {"trim_to_foreground": False}, "split": {"test": 0}}
     params["datasets"] = {"icons": {"sources": [{"type": "folder", "path": "in"}], "size": 32, "crop": "full",

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import copy_workspace, dump_yaml, git, load_yaml
+from conftest import copy_workspace, dump_yaml, git, load_yaml, without_study_c
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
@@ -56,7 +56,7 @@ def _tiny_params(params: dict) -> None:
             src["n"] = 10
     params["split"]["test"] = 2
     params["compare"]["pairs"] = {}
-    params.update(cam_classifier={}, cam_select={}, translators={})
+    without_study_c(params)
     params["models"] = {MODEL: params["models"][MODEL]}
     m = params["models"][MODEL]
     m["train"].update(steps=STEPS, batch_size=8, track_fid_every=100)  # snapshots survive the interruption too

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, copy_workspace, dump_yaml, load_yaml
+from conftest import REPO, copy_workspace, dump_yaml, load_yaml, without_study_c
 from slurm_cluster import DAEMONS, Cluster, SlurmUnavailable, install, pids_named
 from test_pipeline import GPU_STAGES, shrink
 
@@ -53,7 +53,7 @@ def ran(cluster, tmp_path_factory) -> dict:
     params["datasets"] = {d: params["datasets"][d] for d in DATASETS}
     params["models"] = {MODEL: params["models"][MODEL]}
     params["compare"]["pairs"] = {PAIR: params["compare"]["pairs"][PAIR]}
-    params.update(cam_classifier={}, cam_select={}, translators={})  # their datasets are not in this DAG
+    without_study_c(params)  # their datasets are not in this DAG
     shrink(params)
     dump_yaml(params, ws / "params.yaml")
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}

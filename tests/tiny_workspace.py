@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from conftest import copy_workspace, dump_yaml, git, load_yaml
+from conftest import copy_workspace, dump_yaml, git, load_yaml, without_study_c
 from test_pipeline import shrink
 
 DATASETS = ("face_a_early", "face_a_later")
@@ -28,7 +28,7 @@ def tiny_workspace(dest: Path) -> Path:
     """A git repo on branch ``main``, like a fresh clone, with params cut down to the tiny pipeline."""
     ws = copy_workspace(dest)
     params = load_yaml(ws / "params.yaml")
-    params.update(cam_classifier={}, cam_select={}, translators={})  # study C's datasets are not in this DAG
+    without_study_c(params)  # study C's datasets are not in this DAG
     shrink(params)
     params["datasets"] = {k: v for k, v in params["datasets"].items() if k in DATASETS}
     params["models"] = {k: v for k, v in params["models"].items() if k == MODEL}

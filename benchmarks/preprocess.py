@@ -77,7 +77,8 @@ def bench(name: str, n: int, scale_to, size: int, seed: int) -> dict:
         make_inputs(root / "data/sources" / name / "in", n, scale_to, seed)
         params = parse_yaml_both((REPO / "params.yaml").read_text())
         params["datasets"] = {name: {"sources": [{"type": "folder", "path": "in"}], "size": size, "crop": "full", **NO_RECIPE}}
-        params.update(models={}, cam_classifier={}, cam_select={})  # nothing else refers to the demo's datasets
+        params.update(models={}, cam_classifier={}, cam_select={}, translators={})  # nothing else refers to the demo's datasets
+        params["survey"]["models"] = []
         params["compare"]["pairs"] = {}
         params["collect"]["max_pixels"] = 40_000_000
         validate(params, root)

@@ -39,6 +39,7 @@ def ws(tmp_path_factory) -> Path:
     ws = copy_workspace(tmp_path_factory.mktemp("eval") / "ws")
     params = load_yaml(ws / "params.yaml")
     params["models"] = {"dcgan": params["models"]["dcgan"]}
+    params["translators"], params["survey"]["models"] = {}, []  # translators: tests/test_translation.py, test_pipeline.py
     params["models"]["dcgan"]["dataset"] = "face_a_early"
     params["compare"]["pairs"] = {"a_vs_b": {"reference": "face_a_early", "candidate": "face_b_early", "images": "train"}}
     params["metrics"].update(kid_subsets=5)

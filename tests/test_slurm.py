@@ -89,7 +89,7 @@ def expected_jobs() -> set[tuple[str, str]]:
     """The jobs the shrunk params imply (rule, wildcard value); `all` runs in Snakemake itself."""
     jobs = {(rule, d) for rule in DATA_RULES for d in DATASETS}
     jobs |= {(rule, MODEL) for rule in ("train", "sample", "evaluate", "track")}
-    return jobs | {("compare", PAIR), ("summary", "")}
+    return jobs | {("compare", PAIR), ("summary", ""), ("survey", ""), ("survey_score", "")}  # an empty survey
 
 
 def profile() -> dict:
@@ -127,7 +127,9 @@ def test_every_stage_ran_once_as_a_completed_slurm_job(ran):
 
 def test_gpu_stages_ran_in_the_gpu_partition_with_one_gpu(ran):
     gpu_jobs = {key: recs[0] for key, recs in ran["jobs"].items() if key[0] in GPU_STAGES}
-    assert {k[0] for k in gpu_jobs} == GPU_STAGES - {"cam_classifier", "cam_select"}  # no CAM in this DAG
+    # no CAM and no translator in this DAG
+    assert {k[0] for k in gpu_jobs} == GPU_STAGES - {"cam_classifier", "cam_select", "train_translator", "translate",
+                                                     "evaluate_translation"}  # fmt: skip
     for key, rec in gpu_jobs.items():
         assert rec["Partition"] == "gpu", (key, rec["Partition"])
         assert rec.get("TresPerNode") == "gres:gpu:1", (key, rec.get("TresPerNode"))  # sbatch --gres=gpu:1

@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from animegen.artifacts.split import load_split_images
-from animegen.fitting import fit
+from animegen.fitting import FitError, fit
 from animegen.stages import StageError
 
 
@@ -31,5 +31,8 @@ def run(params: dict, name: str, root: Path) -> dict:
     if len(ids) < 2:
         raise StageError(f"train {name}: the train split {m['split']} of {m['dataset']} has {len(ids)} image(s); need at least 2")
     record = {"dataset": m["dataset"], "split": m["split"], "n_train_images": len(ids)}
-    return fit(params, "models", name, images, images.shape[1], root, record, title=f"on {m['split']}",
-               data=f"{len(ids)} images of {m['dataset']} (split {m['split']})")  # fmt: skip
+    try:
+        return fit(params, "models", name, images, images.shape[1], root, record, title=f"on {m['split']}",
+                   data=f"{len(ids)} images of {m['dataset']} (split {m['split']})")  # fmt: skip
+    except FitError as e:
+        raise StageError(str(e)) from None

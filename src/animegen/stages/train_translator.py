@@ -23,7 +23,7 @@ from pathlib import Path
 from animegen import paths
 from animegen.artifacts.classifier import read_cam_maps
 from animegen.artifacts.split import load_split_images
-from animegen.fitting import fit
+from animegen.fitting import FitError, fit
 from animegen.stages import StageError
 
 
@@ -55,5 +55,8 @@ def run(params: dict, name: str, root: Path) -> dict:
         return {"cam": record["cam"]}  # another classifier's maps: another run (its checkpoints are refused)
 
     a, b = t["source"], t["target"]
-    return fit(params, "translators", name, images, size, root, record, title=f"{a['split']} -> {b['split']}",
-               data=f"{a['split']} ({len(images['a'])}) -> {b['split']} ({len(images['b'])})", prepare=attach_cam)  # fmt: skip
+    try:
+        return fit(params, "translators", name, images, size, root, record, title=f"{a['split']} -> {b['split']}",
+                   data=f"{a['split']} ({len(images['a'])}) -> {b['split']} ({len(images['b'])})", prepare=attach_cam)  # fmt: skip
+    except FitError as e:
+        raise StageError(str(e)) from None

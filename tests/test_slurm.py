@@ -79,7 +79,7 @@ def slurm_jobs() -> dict[tuple[str, str], list[dict]]:
         if not line.startswith("JobId="):
             continue
         rec = dict(re.findall(r"(?:^|\s)([A-Za-z_/:]+)=(\S*)", line))
-        m = re.fullmatch(r"rule_([a-z]+)(?:_wildcards_(.+))?", rec.get("Comment", ""))
+        m = re.fullmatch(r"rule_([a-z_]+?)(?:_wildcards_(.+))?", rec.get("Comment", ""))
         key = (m.group(1), m.group(2) or "") if m else ("?", rec.get("Comment", ""))
         jobs.setdefault(key, []).append(rec)
     return jobs
@@ -148,7 +148,7 @@ def test_the_one_gpu_ran_one_gpu_stage_at_a_time(ran):
 
 def test_cpu_stages_ran_in_the_cpu_partition_without_a_gpu(ran):
     cpu_jobs = {key: recs[0] for key, recs in ran["jobs"].items() if key[0] not in GPU_STAGES}
-    assert {k[0] for k in cpu_jobs} == {"collect", "cutout", "resize", "split", "summary"}
+    assert {k[0] for k in cpu_jobs} == {"collect", "cutout", "resize", "split", "summary", "survey", "survey_score"}
     for key, rec in cpu_jobs.items():
         assert rec["Partition"] == "cpu", (key, rec["Partition"])
         assert "TresPerNode" not in rec and "TresPerJob" not in rec, key

@@ -43,15 +43,22 @@ def fid_against(images: np.ndarray, reference, net: torch.nn.Module, device: tor
     return float(frechet_distance(mu, sigma, reference.mu, reference.sigma))
 
 
+def fid_and_kid(candidate: np.ndarray, reference, net: torch.nn.Module, device: torch.device, settings: MetricSettings):
+    """(FID, :class:`~animegen.metrics.kid.KIDResult`) of uint8 ``candidate`` against the reference statistics:
+    the distribution part of :func:`score`, and all of a translator's evaluation but its classifier."""
+    feats = image_features(net, candidate, batch_size=settings.batch_size, device=device)
+    mu, sigma = feature_statistics(feats)
+    fid = frechet_distance(mu, sigma, reference.mu, reference.sigma)
+    kid = kernel_inception_distance(reference.features, feats, settings.kid_subsets, settings.kid_subset_size, settings.seed)
+    return fid, kid
+
+
 def score(candidate: np.ndarray, ref_images: np.ndarray, reference, net: torch.nn.Module, device: torch.device,
           settings: MetricSettings) -> tuple[dict, MAEResult]:  # fmt: skip
     """FID, KID, MAE, NWI and the memorisation rate of ``candidate`` (uint8 N x H x W x 3) against the
     reference set; returns the metrics (plain values) and the per-image nearest-neighbour result."""
     s = settings
-    feats = image_features(net, candidate, batch_size=s.batch_size, device=device)
-    mu, sigma = feature_statistics(feats)
-    fid = frechet_distance(mu, sigma, reference.mu, reference.sigma)
-    kid = kernel_inception_distance(reference.features, feats, s.kid_subsets, s.kid_subset_size, s.seed)
+    fid, kid = fid_and_kid(candidate, reference, net, device, s)
     mae = nearest_train_mae(candidate, ref_images, threshold=s.memorisation_threshold, device=device)
     metrics = {
         "fid": fid, "kid": kid.mean, "kid_std": kid.std, "kid_subset_size": kid.subset_size,

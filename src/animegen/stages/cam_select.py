@@ -81,8 +81,9 @@ def run(params: dict, name: str, root: Path) -> dict:
     control = sc.random_control(eligible, len(kept), s["seed"])
 
     rows, found, rank = evidence(ids, values, p_target, cams, extras, kept, control, s["score"])
+    confident_by_id = dict(zip(ids, confident))
     for row in rows:
-        row["confident"] = confident[ids.index(row["id"])]
+        row["confident"] = confident_by_id[row["id"]]
     metrics = {
         "selection": name, "classifier": s["classifier"], "dataset": s["dataset"], "target": s["target"],
         "target_layer": layer_name, "score": s["score"], "select": s["select"], "min_confidence": s["min_confidence"],

@@ -27,16 +27,14 @@ from animegen.artifacts.split import split_ids
 from animegen.artifacts.translations import read_inputs, read_translations
 from animegen.cam.classifier import predict
 from animegen.metrics.extractor import load_extractor
-from animegen.metrics.features import feature_statistics, image_features
-from animegen.metrics.fid import frechet_distance
-from animegen.metrics.kid import kernel_inception_distance
 from animegen.metrics.proportion import share_with_interval
+from animegen.metrics.suite import MetricSettings, fid_and_kid
 from animegen.stages import StageError
 
 
 def run(params: dict, name: str, root: Path) -> dict:
     t = params["translators"][name]
-    settings, boot = params["metrics"], params["evaluate_translation"]
+    boot = params["evaluate_translation"]
     ids, outputs, info = read_translations(root / paths.TRANSLATIONS.format(model=name))
     if len(ids) < 2:
         raise StageError(f"evaluate_translation {name}: {len(ids)} translated image(s); FID needs at least 2")
@@ -44,11 +42,8 @@ def run(params: dict, name: str, root: Path) -> dict:
     net, weights, device = load_extractor(params["inception"], root)
     ref_ids = split_ids(root, target, against)
     reference = read_reference(root / paths.REFERENCE.format(dataset=target), weights.sha256, against, ref_ids)
-    feats = image_features(net, outputs, batch_size=params["inception"]["batch_size"], device=device)
-    mu, sigma = feature_statistics(feats)
-    fid = float(frechet_distance(mu, sigma, reference.mu, reference.sigma))
-    kid = kernel_inception_distance(reference.features, feats, settings["kid_subsets"], settings["kid_subset_size"],
-                                    settings["seed"])  # fmt: skip
+    fid, kid = fid_and_kid(outputs, reference, net, device, MetricSettings.from_params(params["metrics"], params["inception"]))
+    fid = float(fid)
 
     classifier, meta = read_classifier(root / paths.CAM_CLASSIFIER.format(classifier=t["classifier"]), device)
     if meta["image_size"] != outputs.shape[1]:

@@ -36,7 +36,7 @@ MODEL_STAGES = {
 TRANSLATOR_STAGES = {
     "train_translator": "train one image-to-image model of params.yaml's translators: (resumes from its last checkpoint)",
     "translate": "translate a translator's source test images (ids kept), plus an input | output | reconstruction grid",
-    "evaluate_translation": "FID, KID x100 and the character ratio (bootstrap 95 % interval) of one translator",
+    "evaluate_translation": "FID, KID x100 and the character ratio (bootstrap 95 %% interval) of one translator",
 }
 PAIR_STAGES = {"compare": "FID, KID, MAE and NWI between the two datasets of a compare.pairs entry"}
 CLASSIFIER_STAGES = {"cam_classifier": "train a cam_classifier entry (positive vs negative dataset) for Grad-CAM"}
@@ -44,7 +44,7 @@ SELECTION_STAGES = {"cam_select": "score a dataset's train images by Grad-CAM co
 OTHER_STAGES = {
     "summary": "all models', translators' and pairs' metrics in metrics/summary.json and tables",
     "survey": "a blind rating page (input | output, model hidden) of survey.models' translations, and its key",
-    "survey_score": "mean scores, 95 % intervals and paired tests from the raters' CSV files in data/survey_answers/",
+    "survey_score": "mean scores, 95 %% intervals and paired tests from the raters' CSV files in data/survey_answers/",
 }
 # (stages, the flag naming their target, the params.yaml section that declares the targets)
 GROUPS = (

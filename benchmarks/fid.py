@@ -17,10 +17,18 @@ deterministically (discs on flat backgrounds = "generated", colour gradients wit
   also shown: the exact low-rank FID from the cached reference features (``fid_from_features``).
 
 It prints wall times, ratios (ours / pytorch_fid; below 1 means faster) and |FID_ours - FID_pytorch_fid|.
+
+A second table times the Frechet distance alone, per scored set, on Gaussian features of the real
+dimension (2048) against a full-rank reference (``--frechet-ref`` vectors, default 4000) and a
+rank-deficient one (``--n-ref`` vectors): pytorch-fid's ``calculate_frechet_distance`` (scipy sqrtm),
+the general-eigensolver form this library used before issue 17 (torch-fidelity's), and ours
+(:class:`~animegen.metrics.fid.FrechetReference`: the reference prepared once, then per set either the
+statistics or, for ``--n-gen`` < rank, the feature form), with the largest relative difference.
 Times are reported, never asserted.
 
 Usage: python benchmarks/fid.py [--n-gen 1024] [--n-ref 158] [--size 32] [--batch-size 50]
                                 [--device cpu] [--num-workers 0] [--cache-dir DIR] [--weights FILE]
+                                [--frechet-dim 2048] [--frechet-ref 4000] [--points 3]
 """
 
 from __future__ import annotations
@@ -118,6 +126,44 @@ def our_run(weights, gen_paths, ref_paths, stats_path: Path, args) -> dict:
             "total": t_load + t_ref + t_gen + t_fd, "fid": value, "lowrank": lowrank, "t_lowrank": t_lr}
 
 
+def general_eigensolver_fid(mu1, s1, mu2, s2) -> float:
+    """The Frechet distance as this library computed it before issue 17 (as torch-fidelity does)."""
+    lam = np.linalg.eigvals(s1 @ s2)
+    tol = lam.size * np.finfo(np.float64).eps * np.abs(lam).max()
+    tr_sqrt = np.sqrt(np.where(lam.real > tol, lam.real, 0.0)).sum()
+    return float((mu1 - mu2) @ (mu1 - mu2) + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt)
+
+
+def _mean_seconds(rows) -> float:
+    return sum(t for _, t in rows) / len(rows)
+
+
+def frechet_table(args) -> None:
+    """Per-set Frechet cost against one reference: pytorch-fid vs the old form vs FrechetReference."""
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    rng = np.random.default_rng(args.seed)
+    d = args.frechet_dim
+    mix = np.eye(d) + rng.normal(0, 0.5 / np.sqrt(d), (d, d))
+    sets = [np.abs(rng.normal(0.3 + 0.05 * i, 1.0, (args.n_gen, d)) @ mix) for i in range(args.points)]
+    stats = [feat.feature_statistics(f) for f in sets]
+    print(f"\nFrechet distance alone: {args.points} sets of {args.n_gen} x {d} features, per set (seconds)")
+    header = ["reference", "pytorch_fid", "old (eigvals)", "ours: prepare once", "ours: per set (stats)",
+              "ours: per set (features)", "old / ours (stats)", "old / ours (features)", "max rel. diff"]
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for n_ref in (args.frechet_ref, args.n_ref):
+        ref = feat.feature_statistics(np.abs(rng.normal(0.3, 1.0, (n_ref, d)) @ mix))
+        pf = [timed(lambda: calculate_frechet_distance(*st, *ref)) for st in stats]
+        old = [timed(lambda: general_eigensolver_fid(*st, *ref)) for st in stats]
+        prepared, t_prep = timed(lambda: fidm.FrechetReference(*ref))
+        by_stats = [timed(lambda: prepared.distance(*st)) for st in stats]
+        by_feats = [timed(lambda: prepared.distance_to_features(f)) for f in sets]
+        diff = max(abs(a[0] - b[0]) / abs(b[0]) for rows in (pf, by_stats, by_feats) for a, b in zip(rows, old))
+        print(f"| {n_ref} vectors (rank {prepared.factor.shape[0]}) | {_mean_seconds(pf):.3f} | {_mean_seconds(old):.3f} | {t_prep:.3f} "
+              f"| {_mean_seconds(by_stats):.3f} | {_mean_seconds(by_feats):.3f} | {_mean_seconds(old) / _mean_seconds(by_stats):.1f} "
+              f"| {_mean_seconds(old) / _mean_seconds(by_feats):.1f} | {diff:.1e} |")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n-gen", type=int, default=1024)
@@ -130,6 +176,9 @@ def main(argv=None) -> None:
                                                                  "or ~/.cache/animegen)")
     ap.add_argument("--weights", default=None, help="explicit weights file (else resolved as the library does)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--frechet-dim", type=int, default=inc.FEATURE_DIM, help="feature dimension of the Frechet table")
+    ap.add_argument("--frechet-ref", type=int, default=4000, help="vectors of the full-rank reference")
+    ap.add_argument("--points", type=int, default=3, help="sets scored per reference in the Frechet table")
     args = ap.parse_args(argv)
 
     weights = inc.resolve_weights(args.weights, cache_dir=args.cache_dir)
@@ -160,7 +209,7 @@ def main(argv=None) -> None:
         ("ours, first model: load network", first["load"], ""),
         ("ours, first model: reference features -> stats (cached)", first["ref"], ""),
         ("ours, first model: generated features", first["gen"], ""),
-        ("ours, first model: Frechet distance (eigenvalues)", first["frechet"], ""),
+        ("ours, first model: Frechet distance (statistics)", first["frechet"], ""),
         ("ours, first model: total (in-process, no startup)", first["total"], f"{first['total'] / t_pf:.2f}"),
         ("ours, second model: load network", second["load"], ""),
         ("ours, second model: reference stats from cache", second["ref"], ""),
@@ -180,6 +229,7 @@ def main(argv=None) -> None:
     print(f"FID ours (second model)  {second['fid']:.6f}")
     print(f"FID ours, exact low-rank {second['lowrank']:.6f}")
     print(f"|FID_ours - FID_pytorch_fid| = {abs(first['fid'] - fid_pf):.2e}")
+    frechet_table(args)
 
 
 if __name__ == "__main__":

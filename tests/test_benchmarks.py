@@ -16,8 +16,8 @@ TINY = {
     "preprocess.py": (["--n-demo", "4", "--n-large", "4", "--size", "64"], "ratio = anchor seconds"),
     "cam.py": (["--n", "8", "--batch-size", "4", "--repeats", "1"], "resnet18 @ 128 px"),
     "track.py": (["--steps", "4", "--every", "2", "--repeats", "1", "--size", "16"], "identical trained weights: True"),
-    "fid.py": (["--n-gen", "8", "--n-ref", "6", "--size", "16", "--batch-size", "8", "--device", "cpu"],
-               "|FID_ours - FID_pytorch_fid|"),  # fmt: skip
+    "fid.py": (["--n-gen", "8", "--n-ref", "6", "--size", "16", "--batch-size", "8", "--device", "cpu",
+                "--frechet-dim", "64", "--frechet-ref", "100", "--points", "2"], "| 100 vectors (rank 64) |"),  # fmt: skip
     "translation.py": (["--size", "32", "--ngf", "4", "--batch", "2", "--arch", "small_cnn", "--steps", "1"],
                        "| cam cached |"),  # fmt: skip
     # the memory part builds study A's full-size networks (minutes on a CPU): run it by hand

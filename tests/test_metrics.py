@@ -189,6 +189,34 @@ def test_frechet_distance_closed_forms():
     assert fidm.frechet_distance([1, 0], s1, [0, 0], s2) == pytest.approx(expected, abs=1e-12)
 
 
+def _general_eigensolver_fid(mu1, s1, mu2, s2) -> float:
+    """The form this module used before issue 17 (torch-fidelity's): a general eigensolver on sigma1 sigma2."""
+    lam = np.linalg.eigvals(s1 @ s2)
+    tol = lam.size * np.finfo(np.float64).eps * np.abs(lam).max()
+    tr_sqrt = np.sqrt(np.where(lam.real > tol, lam.real, 0.0)).sum()
+    return float((mu1 - mu2) @ (mu1 - mu2) + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt)
+
+
+@pytest.mark.parametrize("n_ref, n_cand", [(600, 700), (600, 40), (100, 700), (100, 40)])
+def test_frechet_reference_equals_the_general_eigensolver_form(n_ref, n_cand):
+    """Full-rank and rank-deficient references and candidates (d = 256), by statistics and by features."""
+    rng = np.random.default_rng(n_ref + n_cand)
+    ref = np.abs(_gaussian(rng, n_ref, 256)) + 0.1  # non-negative like pool3 features
+    cand = np.abs(_gaussian(rng, n_cand, 256, shift=0.3, scale=1.2))
+    s_ref, s_cand = feat.feature_statistics(ref), feat.feature_statistics(cand)
+    expected = _general_eigensolver_fid(*s_cand, *s_ref)
+    prepared = fidm.FrechetReference(*s_ref)
+    assert prepared.factor.shape == (min(n_ref - 1, 256), 256)  # the factor keeps the reference's rank
+    assert expected > 1.0
+    assert prepared.distance(*s_cand) == pytest.approx(expected, rel=1e-6)
+    assert prepared.distance_to_features(cand) == pytest.approx(expected, rel=1e-6)
+    assert fidm.frechet_distance(*s_cand, *s_ref) == pytest.approx(expected, rel=1e-6)
+    assert fidm.fid_from_features(cand, ref) == pytest.approx(expected, rel=1e-6)
+    assert prepared.distance_to_features(ref) == pytest.approx(0, abs=1e-6)  # a set against itself
+    with pytest.raises(ValueError, match=r"\(n, 256\)"):
+        prepared.distance_to_features(cand[:, :10])
+
+
 def test_frechet_distance_rejects_bad_input():
     with pytest.raises(ValueError, match="same length"):
         fidm.frechet_distance(np.zeros(3), np.eye(3), np.zeros(2), np.eye(2))

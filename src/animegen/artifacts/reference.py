@@ -14,6 +14,7 @@ are refused, never mixed.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from animegen.artifacts import ArtifactError
 from animegen.artifacts.records import read_record, write_record
+from animegen.metrics.fid import FrechetReference
 
 KIND, VERSION = "reference", 2
 STATS_FILES = {"train": "stats.npz", "all": "stats_all.npz"}  # the image sets, each a prefix of the rows
@@ -32,6 +34,12 @@ class Reference:
     mu: np.ndarray
     sigma: np.ndarray
     info: dict  # reference.json without its tag; ``ids``, ``floor`` and ``images`` are the chosen set's
+
+    @functools.cached_property
+    def frechet(self) -> FrechetReference:
+        """This set's side of every FID against it, prepared on first use and kept (``track`` scores one
+        candidate set per snapshot against it)."""
+        return FrechetReference(self.mu, self.sigma)
 
 
 def write_reference(folder: Path, features: np.ndarray, stats: dict[str, tuple[np.ndarray, np.ndarray]],

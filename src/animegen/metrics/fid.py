@@ -7,19 +7,23 @@ distance between the two:
 
 pytorch-fid evaluates Tr sqrt(sigma_1 sigma_2) with ``scipy.linalg.sqrtm``, which is slow, has returned
 large spurious imaginary parts with some scipy versions, and loses its ``disp`` argument in scipy 1.18.
-Like torch-fidelity we use the eigenvalue form instead: sigma_1 sigma_2 is similar to the symmetric
-positive semi-definite matrix sigma_1^(1/2) sigma_2 sigma_1^(1/2), so its eigenvalues lambda_i are real
-and >= 0, and Tr sqrt(sigma_1 sigma_2) = sum_i sqrt(lambda_i).  A general eigensolver returns them
-with rounding errors of order d * eps * max|lambda| (d = 2048): tiny imaginary parts and, where the
-covariances are rank-deficient, hundreds of eigenvalues of about +-1e-14 that should be exactly 0.
-We take the real part and set every eigenvalue below d * eps * max|lambda| (the usual numerical-rank
-threshold, as in ``numpy.linalg.matrix_rank``) to 0.  That covers the negative ones, whose square
-roots would be imaginary, and also the tiny positive ones: sqrt has infinite slope at 0, so each
-spurious 1e-14 would add 1e-7, and ~1900 of them (158 reference images, 2048 dims) would bias FID by
-~1e-4.  On 158 vs 200 real Inception feature vectors, this gives the exact value (computed through
-the 158 x 158 low-rank form) to 1e-7, while pytorch-fid and torch-fidelity are off by ~7e-5 (and
-return -6e-5 for a set against itself; we return 0).  On well-conditioned inputs all eigenvalues
-are far above the threshold and the result equals pytorch-fid's to ~1e-12 relative.
+We use the eigenvalue form instead: sigma_1 sigma_2 is similar to the symmetric positive
+semi-definite matrix sigma_1^(1/2) sigma_2 sigma_1^(1/2), so its eigenvalues lambda_i are real and
+>= 0, and Tr sqrt(sigma_1 sigma_2) = sum_i sqrt(lambda_i).  torch-fidelity (and this module until
+issue 17) hands the non-symmetric product to a general eigensolver; we build the symmetric form from a
+symmetric eigendecomposition of one covariance and use a symmetric solver (:class:`FrechetReference`):
+about 4x faster at d = 2048 (``benchmarks/fid.py``), real by construction, and the reference side is
+prepared once for every set scored against it.  Any solver returns the eigenvalues with rounding
+errors of order d * eps * max|lambda| (d = 2048): where the covariances are rank-deficient, hundreds
+of eigenvalues of about +-1e-14 that should be exactly 0.  We set every eigenvalue below
+d * eps * max|lambda| (the usual numerical-rank threshold, as in ``numpy.linalg.matrix_rank``) to 0.
+That covers the negative ones, whose square roots would be imaginary, and also the tiny positive ones:
+sqrt has infinite slope at 0, so each spurious 1e-14 would add 1e-7, and ~1900 of them (158
+reference images, 2048 dims) would bias FID by ~1e-4.  On 158 vs 200 real Inception feature vectors
+this gave the exact value (computed through the 158 x 158 low-rank form) to 1e-7, while pytorch-fid
+and torch-fidelity are off by ~7e-5 (and return -6e-5 for a set against itself; we return 0).  On
+well-conditioned inputs all eigenvalues are far above the threshold and the result equals
+pytorch-fid's to ~1e-12 relative.
 
 With fewer samples than dimensions (158 x 2048) the covariance is singular; the eigenvalue form stays
 finite and needs no diagonal offset.  FID is then strongly biased upwards at small N, and the bias
@@ -55,20 +59,65 @@ def _check(mu1, sigma1, mu2, sigma2):
     return mu1, sigma1, mu2, sigma2
 
 
-def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
-    """Tr sqrt(sigma1 sigma2) = sum of sqrt of the eigenvalues of sigma1 sigma2 (real part, noise set to 0)."""
-    lam = np.linalg.eigvals(sigma1 @ sigma2)
-    lam_real = lam.real
-    scale = float(np.abs(lam).max()) if lam.size else 0.0
-    tol = lam.size * np.finfo(np.float64).eps * scale
-    return float(np.sqrt(np.where(lam_real > tol, lam_real, 0.0)).sum())
+def _psd_eigenvalues(m: np.ndarray, dim: int) -> np.ndarray:
+    """Eigenvalues of the symmetric positive semi-definite ``m`` (a symmetric solver), with every value
+    below ``dim * eps * max|lambda|`` (rounding noise of a ``dim``-dimensional problem) set to 0."""
+    lam = np.linalg.eigvalsh((m + m.T) / 2.0) if m.size else np.zeros(0)
+    tol = dim * np.finfo(np.float64).eps * (float(np.abs(lam).max()) if lam.size else 0.0)
+    return np.where(lam > tol, lam, 0.0)
+
+
+class FrechetReference:
+    """The reference side of many Frechet distances, prepared once (a stage scores several candidate sets,
+    ``track`` one per snapshot, against one reference).
+
+    With sigma_r = V diag(w) V^T (a symmetric eigendecomposition, once) and the factor F = diag(sqrt w) V^T
+    restricted to the numerically non-zero w (k rows, k = rank), sigma_r = F^T F and sigma_r sigma_c is
+    similar to the symmetric PSD k x k matrix F sigma_c F^T, so Tr sqrt(sigma_r sigma_c) is the sum of the
+    square roots of its eigenvalues: a symmetric solver on a matrix no larger than d x d, instead of a
+    general (non-symmetric) one on the d x d product.  When the candidate comes as n < k feature vectors,
+    sigma_c = A^T A / (n - 1) (A centred), and the non-zero eigenvalues are those of the n x n matrix
+    H H^T / (n - 1) with H = A F^T: exact, and smaller still.  Eigenvalues below the rounding-noise
+    threshold d * eps * max are set to 0 on both sides, as explained in the module docstring.
+    """
+
+    def __init__(self, mu: np.ndarray, sigma: np.ndarray):
+        self.mu, sigma, _, _ = _check(mu, sigma, mu, sigma)
+        self.dim = self.mu.shape[0]
+        w, v = np.linalg.eigh((sigma + sigma.T) / 2.0)
+        keep = w > self.dim * np.finfo(np.float64).eps * float(np.abs(w).max())
+        self.factor = (v[:, keep] * np.sqrt(w[keep])).T  # (k, d): sigma = factor^T factor up to rounding
+        self.trace = float(np.trace(sigma))
+
+    def distance(self, mu: np.ndarray, sigma: np.ndarray) -> float:
+        """FID of the candidate statistics ``(mu, sigma)`` against this reference."""
+        mu, sigma, _, _ = _check(mu, sigma, self.mu, np.zeros((self.dim, self.dim)))
+        return self._combine(mu, float(np.trace(sigma)), self.factor @ sigma @ self.factor.T)
+
+    def distance_to_features(self, features: np.ndarray) -> float:
+        """FID of candidate feature vectors ``(n, d)`` against this reference; equal to ``distance`` of their
+        statistics (pytorch-fid's ``np.cov``), through the n x n form when n is below the reference's rank."""
+        f = np.asarray(features, dtype=np.float64)
+        if f.ndim != 2 or f.shape[1] != self.dim:
+            raise ValueError(f"features must be (n, {self.dim}), got {f.shape}")
+        if f.shape[0] - 1 >= self.factor.shape[0]:
+            return self.distance(*feature_statistics(f))
+        mu, a = _centred(f)
+        h = a @ self.factor.T
+        c = f.shape[0] - 1
+        return self._combine(mu, float(np.einsum("ij,ij->", a, a)) / c, h @ h.T / c)
+
+    def _combine(self, mu: np.ndarray, trace: float, similar: np.ndarray) -> float:
+        diff = mu - self.mu
+        tr_sqrt = float(np.sqrt(_psd_eigenvalues(similar, self.dim)).sum())
+        return float(diff @ diff + self.trace + trace - 2.0 * tr_sqrt)
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
-    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2) (the FID, given Inception statistics)."""
+    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2) (the FID, given Inception statistics).
+    Scoring several sets against one reference: build :class:`FrechetReference` once."""
     mu1, sigma1, mu2, sigma2 = _check(mu1, sigma1, mu2, sigma2)
-    diff = mu1 - mu2
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt_product(sigma1, sigma2))
+    return FrechetReference(mu2, sigma2).distance(mu1, sigma1)
 
 
 def fid_from_features(features1: np.ndarray, features2: np.ndarray) -> float:

@@ -4,8 +4,9 @@ scores a model's samples against its dataset, ``compare`` one dataset against an
 FID alone, :func:`fid_against`).
 
 The reference side is given as its images (for MAE) and its precomputed Inception statistics (any
-object with ``features``, ``mu`` and ``sigma``, as the reference stage stores them), so the reference
-network pass is never repeated.
+object with ``features`` and ``frechet``, a :class:`~animegen.metrics.fid.FrechetReference`, as
+:class:`animegen.artifacts.reference.Reference` holds them), so neither the reference network pass nor
+the reference side of the Frechet distance is ever repeated.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from animegen.metrics.features import feature_statistics, image_features
-from animegen.metrics.fid import frechet_distance
+from animegen.metrics.features import image_features
 from animegen.metrics.kid import kernel_inception_distance
 from animegen.metrics.mae import MAEResult, nearest_train_mae, nwi
 
@@ -39,16 +39,14 @@ class MetricSettings:
 
 def fid_against(images: np.ndarray, reference, net: torch.nn.Module, device: torch.device, batch_size: int) -> float:
     """FID of uint8 ``images`` (N, H, W, 3) against the reference statistics."""
-    mu, sigma = feature_statistics(image_features(net, images, batch_size=batch_size, device=device))
-    return float(frechet_distance(mu, sigma, reference.mu, reference.sigma))
+    return reference.frechet.distance_to_features(image_features(net, images, batch_size=batch_size, device=device))
 
 
 def fid_and_kid(candidate: np.ndarray, reference, net: torch.nn.Module, device: torch.device, settings: MetricSettings):
     """(FID, :class:`~animegen.metrics.kid.KIDResult`) of uint8 ``candidate`` against the reference statistics:
     the distribution part of :func:`score`, and all of a translator's evaluation but its classifier."""
     feats = image_features(net, candidate, batch_size=settings.batch_size, device=device)
-    mu, sigma = feature_statistics(feats)
-    fid = frechet_distance(mu, sigma, reference.mu, reference.sigma)
+    fid = reference.frechet.distance_to_features(feats)
     kid = kernel_inception_distance(reference.features, feats, settings.kid_subsets, settings.kid_subset_size, settings.seed)
     return fid, kid
 

@@ -5,7 +5,6 @@ artifacts only through :mod:`animegen.artifacts`."""
 from __future__ import annotations
 
 import ast
-import json
 import os
 import shutil
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, copy_workspace
+from dvc_plan import dvc_stages
 
 from animegen import codedeps
 
@@ -97,13 +97,7 @@ def _snakemake_inputs(ws: Path) -> dict[str, set[str]]:
 
 
 def _dvc_stages(ws: Path) -> dict[str, dict]:
-    code = (
-        "import json;from dvc.repo import Repo\n"
-        "r=Repo('.');print(json.dumps({s.addressing:{'deps':[d.def_path for d in s.deps],"
-        "'outs':[o.def_path for o in s.outs]} for s in r.index.stages}))"
-    )
-    r = subprocess.run([sys.executable, "-c", code], cwd=ws, env=ENV, capture_output=True, text=True, check=True)
-    return json.loads(r.stdout)
+    return dvc_stages(ws, ENV)
 
 
 def test_snakemake_and_dvc_give_every_stage_the_same_code_deps(fresh):

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO, copy_workspace, dump_yaml, find_chromium, git, load_yaml
+from dvc_plan import dvc_plan, dvc_stages
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -214,15 +215,7 @@ def test_both_tools_agree_nothing_is_stale_after_a_run(ran: Path):
 
 
 def _dvc_stages(ws: Path) -> dict[str, dict]:
-    code = (
-        "import json;from dvc.repo import Repo\n"
-        "r=Repo('.');out={}\n"
-        "for s in r.index.stages:\n"
-        "    out[s.addressing]={'deps':sorted(d.def_path for d in s.deps if d.def_path!='params.yaml'),"
-        "'params':sorted(k for d in s.params for k in d.params),'outs':sorted(o.def_path for o in s.outs),'cmd':s.cmd}\n"
-        "print(json.dumps(out))"
-    )
-    return json.loads(sh(ws, sys.executable, "-c", code).stdout)
+    return dvc_stages(ws, ENV)
 
 
 def _summary(ws: Path, *flags: str) -> dict[str, dict]:
@@ -260,15 +253,14 @@ def test_snakefile_and_dvc_yaml_declare_the_same_stages(ran: Path):
         assert smk_inputs == set(stage["deps"]), name
 
 
-def _stale(ws: Path) -> tuple[set[str], set[str], set[str]]:
-    """(Snakemake 'update pending' stages, DVC `status` stages, DVC repro --dry --force-downstream stages)."""
-    by_out = {o: name for name, s in _dvc_stages(ws).items() for o in s["outs"]}
+def _stale(ws: Path) -> tuple[set[str], set[str], set[str], set[str]]:
+    """(every DVC stage, Snakemake 'update pending' stages, DVC `status` stages, DVC repro --dry
+    --force-downstream stages)."""
+    plan = dvc_plan(ws, ENV)
+    by_out = {o: name for name, s in plan["stages"].items() for o in s["outs"]}
     summary = _summary(ws, "-n", "--summary")
     pending = {by_out[out] for out, row in summary.items() if row["plan"] == "update pending" and out in by_out}
-    status = set(json.loads(sh(ws, "dvc", "status", "--json").stdout or "{}"))
-    dry = sh(ws, "dvc", "repro", "--dry", "--force-downstream").stdout
-    would_run = {line.split("'")[1] for line in dry.splitlines() if line.startswith("Running stage")}
-    return pending, status, would_run
+    return set(plan["stages"]), pending, set(plan["status"]), set(plan["would_run"])
 
 
 STUDY_C = ["dcgan_cam", "dcgan_cam_random"]  # on the CAM selection from face_a_mixed and its random control
@@ -347,12 +339,19 @@ FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
     ids=["resize-section", "one-dataset-size", "one-dataset-sources", "split-seed", "one-dataset-cutout",
          "one-dataset-split", "one-model-reference", "cam-negative-class",
          "cam-selection", "cam-classifier", "translator-classifier", "translator-net", "translate-section",
-         "evaluate-translation-section", "survey-page", "survey-bootstrap", "collect-nested", "reorder",
+         "survey-page", "survey-bootstrap", "evaluate-translation-section", "collect-nested", "reorder",
          "one-model-net", "one-model-tracking", "track-section", "one-model-sampling", "sample-section", "train-section", "metrics-section",
          "evaluate-section", "compare-pair", "reference-section"],
 )  # fmt: skip
 def test_a_params_change_makes_exactly_its_stages_stale_in_both_tools(ran: Path, mutate, changed, stale):
-    names = set(_dvc_stages(ran))
+    original = (ran / "params.yaml").read_text()
+    try:
+        params = load_yaml(ran / "params.yaml")
+        mutate(params)
+        dump_yaml(params, ran / "params.yaml")
+        names, pending, status, would_run = _stale(ran)
+    finally:
+        (ran / "params.yaml").write_text(original)
 
     def expand(patterns):
         out = set()
@@ -360,14 +359,6 @@ def test_a_params_change_makes_exactly_its_stages_stale_in_both_tools(ran: Path,
             out |= {n for n in names if p == "*" or n == p or (p.endswith("@*") and n.startswith(p[:-1]))}
         return out
 
-    original = (ran / "params.yaml").read_text()
-    try:
-        params = load_yaml(ran / "params.yaml")
-        mutate(params)
-        dump_yaml(params, ran / "params.yaml")
-        pending, status, would_run = _stale(ran)
-    finally:
-        (ran / "params.yaml").write_text(original)
     assert status == expand(changed)
     assert pending == would_run == expand(stale)
 
@@ -387,16 +378,15 @@ def test_a_params_change_makes_exactly_its_stages_stale_in_both_tools(ran: Path,
     ids=["family-module", "validation", "registry", "translation-family"],
 )  # fmt: skip
 def test_editing_code_makes_exactly_its_stages_stale_in_both_tools(ran: Path, module, stale):
-    names = set(_dvc_stages(ran))
-    want = {n for p in stale for n in names if n == p or (p.endswith("@*") and n.startswith(p[:-1]))}
     path = ran / module
     original, times = path.read_bytes(), os.stat(path)
     try:
         path.write_bytes(original + b"\n# an edit\n")
-        pending, status, would_run = _stale(ran)
+        names, pending, status, would_run = _stale(ran)
     finally:
         path.write_bytes(original)
         os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))  # Snakemake compares dates too
+    want = {n for p in stale for n in names if n == p or (p.endswith("@*") and n.startswith(p[:-1]))}
     assert pending == would_run == want
     assert status == {n for n in want if n.split("@")[0] in ("train", "sample", "track", "train_translator", "translate")}
 

@@ -29,5 +29,6 @@ rule all:
         expand(SAMPLES, model=MODELS),
         expand(TRACK_METRICS, model=MODELS),  # one per model in both tools; an untracked model's says so
         expand(TRANSLATIONS, model=TRANSLATORS),
+        expand(TRACK_METRICS, model=TRANSLATORS),
         paths.SURVEY_METRICS,
         paths.SUMMARY,

@@ -31,8 +31,8 @@ def test_project_params_are_valid():
 def test_every_stage_reads_the_section_of_its_name_and_shared_settings_live_once():
     params = load_params(REPO / "params.yaml")
     # summary has no settings; train_translator reads the loop's train: and its translators.<t> (as train does)
-    # survey_score reads survey.bootstrap (the survey's own section)
-    assert {s for s in codedeps.stages() if s not in params} == {"summary", "train_translator", "survey_score"}
+    # survey_score reads survey.bootstrap (the survey's own section); track_translator track: (as track does)
+    assert {s for s in codedeps.stages() if s not in params} == {"summary", "train_translator", "survey_score", "track_translator"}
     # the feature extractor's device and threads, KID and memorisation settings: one place each
     for key in ("device", "cpu_threads", "batch_size"):
         assert [s for s in ("inception", "track", "evaluate", "compare", "reference") if key in params[s]] == (

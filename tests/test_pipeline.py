@@ -28,7 +28,7 @@ BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
 DATA_STAGES = ["collect", "cutout", "resize", "split", "reference"]
 MODEL_STAGES = ["train", "sample", "evaluate", "track"]
-TRANSLATOR_STAGES = ["train_translator", "translate", "evaluate_translation"]
+TRANSLATOR_STAGES = ["train_translator", "translate", "evaluate_translation", "track_translator"]
 FLAGS = {**dict.fromkeys(DATA_STAGES, "--dataset"), **dict.fromkeys(MODEL_STAGES + TRANSLATOR_STAGES, "--model"), "compare": "--pair",
          "cam_classifier": "--classifier", "cam_select": "--selection"}  # fmt: skip
 GPU_STAGES = {"train", "sample", "reference", "evaluate", "track", "compare", "cam_classifier", "cam_select", *TRANSLATOR_STAGES}
@@ -71,6 +71,7 @@ def shrink(params: dict, n: int = 10, steps: int = 4) -> None:
     params["track"].update(n=4, batch_size=4)
     for t in params["translators"].values():
         t["train"].update(steps=steps, batch_size=2)
+        t["train"]["track_fid_every"] = steps // 2 if t["train"]["track_fid_every"] else 0
         t["net"].update(TINY_NETS[t["family"]])
     params["translate"].update(batch_size=4, grid=2)
     params["evaluate_translation"].update(bootstrap=200)
@@ -162,6 +163,14 @@ def test_every_translator_trained_translated_and_evaluated(ran: Path):
         assert np.isfinite(m["fid"]) and m["kid_x100"] == pytest.approx(100 * m["kid"])
         assert 0 <= m["character_ratio_ci95"][0] <= m["character_ratio"] <= m["character_ratio_ci95"][1] <= 1
         assert m["target_class"] == "face_a_early" and m["n_translated"] == 2
+        # FID over training: G_A at steps 2 and 4, each translating the same 2 test photos
+        track = json.loads((ran / f"metrics/track/{name}.json").read_text())
+        assert track["tracked"] and track["steps"] == [2, 4] and all(np.isfinite(track["fid"])), track
+        assert track["n_per_point"] == 2 and track["target"] == "face_a_early" and track["source"] == t["source"]["dataset"]
+        assert (ran / f"metrics/track/{name}/fid.tsv").read_text().count("\n") == 3
+        assert (ran / f"metrics/track/{name}/fid.png").is_file()
+        # the last snapshot is the trained G_A, on the same test photos: the curve ends at evaluate_translation's FID
+        assert track["last_fid"] == pytest.approx(m["fid"], rel=1e-9)
     # translate's determinism: test_dvc_repro_in_a_fresh_clone_reproduces_the_same_bytes compares every output
     # the rating page: both translators' pairs, model hidden; no answers yet is a named empty result
     page = (ran / "data/survey/survey.html").read_text()
@@ -203,7 +212,7 @@ def test_gpu_stages_never_overlap_under_resources_gpu_1(ran: Path):
     params = load_yaml(ran / "params.yaml")
     # train/sample/evaluate/track per model, reference per dataset, compare per pair, the CAM stages
     assert len(gpu) == (4 * len(params["models"]) + len(params["datasets"]) + len(params["compare"]["pairs"])
-                        + len(params["cam_classifier"]) + len(params["cam_select"]) + 3 * len(params["translators"]))  # fmt: skip
+                        + len(params["cam_classifier"]) + len(params["cam_select"]) + 4 * len(params["translators"]))  # fmt: skip
     assert len(spans) > len(gpu)
     for (_, end), (start, _) in zip(gpu, gpu[1:]):
         assert start >= end, "two GPU stages ran at the same time"
@@ -321,7 +330,7 @@ FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
         (lambda p: p["models"]["dcgan"]["train"].update(track_fid_every=1), ["train@dcgan"],
          ["train@dcgan", "sample@dcgan", "evaluate@dcgan", "track@dcgan", "summary"]),
         # the curve's own settings only remeasure the curves
-        (lambda p: p["track"].update(smoothing=0.8), ["track@*"], ["track@*"]),
+        (lambda p: p["track"].update(smoothing=0.8), ["track@*", "track_translator@*"], ["track@*", "track_translator@*"]),
         # a sampling setting resamples and never retrains
         (lambda p: p["models"]["ddpm"]["sample"].update(sampling_timesteps=2), ["sample@ddpm", "track@ddpm"],
          ["sample@ddpm", "evaluate@ddpm", "track@ddpm", "summary"]),
@@ -334,7 +343,7 @@ FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
         (lambda p: p["compare"]["pairs"]["a_early_vs_a_later"].update(candidate="face_b_later"),
          ["compare@a_early_vs_a_later"], ["compare@a_early_vs_a_later", "summary"]),
         (lambda p: p["reference"].update(floor_splits=3), ["reference@*"],
-         ["reference@*", "evaluate@*", "track@*", "compare@*", "evaluate_translation@*", "summary"]),
+         ["reference@*", "evaluate@*", "track@*", "compare@*", "evaluate_translation@*", "track_translator@*", "summary"]),
     ],
     ids=["resize-section", "one-dataset-size", "one-dataset-sources", "split-seed", "one-dataset-cutout",
          "one-dataset-split", "one-model-reference", "cam-negative-class",
@@ -388,7 +397,7 @@ def test_editing_code_makes_exactly_its_stages_stale_in_both_tools(ran: Path, mo
         os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))  # Snakemake compares dates too
     want = {n for p in stale for n in names if n == p or (p.endswith("@*") and n.startswith(p[:-1]))}
     assert pending == would_run == want
-    assert status == {n for n in want if n.split("@")[0] in ("train", "sample", "track", "train_translator", "translate")}
+    assert status == {n for n in want if n.split("@")[0] in ("train", "sample", "track", "train_translator", "translate", "track_translator")}
 
 
 def test_bad_params_stop_snakemake_before_any_job(ran: Path):

@@ -129,7 +129,7 @@ def test_gpu_stages_ran_in_the_gpu_partition_with_one_gpu(ran):
     gpu_jobs = {key: recs[0] for key, recs in ran["jobs"].items() if key[0] in GPU_STAGES}
     # no CAM and no translator in this DAG
     assert {k[0] for k in gpu_jobs} == GPU_STAGES - {"cam_classifier", "cam_select", "train_translator", "translate",
-                                                     "evaluate_translation"}  # fmt: skip
+                                                     "evaluate_translation", "track_translator"}  # fmt: skip
     for key, rec in gpu_jobs.items():
         assert rec["Partition"] == "gpu", (key, rec["Partition"])
         assert rec.get("TresPerNode") == "gres:gpu:1", (key, rec.get("TresPerNode"))  # sbatch --gres=gpu:1

@@ -281,3 +281,8 @@ def test_a_split_of_another_dataset_and_an_unknown_net_key_are_refused():
                         r"translators\.cyclegan\.source\.split: 'face_a_cam' is not a split of dataset 'face_photo'")  # fmt: skip
     assert_params_error(lambda p: p["translators"]["cyclegan"]["net"].update(lamda_cyc=1.0),
                         r"translators\.cyclegan\.net\.lamda_cyc: unknown key \(did you mean 'lambda_cyc'\?")  # fmt: skip
+
+
+def test_tracking_a_translator_less_often_than_its_steps_is_refused():
+    assert_params_error(lambda p: p["translators"]["cyclegan"]["train"].update(track_fid_every=601),
+                        r"translators\.cyclegan\.train\.track_fid_every: 601 is more than steps \(600\)")  # fmt: skip

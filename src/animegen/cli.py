@@ -37,6 +37,7 @@ TRANSLATOR_STAGES = {
     "train_translator": "train one image-to-image model of params.yaml's translators: (resumes from its last checkpoint)",
     "translate": "translate a translator's source test images (ids kept), plus an input | output | reconstruction grid",
     "evaluate_translation": "FID, KID x100 and the character ratio (bootstrap 95 %% interval) of one translator",
+    "track_translator": "FID over training of one translator, from its snapshots (translators.<t>.train.track_fid_every)",
 }
 PAIR_STAGES = {"compare": "FID, KID, MAE and NWI between the two datasets of a compare.pairs entry"}
 CLASSIFIER_STAGES = {"cam_classifier": "train a cam_classifier entry (positive vs negative dataset) for Grad-CAM"}

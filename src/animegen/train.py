@@ -445,7 +445,7 @@ def _pick_generator(model: GenerativeModel, ema_state: dict | None, use_ema: boo
     net = model.ema_network()
     if use_ema:
         if ema_state is None:
-            raise ValueError("sample.use_ema is true but this model was trained without an EMA (beta 0)")
+            raise ValueError("true, but this model was trained without an EMA (its train.ema.beta is 0)")
         net = copy.deepcopy(net)
         net.load_state_dict(ema_state)
     return net

@@ -66,6 +66,8 @@ rule track:
             labels={"model": "{model}", "figure": "FID over training"},
         ),
         metrics=TRACK_METRICS,
+    wildcard_constraints:
+        model=one_of(MODELS),  # track_translator writes the same paths for translators
     params:
         track=P("track"),
         inception=P("inception"),

@@ -1,5 +1,6 @@
-# Image-to-image translation: train_translator -> translate -> evaluate_translation, one job each per
-# translator declared under translators: in params.yaml (studies B-D).  The three carry gpu=1 like the
+# Image-to-image translation: train_translator -> translate -> evaluate_translation, and track_translator
+# (FID over training), one job each per translator declared under translators: in params.yaml (studies
+# B-D).  The four carry gpu=1 like the
 # generators' stages.  Every translator depends on its classifier: the character ratio needs it, and
 # CycleGAN + CAM multiplies its Grad-CAM maps in (dvc.yaml cannot make that dependency conditional, so
 # neither does this file: both tools keep one DAG).
@@ -95,6 +96,45 @@ rule evaluate_translation:
         "logs/evaluate_translation/{model}.log",
     shell:
         "animegen evaluate_translation --model {wildcards.model} > {log} 2>&1"
+
+
+rule track_translator:
+    input:
+        MODEL,
+        images=translator_input(PROCESSED, "source"),
+        split=translator_input(SPLIT, "source"),
+        reference=translator_input(REFERENCE, "target"),
+        target_split=translator_input(SPLIT, "target"),
+        classifier=translator_classifier,
+        code=translator_code("track_translator"),
+    output:
+        curve=report(
+            directory(TRACK),
+            patterns=["{figure,fid}.png"],
+            caption="../report/fid_curve.rst",
+            category="Training curves",
+            labels={"model": "{model}", "figure": "FID over training"},
+        ),
+        metrics=TRACK_METRICS,
+    wildcard_constraints:
+        model=one_of(TRANSLATORS),
+    params:
+        track=P("track"),
+        inception=P("inception"),
+        images=P("translate.images"),  # what translate translates, through the generator it uses
+        use_ema=P("translate.use_ema"),
+        batch_size=P("translate.batch_size"),
+        source=translator_param("source.dataset"),
+        against=translator_param("reference"),
+        classifier=translator_param("classifier"),
+        target_class=translator_param("target_class"),
+    threads: cpu_threads("inception")
+    resources:
+        gpu=1,
+    log:
+        "logs/track_translator/{model}.log",
+    shell:
+        "animegen track_translator --model {wildcards.model} > {log} 2>&1"
 
 
 rule survey:

@@ -101,12 +101,16 @@ def _check_models(params: dict) -> None:
         if problem:
             key, message = problem
             raise ParamsError(f"models.{name}.{key}: {message}")
-        every, steps = m["train"]["track_fid_every"], m["train"]["steps"]
-        if every > steps:
-            raise ParamsError(f"models.{name}.train.track_fid_every: {every} is more than steps ({steps}); "
-                              "FID would be tracked at the last step only (0 turns tracking off)")  # fmt: skip
+        _check_track_every(m["train"], f"models.{name}")
         if m["train"]["ema"]["beta"] == 0 and params["sample"]["use_ema"]:
             raise ParamsError(f"models.{name}.train.ema.beta: 0 keeps no EMA, but sample.use_ema is true")
+
+
+def _check_track_every(loop: dict, key: str) -> None:
+    every, steps = loop["track_fid_every"], loop["steps"]
+    if every > steps:
+        raise ParamsError(f"{key}.train.track_fid_every: {every} is more than steps ({steps}); "
+                          "FID would be tracked at the last step only (0 turns tracking off)")  # fmt: skip
 
 
 RANDOM_SUFFIX = "_random"  # <selection>_random: the random control of the same size as the selection
@@ -155,8 +159,7 @@ def _check_translators(params: dict) -> None:
         problem = FAMILIES[t["family"]].check(t, datasets[a]["size"])
         if problem:
             raise ParamsError(f"{key}.{problem[0].replace('dataset', 'source.dataset')}: {problem[1]}")
-        if t["train"]["track_fid_every"]:
-            raise ParamsError(f"{key}.train.track_fid_every: FID over training is not yet available for translators; use 0")
+        _check_track_every(t["train"], key)
         if t["train"]["ema"]["beta"] == 0 and params["translate"]["use_ema"]:
             raise ParamsError(f"{key}.train.ema.beta: 0 keeps no EMA, but translate.use_ema is true")
 

@@ -1,4 +1,5 @@
-"""Drawing images from a trained generator: the one sampling loop (stages ``sample`` and ``track``)."""
+"""Drawing images from a trained generator: the one sampling loop (stages ``sample`` and ``track``), and the
+one translation loop (stages ``translate`` and ``track_translator``)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,13 @@ def generate(model: GenerativeModel, net: torch.nn.Module, n: int, batch_size: i
              device: torch.device, sample_cfg: dict) -> np.ndarray:  # fmt: skip
     """``n`` uint8 images (N, H, W, 3) at once (see :func:`iter_samples`)."""
     return np.concatenate(list(iter_samples(model, net, n, batch_size, seed, device, sample_cfg)))
+
+
+def translate_images(model, net: torch.nn.Module, images: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
+    """uint8 translations (N, H, W, 3) of uint8 ``images`` through ``model.translate(net, x)``, in batches of
+    ``batch_size``; a translator draws no random numbers, so the same weights and device give the same images."""
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = torch.from_numpy(images[start : start + batch_size]).to(device).permute(0, 3, 1, 2).float()
+        out.append(to_uint8(model.translate(net, x.div(127.5).sub(1.0))))
+    return np.concatenate(out)

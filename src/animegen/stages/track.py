@@ -23,24 +23,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from animegen import paths
 from animegen.artifacts.model import read_model, read_snapshots, read_train_record
-from animegen.artifacts.records import write_metrics
 from animegen.artifacts.reference import read_reference
-from animegen.io import atomic_dir, write_text_atomic
 from animegen.metrics.extractor import load_extractor
-from animegen.metrics.suite import fid_against
 from animegen.models.sampling import generate
-from animegen.plots import ema, training_curves_png
-from animegen.stages import StageError
-from animegen.train import snapshot_generator
-
-
-def tsv(column: str, steps: list[int], values: list[float]) -> str:
-    rows = "".join(f"{s}\t{v:.6f}\n" for s, v in zip(steps, values))
-    return f"step\t{column}\n{rows}"
+from animegen.tracking import measure_snapshots, record_untracked, write_curve
 
 
 def run(params: dict, name: str, root: Path) -> dict:
@@ -51,11 +39,7 @@ def run(params: dict, name: str, root: Path) -> dict:
     every = trained.get("track_fid_every", 0)
     result = {"model": name, "family": m["family"], "dataset": m["dataset"], "tracked": bool(every)}
     if not every:
-        result["reason"] = f"trained with models.{name}.train.track_fid_every 0: no generator snapshots"
-        with atomic_dir(root / paths.TRACK.format(model=name)):
-            pass  # no curve: an empty plots folder, so the DVC stage's declared output exists
-        write_metrics(root / paths.TRACK_METRICS.format(model=name), result)
-        return {"model": name, "tracked": False}
+        return record_untracked(root, name, result, "models")
 
     snapshots = read_snapshots(model_dir, trained["fingerprint"], trained.get("snapshot_steps", []))
     model, blob = read_model(model_dir, m["family"], m["net"])
@@ -64,33 +48,14 @@ def run(params: dict, name: str, root: Path) -> dict:
     model.to(device)
     seed = t["seed"] + blob["seed_offset"]
     use_ema = params["sample"]["use_ema"]
-    steps, fids = [], []
-    for step, snap in snapshots:
-        try:
-            net = snapshot_generator(model, snap, use_ema).to(device).eval()
-        except ValueError as e:
-            raise StageError(f"sample.use_ema: {e}") from None
-        images = generate(model, net, t["n"], t["batch_size"], seed, device, m["sample"])
-        steps.append(step)
-        fids.append(fid_against(images, reference, extractor, device, inc["batch_size"]))
-        print(f"track {name}: step {step}: FID {fids[-1]:.3f} ({t['n']} images)", flush=True)
-    smoothed = [float(v) for v in ema(fids, t["smoothing"])]
-    best = int(np.argmin(fids))
+    steps, fids = measure_snapshots(model, snapshots, ("sample.use_ema", use_ema),
+                                    lambda net: generate(model, net, t["n"], t["batch_size"], seed, device, m["sample"]),
+                                    reference, extractor, device, inc["batch_size"], f"track {name}")  # fmt: skip
     result.update({
-        "track_fid_every": every, "points": len(steps), "n_per_point": t["n"], "seed": seed,
-        "generator": "ema" if use_ema else "live", "smoothing": t["smoothing"],
-        "last_step": steps[-1], "last_fid": fids[-1], "last_fid_ema": smoothed[-1],
-        "best_step": steps[best], "best_fid": fids[best],
-        "steps": steps, "fid": fids, "fid_ema": smoothed,
+        "track_fid_every": every, "n_per_point": t["n"], "seed": seed, "generator": "ema" if use_ema else "live",
         "reference_images": m["reference"], "n_reference": len(reference.info["ids"]),
         "inception_weights": weights.provenance(),
         "note": f"FID of {t['n']} images per point: biased upwards, comparable within this curve, not with evaluate's FID",
     })  # fmt: skip
-    with atomic_dir(root / paths.TRACK.format(model=name)) as tmp:
-        write_text_atomic(tmp / "fid.tsv", tsv("fid", steps, fids))
-        write_text_atomic(tmp / "fid_ema.tsv", tsv("fid_ema", steps, smoothed))
-        title = f"{name}: FID of {t['n']} samples vs {m['dataset']} ({m['reference']}), over training"
-        rows = [{"step": s, "fid": f} for s, f in zip(steps, fids)]
-        (tmp / "fid.png").write_bytes(training_curves_png(rows, title, t["smoothing"], legend="FID per snapshot"))
-    write_metrics(root / paths.TRACK_METRICS.format(model=name), result)
-    return {"model": name, "tracked": True, "points": len(steps), "last_fid": fids[-1], "best_fid": fids[best]}
+    title = f"{name}: FID of {t['n']} samples vs {m['dataset']} ({m['reference']}), over training"
+    return write_curve(root, name, result, steps, fids, t["smoothing"], title)

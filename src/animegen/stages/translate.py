@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from animegen import paths
@@ -27,7 +26,7 @@ from animegen.artifacts.split import load_split_images
 from animegen.device import device_name, set_tf32
 from animegen.device import setup as device_setup
 from animegen.io import atomic_dir, save_png
-from animegen.models.sampling import to_uint8
+from animegen.models.sampling import to_uint8, translate_images
 from animegen.plots import columns_grid
 from animegen.stages import StageError
 from animegen.train import generator_for_sampling
@@ -56,23 +55,19 @@ def run(params: dict, name: str, root: Path) -> dict:
     if getattr(model, "uses_cam", False):
         folder = root / paths.CAM_CLASSIFIER.format(classifier=t["classifier"])
         model.set_cam(read_cam_maps(folder, device, blob["image_size"], t["target_class"])[0])
-    outputs, recs = [], []
-    for start in range(0, len(ids), s["batch_size"]):
-        x = torch.from_numpy(images[start : start + s["batch_size"]]).to(device).permute(0, 3, 1, 2).float()
-        y = model.translate(net, x.div(127.5).sub(1.0))
-        outputs.append(to_uint8(y))
-        if hasattr(model, "reconstruct") and len(recs) * s["batch_size"] < s["grid"]:
-            recs.append(to_uint8(model.reconstruct(y)))
-    out = np.concatenate(outputs)
+    out = translate_images(model, net, images, s["batch_size"], device)
+    k = min(s["grid"], len(ids))
+    recs = None  # a model with a way back (CycleGAN's G_B) shows the cycle a -> b -> a in the grid
+    if k and hasattr(model, "reconstruct"):
+        recs = to_uint8(model.reconstruct(torch.from_numpy(out[:k]).to(device).permute(0, 3, 1, 2).float().div(255.0)))
     with atomic_dir(root / paths.TRANSLATIONS.format(model=name)) as tmp:
         translations.start(tmp)
         for image_id, source_img, img in zip(ids, images, out):
             translations.write_pair(tmp, image_id, source_img, img)
-        k = min(s["grid"], len(ids))
         if k:
             columns, headers = [images[:k], out[:k]], [f"input ({source})", f"output ({name})"]
-            if recs:
-                columns.append(np.concatenate(recs)[:k])
+            if recs is not None:
+                columns.append(recs)
                 headers.append("reconstruction")
             save_png(columns_grid(columns, headers, [i[:12] for i in ids[:k]]), tmp / "grid.png")
         record = {

@@ -63,7 +63,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     for arch, size, width, depth, layer in (("small_cnn", 32, 16, 2, "blocks.1"), ("resnet18", 128, 0, 0, "layer4")):
         net = frozen(arch, width, depth, device)
-        target = gradcam.target_layer(net, layer)
+        target = clf.target_layer(net, layer)
         images = rng.integers(0, 256, (args.n, size, size, 3), dtype=np.uint8)
         gradcam.maps(net, target, images[:4], arch, 1, device, 4)  # warm-up
         t_one, one = best_of(lambda: gradcam.maps(net, target, images, arch, 1, device, 1)[0], args.repeats)

@@ -96,7 +96,7 @@ def test_batched_grad_cam_equals_one_image_at_a_time():
     net = _tiny_net()
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
-    layer = gradcam.target_layer(net, "blocks.1")
+    layer = clf.target_layer(net, "blocks.1")
     batched, p_batched = gradcam.maps(net, layer, images, "small_cnn", 1, torch.device("cpu"), batch_size=6)
     single, p_single = gradcam.maps(net, layer, images, "small_cnn", 1, torch.device("cpu"), batch_size=1)
     assert batched.shape == (6, 16, 16) and batched.dtype == np.float32
@@ -109,7 +109,7 @@ def test_batched_grad_cam_equals_one_image_at_a_time():
 
 def test_an_unknown_target_layer_lists_real_ones():
     with pytest.raises(ValueError, match="no layer 'blocks.9'.*blocks"):
-        gradcam.target_layer(_tiny_net(), "blocks.9")
+        clf.target_layer(_tiny_net(), "blocks.9")
 
 
 def test_torchvision_backbones_build_with_a_two_class_head_and_refuse_foreign_weights(tmp_path):

@@ -17,7 +17,6 @@ from animegen.artifacts import ArtifactError, format_tag, load_tagged_torch
 from animegen.artifacts.records import write_record
 from animegen.cam import classifier as clf
 from animegen.cam.attention import GradCamMaps
-from animegen.cam.gradcam import target_layer
 from animegen.io import save_torch_atomic, sha256_file
 
 KIND, VERSION = "classifier", 1
@@ -54,4 +53,4 @@ def read_cam_maps(folder: Path, device: torch.device, image_size: int, target_cl
         raise ArtifactError(f"{folder}: the classifier takes {meta['image_size']} px images, the model {image_size} px")
     b = 1 if target_class == "positive" else 0
     meta = {**meta, "sha256": sha256_file(folder / "classifier.pt")}  # which weights made the maps
-    return GradCamMaps(net, target_layer(net, meta["default_target_layer"]), meta["arch"], {"a": 1 - b, "b": b}), meta
+    return GradCamMaps(net, clf.target_layer(net, meta["default_target_layer"]), meta["arch"], {"a": 1 - b, "b": b}), meta

@@ -72,6 +72,15 @@ def build(arch: str, width: int = 16, depth: int = 3, weights: str | Path | None
     return net
 
 
+def target_layer(net: nn.Module, name: str) -> nn.Module:
+    """The classifier's layer ``name`` (Grad-CAM's target); ``ValueError`` listing some layers otherwise."""
+    try:
+        return net.get_submodule(name)
+    except AttributeError:
+        names = [n for n, m in net.named_modules() if n and isinstance(m, (nn.Sequential, nn.Conv2d))]
+        raise ValueError(f"no layer {name!r} in the classifier (some layers: {', '.join(names[:12])})") from None
+
+
 def default_target_layer(arch: str, depth: int) -> str:
     return f"blocks.{depth - 1}" if arch == "small_cnn" else "layer4"
 

@@ -21,14 +21,6 @@ from torch import nn
 from animegen.cam import classifier as clf
 
 
-def target_layer(net: nn.Module, name: str) -> nn.Module:
-    try:
-        return net.get_submodule(name)
-    except AttributeError:
-        names = [n for n, m in net.named_modules() if n and isinstance(m, (nn.Sequential, nn.Conv2d))]
-        raise ValueError(f"no layer {name!r} in the classifier (some layers: {', '.join(names[:12])})") from None
-
-
 def maps(net: nn.Module, layer: nn.Module, images: np.ndarray, arch: str, target: int,
          device: torch.device, batch_size: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Grad-CAM of class ``target`` for every image: (maps float32 (N, H, W) in [0, 1], p(target) (N,))."""

@@ -38,6 +38,7 @@ from animegen.stages import StageError
 
 def run(params: dict, name: str, root: Path) -> dict:
     from animegen.artifacts.classifier import read_classifier  # noqa: PLC0415 - torch only when run
+    from animegen.cam import classifier as clf  # noqa: PLC0415
     from animegen.cam import gradcam  # noqa: PLC0415
 
     s = params["cam_select"][name]
@@ -56,7 +57,7 @@ def run(params: dict, name: str, root: Path) -> dict:
         raise StageError(f"{key}.dataset: images are {images.shape[1]} px, the classifier was trained at {meta['image_size']}")
     layer_name = s["target_layer"] or meta["default_target_layer"]
     try:
-        layer = gradcam.target_layer(net, layer_name)
+        layer = clf.target_layer(net, layer_name)
     except ValueError as e:
         raise StageError(f"{key}.target_layer: {e}") from None
     target = 1 if s["target"] == "positive" else 0

@@ -250,12 +250,19 @@ def test_snapshot_store_prunes_as_a_resume_needs(tmp_path):
     assert store.steps() == []
 
 
-def test_metrics_reader_names_the_file_and_the_missing_keys(tmp_path):
+def test_metrics_files_hold_numbers_only_and_the_record_holds_the_rest(tmp_path):
+    """`dvc metrics diff` and `dvc exp show` list every leaf of a metrics file: names, lists and flags
+    would be rows and columns of noise, so they go to the stage's record beside it."""
     path = tmp_path / "metrics" / "models" / "m.json"
-    records.write_metrics(path, {"fid": 1.0})
-    assert records.read_metrics(path, ["fid"]) == {"fid": 1.0}
-    with pytest.raises(ArtifactError, match=re.escape(str(path)) + r": lacks mae, nwi"):
-        records.read_metrics(path, ["fid", "mae", "nwi"])
-    path.write_text("{not json")
-    with pytest.raises(ArtifactError, match="unreadable"):
-        records.read_metrics(path, ["fid"])
+    records.write_metrics(path, {"fid": 1.0, "n": 3, "pairs": {"a_vs_b": {"p": 0.5}}})
+    assert json.loads(path.read_text()) == {"fid": 1.0, "n": 3, "pairs": {"a_vs_b": {"p": 0.5}}}
+    for bad, named in (({"model": "dcgan"}, "model"), ({"x": {"ci": [0.1, 0.2]}}, "x.ci"), ({"tracked": True}, "tracked"),
+                       ({"fid": None}, "fid")):  # fmt: skip
+        with pytest.raises(ValueError, match=re.escape(f"{path}: metrics hold numbers only; {named} belong")):
+            records.write_metrics(path, bad)
+    result = {"model": "m", "fid": 2.0, "kid": None, "mae": 3, "weights": {"sha256": "ab"}, "ci": [1, 2]}
+    records.write_result(path, tmp_path / "m.record.json", "evaluate", result, ["fid", "kid", "mae"])
+    assert json.loads(path.read_text()) == {"fid": 2.0, "mae": 3}  # None (not measured) is left out
+    assert records.read_record(tmp_path / "m.record.json", "evaluate", 1) == result
+    assert records.numbers_of({"a": 1, "b": True, "c": "x", "d": {"e": 2.5, "f": [1]}, "g": {"h": None}, "i": None}) == {
+        "a": 1, "d": {"e": 2.5}}

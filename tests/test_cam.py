@@ -155,11 +155,19 @@ def _params(ws: Path) -> dict:
 
 
 def _metrics(ws: Path) -> dict:
-    return json.loads((ws / paths.CAM_SELECTION_METRICS.format(selection="face_a_cam")).read_text())
+    """The selection's record (selection.json: names, settings, counts and the evidence); its metrics
+    file holds the evidence's numbers only."""
+    record = json.loads((ws / paths.CAM_SELECTION.format(selection="face_a_cam") / "selection.json").read_text())
+    numbers = json.loads((ws / paths.CAM_SELECTION_METRICS.format(selection="face_a_cam")).read_text())
+    assert numbers == {k: record[k] for k in numbers} and "n_selected" not in numbers and "cutoff_score" in numbers
+    return record
 
 
 def test_the_classifier_separates_the_classes_on_held_out_images(ws):
-    m = json.loads((ws / paths.CAM_CLASSIFIER_METRICS.format(classifier="face_parts")).read_text())
+    m = json.loads((ws / paths.CAM_CLASSIFIER.format(classifier="face_parts") / "train.json").read_text())
+    numbers = json.loads((ws / paths.CAM_CLASSIFIER_METRICS.format(classifier="face_parts")).read_text())
+    assert numbers == {k: m[k] for k in ("accuracy", "balanced_accuracy", "accuracy_positive", "accuracy_negative",
+                                         "train_accuracy", "final_loss")}  # fmt: skip
     assert m["n_test"]["positive"] > 0 and m["n_test"]["negative"] > 0
     assert m["balanced_accuracy"] >= 0.9, m
     blob = torch.load(ws / paths.CAM_CLASSIFIER.format(classifier="face_parts") / "classifier.pt", weights_only=True)
@@ -275,7 +283,7 @@ def test_a_confidence_floor_excludes_images_from_the_selection_and_the_control(w
     assert low and {r["id"] for r in rows if r["confident"] == "False"} == low
     chosen = {r["id"] for r in rows if r["selected"] == "True" or r["random_control"] == "True"}
     assert len(chosen) > 5 and not chosen & low
-    m = json.loads((copy / paths.CAM_SELECTION_METRICS.format(selection="face_a_cam")).read_text())
+    m = _metrics(copy)
     assert m["n_below_confidence"] == len(low) and m["min_confidence"] == floor
     copy, p = _edited(ws, tmp_path / "all", lambda q: q["cam_select"]["face_a_cam"].update(min_confidence=1.0))
     with pytest.raises(StageError, match=r"cam_select\.face_a_cam\.n: .* 0 at or above min_confidence 1\.0"):
@@ -288,7 +296,7 @@ def test_other_scores_and_fixed_boxes_run(ws, tmp_path):
 
     copy, p = _edited(ws, tmp_path, edit)
     select_stage.run(p, "face_a_cam", copy)
-    m = json.loads((copy / paths.CAM_SELECTION_METRICS.format(selection="face_a_cam")).read_text())
+    m = _metrics(copy)
     assert m["score"] == "entropy" and not m["higher_is_more_concentrated"] and m["n_selected"] == 5
     assert m["score_mean_selected"] < m["score_mean_all"]
 

@@ -81,14 +81,18 @@ def test_reference_records_features_floor_and_weights(ws):
 def test_evaluate_scores_samples_and_audits_the_closest(ws):
     result = evaluate_stage.run(config.load_params(ws / "params.yaml"), "dcgan", ws)
     metrics = json.loads((ws / "metrics/models/dcgan.json").read_text())
+    record = json.loads((ws / "metrics/models/dcgan.record.json").read_text())
+    assert set(metrics) == {"fid", "kid", "kid_std", "mae", "nwi", "memorisation_rate", "floor_fid", "floor_fid_std"}
+    assert {k: record[k] for k in metrics} == metrics and record["format"] == "animegen.evaluate/1"
     assert metrics["nwi"] == pytest.approx(metrics["mae"] - metrics["fid"]) and result["fid"] == metrics["fid"]
     feats = np.load(ws / "data/reference/face_a_early/features.npy").astype(np.float64)
-    assert metrics["fid"] > 0 and metrics["kid_subset_size"] == 5  # capped by the 5 samples
+    assert metrics["fid"] > 0 and record["kid_subset_size"] == 5  # capped by the 5 samples
     rows = list(csv.DictReader(open(ws / "data/evaluate/dcgan/nearest.csv")))
     assert len(rows) == 5
     assert rows[0]["nearest_id"] == "a00" and float(rows[0]["mae_nearest"]) == 0.0 and rows[0]["memorised"] == "True"
     assert metrics["memorisation_rate"] == pytest.approx(1 / 5)
-    assert metrics["reference_images"] == "train" and metrics["n_reference"] == 6
+    assert record["reference_images"] == "train" and record["n_reference"] == 6 and record["model"] == "dcgan"
+    assert len(record["inception_weights"]["sha256"]) == 64
     audit = Image.open(ws / "data/evaluate/dcgan/audit.png")
     assert audit.height >= 3 * 128  # three rows of enlarged pairs
     assert fid_from_features(feats, feats) == pytest.approx(0, abs=1e-6)
@@ -106,7 +110,7 @@ def test_a_model_measured_against_all_images_uses_the_test_split_too(ws, tmp_pat
     test_image = np.asarray(Image.open(other / "data/processed/face_a_early/images/a07.png"))
     Image.fromarray(test_image).save(other / "data/samples/dcgan/images/000001.png")  # copies a test image
     evaluate_stage.run(config.load_params(other / "params.yaml"), "dcgan", other)
-    metrics = json.loads((other / "metrics/models/dcgan.json").read_text())
+    metrics = json.loads((other / "metrics/models/dcgan.record.json").read_text())
     rows = list(csv.DictReader(open(other / "data/evaluate/dcgan/nearest.csv")))
     assert metrics["reference_images"] == "all" and metrics["n_reference"] == 8
     assert rows[1]["nearest_id"] == "a07" and float(rows[1]["mae_nearest"]) == 0.0

@@ -193,7 +193,9 @@ def test_answers_exported_by_the_page_in_headless_chromium_score_the_right_model
 
     report = survey_score.run(settings(), None, root)
     assert report == {"raters": 2, "answers": 2 * 9 * 3, "files": 2}
-    result = json.loads((root / "metrics/survey.json").read_text())
+    result = json.loads((root / "metrics/survey.record.json").read_text())
+    numbers = json.loads((root / "metrics/survey.json").read_text())  # the metrics: the record's numbers only
+    assert numbers["models"] == result["models"] and numbers["raters"] == 2 and "test" not in numbers
     for m, base in BASE.items():
         for k in (1, 2, 3):
             cell = result["models"][m][f"question_{k}"]
@@ -289,7 +291,8 @@ def test_no_answer_files_is_a_named_empty_result_and_a_rater_sending_twice_stops
     (root / "data/survey_answers").mkdir()
     (root / "data/survey_answers/notes.txt").write_text("not an answer file")
     assert survey_score.run(settings(), None, root)["raters"] == 0
-    result = json.loads((root / "metrics/survey.json").read_text())
+    result = json.loads((root / "metrics/survey.record.json").read_text())
+    assert json.loads((root / "metrics/survey.json").read_text()) == {"raters": 0, "answers": 0}
     assert result["raters"] == 0 and "no answer files (*.csv) in data/survey_answers/" in result["note"]
     write_answers(root, good_rows(key), name="a.csv")
     write_answers(root, good_rows(key), name="b.csv")

@@ -89,12 +89,16 @@ def test_track_measures_every_snapshot_and_smooths_the_curve(ws):
     params = config.load_params(ws / "params.yaml")
     assert json.loads((ws / "data/models/dcgan/train.json").read_text())["snapshot_steps"] == [2, 4, 5]
     report = track_stage.run(params, "dcgan", ws)
-    out = json.loads((ws / "metrics/track/dcgan.json").read_text())
+    out = json.loads((ws / "metrics/track/dcgan.record.json").read_text())
+    assert out.pop("format") == "animegen.track/1"
     assert report["tracked"] and out["tracked"] and out["steps"] == [2, 4, 5] and out["points"] == 3
     assert all(np.isfinite(out["fid"])) and len(set(out["fid"])) == 3
     assert out["fid_ema"] == pytest.approx(list(ema(out["fid"], 0.9)))
     assert out["best_fid"] == min(out["fid"]) and out["last_fid"] == out["fid"][-1]
     assert out["n_per_point"] == 4 and out["generator"] == "ema" and len(out["inception_weights"]["sha256"]) == 64
+    # the metrics file: the numbers a user compares across experiments, nothing else
+    metrics = json.loads((ws / "metrics/track/dcgan.json").read_text())
+    assert metrics == {k: out[k] for k in ("best_fid", "best_step", "last_fid", "last_fid_ema")}
     folder = ws / "metrics/track/dcgan"
     rows = [line.split("\t") for line in (folder / "fid.tsv").read_text().splitlines()]
     assert rows[0] == ["step", "fid"] and [int(r[0]) for r in rows[1:]] == [2, 4, 5]
@@ -116,8 +120,9 @@ def test_an_untracked_model_gets_an_empty_curve_and_says_why(ws, tmp_path):
     train_stage.run(p, "dcgan", other)
     assert not (other / "data/models/dcgan/snapshots").exists()
     assert track_stage.run(p, "dcgan", other) == {"model": "dcgan", "tracked": False}
-    out = json.loads((other / "metrics/track/dcgan.json").read_text())
+    out = json.loads((other / "metrics/track/dcgan.record.json").read_text())
     assert out["tracked"] is False and "track_fid_every 0" in out["reason"]
+    assert json.loads((other / "metrics/track/dcgan.json").read_text()) == {}  # no number to compare
     assert list((other / "metrics/track/dcgan").iterdir()) == []
 
 

@@ -5,7 +5,8 @@ both kinds of model, :mod:`animegen.fitting`).  A track stage turns each snapsho
 a generator samples ``track.n`` images from one seed, a translator translates the same held-out source
 images -- and measures their FID against a reference; this module holds what the two stages share: the
 record of an untracked model, the loop over snapshots, and the curve files
-(``metrics/track/<name>/fid.tsv``, ``fid_ema.tsv``, ``fid.png``) and ``metrics/track/<name>.json``.
+(``metrics/track/<name>/fid.tsv``, ``fid_ema.tsv``, ``fid.png``), ``metrics/track/<name>.json`` (the
+numbers, :data:`METRICS`) and ``metrics/track/<name>.record.json`` (everything, provenance included).
 Successive points differ by the generator only, so they compare with each other; FID from a few images
 is biased upwards, so they do not compare with the evaluation stages' FID.
 """
@@ -19,12 +20,19 @@ import numpy as np
 import torch
 
 from animegen import paths
-from animegen.artifacts.records import write_metrics
+from animegen.artifacts.records import write_result
 from animegen.errors import PipelineError
 from animegen.io import atomic_dir, write_text_atomic
 from animegen.metrics.suite import fid_against
 from animegen.plots import ema, training_curves_png
 from animegen.train import snapshot_generator
+
+METRICS = ("best_fid", "best_step", "last_fid", "last_fid_ema")  # an untracked model's metrics file is empty
+
+
+def _write(root: Path, name: str, result: dict) -> None:
+    write_result(root / paths.TRACK_METRICS.format(model=name), root / paths.TRACK_RECORD.format(model=name), "track",
+                 result, METRICS)
 
 
 class TrackError(PipelineError):
@@ -42,7 +50,7 @@ def record_untracked(root: Path, name: str, result: dict, section: str) -> dict:
     result.update(tracked=False, reason=f"trained with {section}.{name}.train.track_fid_every 0: no generator snapshots")
     with atomic_dir(root / paths.TRACK.format(model=name)):
         pass
-    write_metrics(root / paths.TRACK_METRICS.format(model=name), result)
+    _write(root, name, result)
     return {"model": name, "tracked": False}
 
 
@@ -82,5 +90,5 @@ def write_curve(root: Path, name: str, result: dict, steps: list[int], fids: lis
         write_text_atomic(tmp / "fid_ema.tsv", tsv("fid_ema", steps, smoothed))
         rows = [{"step": s, "fid": f} for s, f in zip(steps, fids)]
         (tmp / "fid.png").write_bytes(training_curves_png(rows, title, smoothing, legend="FID per snapshot"))
-    write_metrics(root / paths.TRACK_METRICS.format(model=name), result)
+    _write(root, name, result)
     return {"model": name, "tracked": True, "points": len(steps), "last_fid": fids[-1], "best_fid": fids[best]}

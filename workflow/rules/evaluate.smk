@@ -38,6 +38,7 @@ rule evaluate:
             labels={"model": "{model}"},
         ),
         metrics=MODEL_METRICS,
+        record=MODEL_RECORD,
     params:
         inception=P("inception"),
         metrics=P("metrics"),
@@ -66,6 +67,7 @@ rule track:
             labels={"model": "{model}", "figure": "FID over training"},
         ),
         metrics=TRACK_METRICS,
+        record=TRACK_RECORD,
     wildcard_constraints:
         model=one_of(MODELS),  # track_translator writes the same paths for translators
     params:
@@ -93,7 +95,8 @@ rule compare:
         candidate_split=pair_input(SPLIT, "candidate"),
         code=CODE["compare"],
     output:
-        COMPARE,
+        metrics=COMPARE,
+        record=COMPARE_RECORD,
     params:
         inception=P("inception"),
         metrics=P("metrics"),
@@ -109,9 +112,9 @@ rule compare:
 
 rule summary:
     input:
-        models=expand(MODEL_METRICS, model=MODELS),
-        pairs=expand(COMPARE, pair=PAIRS),
-        translators=expand(TRANSLATION_METRICS, model=TRANSLATORS),
+        models=expand(MODEL_RECORD, model=MODELS),  # the records: the numbers with their provenance
+        pairs=expand(COMPARE_RECORD, pair=PAIRS),
+        translators=expand(TRANSLATION_RECORD, model=TRANSLATORS),
         code=CODE["summary"],
     output:
         summary=paths.SUMMARY,

@@ -81,7 +81,8 @@ rule evaluate_translation:
         classifier=translator_classifier,
         code=CODE["evaluate_translation"],
     output:
-        TRANSLATION_METRICS,
+        metrics=TRANSLATION_METRICS,
+        record=TRANSLATION_RECORD,
     params:
         inception=P("inception"),
         metrics=P("metrics"),
@@ -116,6 +117,7 @@ rule track_translator:
             labels={"model": "{model}", "figure": "FID over training"},
         ),
         metrics=TRACK_METRICS,
+        record=TRACK_RECORD,
     wildcard_constraints:
         model=one_of(TRANSLATORS),
     params:
@@ -164,6 +166,7 @@ rule survey_score:
         code=CODE["survey_score"],
     output:
         metrics=paths.SURVEY_METRICS,
+        record=paths.SURVEY_RECORD,
         table=paths.SURVEY_TABLE,
     params:
         bootstrap=P("survey.bootstrap"),

@@ -4,8 +4,8 @@ Reads:  the train and test splits of the ``positive`` and ``negative`` datasets
         (``data/processed/<dataset>/images/``, ``data/splits/<dataset>.json``); ``params.yaml``
         sections ``cam_classifier.<name>`` and ``cam`` (device and threads, shared with ``cam_select``).
 Writes: ``data/cam/classifiers/<name>/`` with ``classifier.pt`` (weights, arch, classes, default Grad-CAM
-        layer) and ``train.json`` (per-epoch loss and accuracy); ``metrics/cam/classifiers/<name>.json``
-        with the held-out accuracy on the two test splits (overall, per class, balanced).
+        layer) and ``train.json`` (per-epoch loss and accuracy, the counts and names); ``metrics/cam/classifiers/<name>.json``
+        with the held-out accuracy on the two test splits (overall, per class, balanced): numbers only.
 Guarantees: outputs appear complete or not at all; on the CPU a rerun gives the same weights (seeded
 initialisation, batch order and flips; threads set by the stage).  A class with fewer than
 ``min_train_images`` train images, or an unreadable image, stops the stage with a message naming it.
@@ -38,6 +38,10 @@ def _accuracy(probs: np.ndarray, labels: np.ndarray) -> dict:
         "accuracy_negative": per_class.get(0),
         "balanced_accuracy": float(np.mean(list(per_class.values()))),
     }
+
+
+# the numbers a user compares; names, counts and the device stay in the classifier's train.json
+METRICS = ("accuracy", "balanced_accuracy", "accuracy_positive", "accuracy_negative", "train_accuracy", "final_loss")
 
 
 def run(params: dict, name: str, root: Path) -> dict:
@@ -90,5 +94,5 @@ def run(params: dict, name: str, root: Path) -> dict:
     }  # fmt: skip
     with atomic_dir(root / paths.CAM_CLASSIFIER.format(classifier=name)) as tmp:
         write_classifier(tmp, net, meta, fitted.history, metrics)
-    write_metrics(root / paths.CAM_CLASSIFIER_METRICS.format(classifier=name), metrics)
+    write_metrics(root / paths.CAM_CLASSIFIER_METRICS.format(classifier=name), {k: metrics[k] for k in METRICS if metrics[k] is not None})
     return {k: metrics[k] for k in ("classifier", "accuracy", "balanced_accuracy", "train_accuracy")}

@@ -10,8 +10,9 @@ Writes: ``data/splits/<name>.json`` (the selection: ``train`` = the kept ids, ``
         ``data/cam/selections/<name>/`` with ``scores.csv`` (every image: rank, score, kept, in the random
         control, p(target), and, where the manifest records face parts, the CAM mass on the true parts),
         ``overlay_top.png`` and ``overlay_bottom.png`` (heat maps on the most and least concentrated
-        images, scored regions outlined); ``metrics/cam/selections/<name>.json`` (what was kept and the
-        evidence: mean scores, and on data with recorded parts the CAM mass on them against their area).
+        images, scored regions outlined) and ``selection.json`` (what was kept, the settings and the
+        evidence); ``metrics/cam/selections/<name>.json`` (the evidence's numbers: mean scores, and on data
+        with recorded parts the CAM mass on them against their area).
 Regions: ``regions`` items are boxes ``[x0, y0, x1, y1]`` in normalised image coordinates (fixed, for
 aligned faces) or names of parts recorded per image in the processed manifest's ``extra.parts`` (the
 synthetic demo data records ``face``, ``left_eye``, ``right_eye``, ``mouth``); an image without a named
@@ -34,6 +35,11 @@ from animegen.cam.selection import COLUMNS, evidence, regions_per_image
 from animegen.device import setup as device_setup
 from animegen.io import atomic_dir, write_csv, write_json_atomic
 from animegen.stages import StageError
+
+# the evidence a user compares across experiments; names, settings and counts stay in selection.json
+METRICS = ("cutoff_score", "score_mean_selected", "score_mean_random", "score_mean_all", "clarity_mean_selected",
+           "clarity_mean_random", "clarity_mean_all", "spearman_score_clarity", "p_target_mean", "parts_mass_mean",
+           "parts_area_mean", "parts_mass_over_area")  # fmt: skip
 
 
 def run(params: dict, name: str, root: Path) -> dict:
@@ -108,6 +114,6 @@ def run(params: dict, name: str, root: Path) -> dict:
             "dataset": s["dataset"], "selection": name, "kind": kind, "n_train": len(ids_kept),
             "n_test": len(test_ids), "train": sorted(ids_kept), "test": test_ids,
         })  # fmt: skip
-    write_metrics(root / paths.CAM_SELECTION_METRICS.format(selection=name), metrics)
+    write_metrics(root / paths.CAM_SELECTION_METRICS.format(selection=name), {k: metrics[k] for k in METRICS if metrics.get(k) is not None})
     return {k: metrics[k] for k in ("selection", "n_images", "n_selected", "cutoff_score")}
 

@@ -5,7 +5,8 @@ Reads:  ``data/reference/<reference>/`` and ``data/reference/<candidate>/`` (fea
         table compares whole datasets), their processed images and splits; ``params.yaml`` sections
         ``inception`` (the feature extractor), ``metrics`` (shared with ``evaluate``) and
         ``compare.pairs.<name>``.
-Writes: ``metrics/compare/<name>.json``: the candidate's images scored as if they were samples of a model
+Writes: ``metrics/compare/<name>.json`` (the numbers, :data:`METRICS`) and ``<name>.record.json`` beside
+        it (the same with the datasets, counts and the Inception weights): the candidate's images scored as if they were samples of a model
         trained on the reference dataset (FID, KID, MAE to the nearest reference image, NWI = MAE - FID),
         with both datasets' FID floors.  Study A expects an early and a later release of one style to
         score a high NWI and two different styles a low one.
@@ -16,12 +17,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from animegen import paths
-from animegen.artifacts.records import write_metrics
+from animegen.artifacts.records import write_result
 from animegen.artifacts.reference import read_reference
 from animegen.artifacts.split import load_split_images
 from animegen.metrics.extractor import load_extractor
 from animegen.metrics.suite import MetricSettings, score
 from animegen.stages import StageError
+
+METRICS = ("fid", "kid", "kid_std", "mae", "nwi", "memorisation_rate", "floor_fid_reference", "floor_fid_candidate")
 
 
 def run(params: dict, pair: str, root: Path) -> dict:
@@ -40,5 +43,5 @@ def run(params: dict, pair: str, root: Path) -> dict:
     floors = {role: r.info["floor"] and r.info["floor"]["mean"] for role, r in refs.items()}
     result = {"pair": pair, **spec, **metrics, "floor_fid_reference": floors["reference"],
               "floor_fid_candidate": floors["candidate"], "inception_weights": weights.provenance()}  # fmt: skip
-    write_metrics(root / paths.COMPARE.format(pair=pair), result)
+    write_result(root / paths.COMPARE.format(pair=pair), root / paths.COMPARE_RECORD.format(pair=pair), "compare", result, METRICS)
     return {k: result[k] for k in ("pair", "fid", "mae", "nwi")}

@@ -6,7 +6,8 @@ Reads:  ``data/samples/<name>/``; ``data/reference/<dataset>/`` (features and st
         MAE);
         ``params.yaml`` sections ``inception`` (the feature extractor), ``metrics`` (KID subsets,
         memorisation threshold, seed: shared with ``compare``) and ``evaluate`` (the audit).
-Writes: ``metrics/models/<name>.json``: FID (pytorch-fid's Inception, pool3, Frechet distance in the
+Writes: ``metrics/models/<name>.json`` (the numbers, :data:`METRICS`) and ``<name>.record.json`` beside it
+        (the same with provenance): FID (pytorch-fid's Inception, pool3, Frechet distance in the
         stable eigenvalue form), KID (subset size capped by the smaller set), MAE (per sample, mean
         absolute error on the 0-255 scale to its nearest reference image; averaged), NWI = MAE - FID, the
         memorisation rate (share of samples with nearest / second-nearest distance below the
@@ -22,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from animegen import paths
-from animegen.artifacts.records import write_metrics
+from animegen.artifacts.records import write_result
 from animegen.artifacts.reference import read_reference
 from animegen.artifacts.samples import read_samples
 from animegen.artifacts.split import load_split_images
@@ -31,6 +32,9 @@ from animegen.metrics.extractor import load_extractor
 from animegen.metrics.suite import MetricSettings, score
 from animegen.plots import audit_image
 from animegen.stages import StageError
+
+# what `dvc metrics diff` / `dvc exp show` compare; names, methods, counts and weights stay in the record
+METRICS = ("fid", "kid", "kid_std", "mae", "nwi", "memorisation_rate", "floor_fid", "floor_fid_std")
 
 
 def run(params: dict, name: str, root: Path) -> dict:
@@ -62,5 +66,6 @@ def run(params: dict, name: str, root: Path) -> dict:
             for n, j, a, b, r in zip(names, mae.nearest_index, mae.d1, mae.d2, mae.ratio)
         ]  # fmt: skip
         write_csv(tmp / "nearest.csv", list(rows[0]), rows)
-    write_metrics(root / paths.MODEL_METRICS.format(model=name), result)
+    write_result(root / paths.MODEL_METRICS.format(model=name), root / paths.MODEL_RECORD.format(model=name), "evaluate",
+                 result, METRICS)
     return {k: result[k] for k in ("model", "fid", "kid", "mae", "nwi", "memorisation_rate")}

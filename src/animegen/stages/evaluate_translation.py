@@ -6,13 +6,14 @@ Reads:  ``data/translations/<name>/``; ``data/reference/<target.dataset>/`` (Inc
         classifier), which also scores the untranslated inputs kept beside the outputs as a baseline;
         ``params.yaml`` sections ``inception``, ``metrics`` (KID
         subsets and seed, shared with ``evaluate``) and ``evaluate_translation`` (the bootstrap).
-Writes: ``metrics/translation/<name>.json``: FID and KID of the translations against the target
+Writes: ``metrics/translation/<name>.json`` (the numbers, :data:`METRICS`) and ``<name>.record.json``
+        beside it (the same with the datasets, classifier, counts and weights): FID and KID of the translations against the target
         images, KID also x100 with its standard deviation over subsets as U-GAT-IT reports it
         (selfie2anime: 11.61 +- 0.57); the **character ratio** (study C, Table 4: the share of
         translations the classifier assigns to the target class) with its bootstrap 95 % interval; the
         same share of the untranslated inputs (what the classifier says before any translation); the
         target set's real-vs-real FID floor; the Inception weights' origin and SHA-256.
-Guarantees: the file appears complete or not at all; statistics made with other weights are refused.
+Guarantees: each file appears complete or not at all; statistics made with other weights are refused.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from animegen import paths
 from animegen.artifacts.classifier import read_classifier
-from animegen.artifacts.records import write_metrics
+from animegen.artifacts.records import write_result
 from animegen.artifacts.reference import read_reference
 from animegen.artifacts.split import split_ids
 from animegen.artifacts.translations import read_inputs, read_translations
@@ -30,6 +31,9 @@ from animegen.metrics.extractor import load_extractor
 from animegen.metrics.proportion import share_with_interval
 from animegen.metrics.suite import MetricSettings, fid_and_kid
 from animegen.stages import StageError
+
+METRICS = ("fid", "kid_x100", "kid_x100_std", "character_ratio", "character_ratio_ci95_low", "character_ratio_ci95_high",
+           "source_character_ratio", "floor_fid")  # fmt: skip
 
 
 def run(params: dict, name: str, root: Path) -> dict:
@@ -59,10 +63,12 @@ def run(params: dict, name: str, root: Path) -> dict:
         "fid": fid, "kid": kid.mean, "kid_std": kid.std, "kid_x100": 100.0 * kid.mean, "kid_x100_std": 100.0 * kid.std,
         "kid_subsets": kid.num_subsets, "kid_subset_size": kid.subset_size,
         "character_ratio": ratio["share"], "character_ratio_ci95": [ratio["ci95_low"], ratio["ci95_high"]],
+        "character_ratio_ci95_low": ratio["ci95_low"], "character_ratio_ci95_high": ratio["ci95_high"],
         "source_character_ratio": before["share"],
         "classifier": t["classifier"], "target_class": meta["classes"][str(cls)],
         "bootstrap": boot["bootstrap"], "floor_fid": reference.info["floor"] and reference.info["floor"]["mean"],
         "trained_steps": info["trained_steps"], "inception_weights": weights.provenance(),
     }  # fmt: skip
-    write_metrics(root / paths.TRANSLATION_METRICS.format(model=name), result)
+    write_result(root / paths.TRANSLATION_METRICS.format(model=name), root / paths.TRANSLATION_RECORD.format(model=name),
+                 "evaluate_translation", result, METRICS)
     return {k: result[k] for k in ("model", "fid", "kid_x100", "character_ratio")}

@@ -1,9 +1,12 @@
 """Stage ``summary``: every model's, translator's and comparison's metrics in one file and three tables.
 
-Reads:  ``metrics/models/<model>.json`` for each model, ``metrics/translation/<translator>.json`` for
-        each translator and ``metrics/compare/<pair>.json`` for each pair declared in ``params.yaml``
-        (``models:``, ``translators:``, ``compare.pairs``); it has no settings of its own.
-Writes: ``metrics/summary.json`` (DVC metrics: ``dvc metrics diff main my-branch`` compares it),
+Reads:  the records ``metrics/models/<model>.record.json`` for each model,
+        ``metrics/translation/<translator>.record.json`` for each translator and
+        ``metrics/compare/<pair>.record.json`` for each pair declared in ``params.yaml`` (``models:``,
+        ``translators:``, ``compare.pairs``); it has no settings of its own.
+Writes: ``metrics/summary.json`` (the headline numbers of all of them and the Inception weights used: a
+        record for the report and scripts, not a DVC metric, since the stages' own metrics files already
+        hold each number once for ``dvc metrics diff``),
         ``metrics/table.md`` / ``table.csv`` (study A's Table 2: FID, MAE, NWI per model, with KID, the
         memorisation rate and the real-vs-real FID floor beside them) and ``metrics/compare.md`` /
         ``compare.csv`` (study A's validity table of NWI) and ``metrics/translation.md`` /
@@ -17,8 +20,8 @@ import json
 from pathlib import Path
 
 from animegen import paths
-from animegen.artifacts.records import read_metrics, write_metrics
-from animegen.io import write_csv, write_text_atomic
+from animegen.artifacts.records import read_record
+from animegen.io import write_csv, write_json_atomic, write_text_atomic
 
 MODEL_COLUMNS = ["model", "family", "dataset", "reference_images", "fid", "mae", "nwi", "kid", "memorisation_rate", "floor_fid",
                  "n_candidate", "n_reference", "trained_steps"]  # fmt: skip
@@ -58,11 +61,9 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
 
 
 def run(params: dict, target: str | None, root: Path) -> dict:
-    models = [read_metrics(root / paths.MODEL_METRICS.format(model=m), [*MODEL_COLUMNS, "inception_weights"])
-              for m in sorted(params["models"])]  # fmt: skip
-    pairs = [read_metrics(root / paths.COMPARE.format(pair=p), [*COMPARE_COLUMNS, "inception_weights"])
-             for p in sorted(params["compare"]["pairs"])]  # fmt: skip
-    translators = [read_metrics(root / paths.TRANSLATION_METRICS.format(model=m), [*TRANSLATION_COLUMNS, "inception_weights"])
+    models = [read_record(root / paths.MODEL_RECORD.format(model=m), "evaluate", 1) for m in sorted(params["models"])]
+    pairs = [read_record(root / paths.COMPARE_RECORD.format(pair=p), "compare", 1) for p in sorted(params["compare"]["pairs"])]
+    translators = [read_record(root / paths.TRANSLATION_RECORD.format(model=m), "evaluate_translation", 1)
                    for m in sorted(params["translators"])]  # fmt: skip
     weights = {json.dumps(r["inception_weights"], sort_keys=True): r["inception_weights"] for r in models + pairs + translators}
     summary = {
@@ -71,7 +72,7 @@ def run(params: dict, target: str | None, root: Path) -> dict:
         "translation": {r["model"]: {k: r[k] for k in TRANSLATION_SUMMARY} for r in translators},
         "inception_weights": [weights[w] for w in sorted(weights)],
     }  # fmt: skip
-    write_metrics(root / paths.SUMMARY, summary)
+    write_json_atomic(root / paths.SUMMARY, summary)
     note = ("FID and KID: pytorch-fid's Inception-V3 pool3 features, weights " +
             ", ".join(f"{w['origin']} sha256 {w['sha256'][:12]}" for w in summary["inception_weights"]) +
             ". MAE: mean absolute 0-255 error to the nearest reference image; NWI = MAE - FID. FID floor: "

@@ -3,12 +3,12 @@
 Reads:  ``data/survey/key.json`` (which model made each item, the questions, the scale, the seed) and
         every ``*.csv`` in ``data/survey_answers/`` (the files raters exported from ``survey.html``,
         put there by hand like ``data/sources/``); ``params.yaml`` key ``survey.bootstrap``.
-Writes: ``metrics/survey.json`` (DVC metrics) and ``metrics/survey.md``: per model and question (and
-        over all questions) the mean score, a percentile-bootstrap 95 % interval resampling raters
-        (seeded with the key's seed), the number of raters and answers; for each pair of models, per
-        question and over all, the raters' paired mean difference, a Wilcoxon signed-rank test's p-value
-        and which model scored higher (the test is named in both files).
-        With no answer file yet the stage writes ``raters: 0`` and a note saying where the files go.
+Writes: ``metrics/survey.record.json`` and ``metrics/survey.md``: per model and question (and over all
+        questions) the mean score, a percentile-bootstrap 95 % interval resampling raters (seeded with
+        the key's seed), the number of raters and answers; for each pair of models, per question and
+        over all, the raters' paired mean difference, a Wilcoxon signed-rank test's p-value and which
+        model scored higher (the test is named in both files); ``metrics/survey.json`` (DVC metrics):
+        the numbers of the record.
         With no answer file yet (the state until raters answer) it writes ``raters: 0`` and a note saying
         where the files go, so ``dvc repro`` and ``snakemake`` run through.
 Guarantees: nothing is written unless every row of every file is valid: a missing column, an item not
@@ -22,11 +22,17 @@ import sys
 from pathlib import Path
 
 from animegen import paths
-from animegen.artifacts.records import write_metrics
+from animegen.artifacts.records import numbers_of, write_metrics, write_record
 from animegen.artifacts.survey import read_answer_files, read_key
 from animegen.io import write_text_atomic
 from animegen.stages import StageError
 from animegen.survey import SurveyError, markdown_report, parse_answers, score_answers
+
+
+def _write(root: Path, result: dict) -> None:
+    """The record (files, questions, methods) and its numbers as the metrics file."""
+    write_record(root / paths.SURVEY_RECORD, "survey_score", 1, result)
+    write_metrics(root / paths.SURVEY_METRICS, numbers_of(result))
 
 
 def run(params: dict, target: str | None, root: Path) -> dict:
@@ -36,7 +42,7 @@ def run(params: dict, target: str | None, root: Path) -> dict:
         note = (f"no answer files (*.csv) in {paths.SURVEY_ANSWERS}/ yet: send {paths.SURVEY}/survey.html to raters "
                 "and put each exported CSV there")  # fmt: skip
         print(f"survey_score: {note}", file=sys.stderr)
-        write_metrics(root / paths.SURVEY_METRICS, {"raters": 0, "answers": 0, "files": [], "note": note})
+        _write(root, {"raters": 0, "answers": 0, "files": [], "note": note})
         write_text_atomic(root / paths.SURVEY_TABLE, f"# {key['title']}\n\n{note[0].upper() + note[1:]}.\n")
         return {"raters": 0, "answers": 0, "files": 0}
     named = [(p.relative_to(root).as_posix(), columns, rows) for p, columns, rows in files]
@@ -48,6 +54,6 @@ def run(params: dict, target: str | None, root: Path) -> dict:
     result = score_answers(answers, item_models, len(key["questions"]), params["survey"]["bootstrap"], key["seed"])
     result.update({"title": key["title"], "questions": key["questions"], "scale": key["scale"],
                    "files": [name for name, _, _ in named]})  # fmt: skip
-    write_metrics(root / paths.SURVEY_METRICS, result)
+    _write(root, result)
     write_text_atomic(root / paths.SURVEY_TABLE, markdown_report(result, key["title"], key["questions"], key["scale"]))
     return {"raters": result["raters"], "answers": result["answers"], "files": len(files)}

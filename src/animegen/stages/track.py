@@ -8,10 +8,11 @@ Reads:  ``data/models/<name>/`` (``model.pt`` to rebuild the model, ``train.json
         sampled too), ``sample.use_ema`` and ``models.<name>.sample``.
 Writes: ``metrics/track/<name>/`` (declared as DVC plots): ``fid.tsv`` and ``fid_ema.tsv`` (step and
         FID, raw and smoothed by an exponential moving average of ``track.smoothing``, study B's 0.9) and
-        ``fid.png`` (both curves, for people and the report); ``metrics/track/<name>.json``: whether the
-        model was tracked, the points, the last and the best tracked FID, the settings and the Inception
-        weights' origin and SHA-256.  For a model trained without snapshots the folder is empty and the
-        JSON says ``tracked: false`` and why: nothing is generated or measured.
+        ``fid.png`` (both curves, for people and the report); ``metrics/track/<name>.json``: the last and the
+        best tracked FID (numbers only); ``metrics/track/<name>.record.json``: whether the model was
+        tracked, the points, the settings and the Inception weights' origin and SHA-256.  For a model
+        trained without snapshots the folder is empty, the metrics file ``{}`` and the record says
+        ``tracked: false`` and why: nothing is generated or measured.
 Every snapshot draws ``track.n`` images from the same seed (``track.seed`` plus the model's
 ``seed_offset``), so successive points differ by the generator only.  FID from a few images is biased
 upwards: points of one curve compare with each other, not with evaluate's FID from ``sample.n`` images.

@@ -9,12 +9,12 @@ Reads:  ``data/models/<name>/`` (``model.pt``, ``train.json`` and, when
         ``data/cam/classifiers/<classifier>/`` when the translator multiplies Grad-CAM maps in;
         ``params.yaml`` sections ``track`` (images per snapshot, smoothing), ``inception`` and
         ``translate`` (``use_ema``, ``batch_size``, ``images``).
-Writes: ``metrics/track/<name>/`` (``fid.tsv``, ``fid_ema.tsv``, ``fid.png``) and
-        ``metrics/track/<name>.json``, as ``track`` writes them for a generator.  Every snapshot
-        translates the same first ``track.n`` source images (fewer when the split has fewer), so
-        successive points differ by the generator only.  For a translator trained without snapshots the
-        folder is empty and the JSON says ``tracked: false`` and why.
-Guarantees: both outputs appear complete or not at all; a snapshot from another training run or
+Writes: ``metrics/track/<name>/`` (``fid.tsv``, ``fid_ema.tsv``, ``fid.png``),
+        ``metrics/track/<name>.json`` and ``<name>.record.json``, as ``track`` writes them for a
+        generator.  Every snapshot translates the same first ``track.n`` source images (fewer when the
+        split has fewer), so successive points differ by the generator only.  For a translator trained
+        without snapshots the folder is empty and the record says ``tracked: false`` and why.
+Guarantees: the outputs appear complete or not at all; a snapshot from another training run or
 statistics from other Inception weights are refused.
 """
 

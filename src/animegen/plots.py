@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import math
 import textwrap
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,6 +32,7 @@ def training_curves_png(history: list[dict], title: str, smoothing: float = 0.9,
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
+    from matplotlib.ticker import EngFormatter, MaxNLocator  # noqa: PLC0415
 
     keys = sorted({k for row in history for k in row if k != "step"})
     width = 3.2 * max(1, len(keys))
@@ -44,15 +46,69 @@ def training_curves_png(history: list[dict], title: str, smoothing: float = 0.9,
         ax.plot(steps, ema(values, smoothing), lw=1.8, label=f"EMA {smoothing}")
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))  # steps run to 6 digits: few, short labels
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 150000 -> 150k
         ax.tick_params(labelsize=7)
     if not keys:
         axes[0][0].text(0.5, 0.5, "no curve points", ha="center", va="center")
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(textwrap.fill(title, width=max(20, int(width * 13))), fontsize=10)  # ~13 characters per inch
+    else:
+        axes[0][0].legend(fontsize=7)
+    # wrapped at ~13 characters per inch, then narrower until the rendered title fits (long words are broken)
+    chars = max(20, int(width * 13))
+    while True:
+        text = fig.suptitle(textwrap.fill(title, width=chars), fontsize=10)
+        fig.canvas.draw()
+        if text.get_window_extent().width <= 0.96 * fig.bbox.width or chars <= 10:
+            break
+        chars = int(chars * 0.9)
+    problems = layout_problems(fig)
+    if problems:  # a figure for people: say so loudly, but never fail the stage that made it
+        warnings.warn(f"{title!r}: {'; '.join(problems)}", FigureLayoutWarning, stacklevel=2)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
     plt.close(fig)
     return buf.getvalue()
+
+
+class FigureLayoutWarning(UserWarning):
+    """A figure cuts text at its edges or overlaps tick labels (the test suite turns it into an error)."""
+
+
+def check_inside(fig) -> None:
+    """Raise ``ValueError`` naming what :func:`layout_problems` finds."""
+    problems = layout_problems(fig)
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def layout_problems(fig) -> list[str]:
+    """Each title, axis (its drawn tick labels and label) or legend that the rendered figure cuts at its
+    edges, and each axis whose tick labels overlap, at the size and resolution it is saved with."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    canvas = fig.bbox
+    texts = [("the title", fig._suptitle)] if fig._suptitle is not None else []
+    for ax in fig.axes:
+        texts += [(f"panel {ax.get_title()!r} title", ax.title), (f"panel {ax.get_title()!r} legend", ax.get_legend()),
+                  (f"panel {ax.get_title()!r} x axis", ax.xaxis), (f"panel {ax.get_title()!r} y axis", ax.yaxis)]  # fmt: skip
+    cut = []
+    for name, artist in texts:
+        if artist is None or not artist.get_visible() or (hasattr(artist, "get_text") and not artist.get_text()):
+            continue
+        # an axis's tight box holds the tick labels it draws and its label (not the ticks beyond its limits)
+        box = artist.get_tightbbox(renderer) if hasattr(artist, "get_ticklabels") else artist.get_window_extent(renderer)
+        if box is None:
+            continue
+        if box.x0 < canvas.x0 - 0.5 or box.y0 < canvas.y0 - 0.5 or box.x1 > canvas.x1 + 0.5 or box.y1 > canvas.y1 + 0.5:
+            cut.append(name)
+    problems = [f"figure of {canvas.width:.0f}x{canvas.height:.0f} px cuts {', '.join(cut)} at its edges"] if cut else []
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            drawn = [t.label1 for t in axis._update_ticks() if t.label1.get_visible() and t.label1.get_text()]
+            boxes = sorted((lbl.get_window_extent(renderer) for lbl in drawn), key=lambda b: (b.x0, b.y0))
+            if any(a.overlaps(b) for a, b in zip(boxes, boxes[1:])):
+                problems.append(f"panel {ax.get_title()!r}: its {axis.axis_name} tick labels overlap")
+    return problems
 
 
 def tile(images: np.ndarray, pad: int = 2) -> Image.Image:

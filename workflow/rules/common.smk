@@ -12,10 +12,15 @@ from animegen import codedeps, paths
 from animegen.config import EXIT_PARAMS, ParamsError, load_params
 
 try:
-    load_params("params.yaml")  # same checks as every stage: unknown keys, types, YAML 1.1/1.2 agreement
+    _params = load_params("params.yaml")  # same checks as every stage: unknown keys, types, cross-key rules
 except ParamsError as e:
     sys.stderr.write(f"animegen: params.yaml: {e}\n")
     sys.exit(EXIT_PARAMS)
+# Snakemake's configfile reader is YAML 1.1 (`5e-05`, as `dvc exp run -S` writes small numbers, would be a
+# string there): every rule reads the values as DVC and the stages do.  Stages read params.yaml, not
+# `--config`, so there is nothing of Snakemake's own to keep.
+config.clear()
+config.update(_params)
 
 DATASETS = sorted(config["datasets"])
 MODELS = sorted(config["models"])

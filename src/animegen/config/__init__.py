@@ -9,8 +9,8 @@ and the Snakefile validate before any stage runs; stages then read their section
 
 from animegen.config.checks import RANDOM_SUFFIX, split_names
 from animegen.config.errors import EXIT_PARAMS, ParamsError
-from animegen.config.loading import load_params, parse_yaml_both, validate
+from animegen.config.loading import load_params, parse_yaml, validate
 from animegen.config.lookup import entry
 
-__all__ = ["EXIT_PARAMS", "ParamsError", "RANDOM_SUFFIX", "entry", "load_params", "parse_yaml_both", "split_names",
+__all__ = ["EXIT_PARAMS", "ParamsError", "RANDOM_SUFFIX", "entry", "load_params", "parse_yaml", "split_names",
            "validate"]  # fmt: skip

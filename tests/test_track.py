@@ -225,3 +225,25 @@ def test_check_inside_names_overlapping_tick_labels():
     with pytest.raises(ValueError, match=r"panel 'fid': its x tick labels overlap"):
         check_inside(fig)
     plt.close(fig)
+
+
+def test_grid_texts_stay_inside_the_image():
+    """The audit and translation grids write ids and distances with Pillow, which clips at the edge
+    without a word: a long id widens the image instead."""
+    from types import SimpleNamespace
+
+    from animegen.plots import audit_image, columns_grid
+
+    def right_edge_ink(img) -> bool:
+        return bool((np.asarray(img.convert("L"))[:, -3:] < 128).any())
+
+    rng = np.random.default_rng(0)
+    samples, train = rng.integers(0, 255, (2, 2, 16, 16, 3), dtype=np.uint8)
+    mae = SimpleNamespace(d1=np.array([1.0, 2.0]), d2=np.array([3.0, 4.0]), ratio=np.array([0.3, 0.5]), nearest_index=np.array([0, 1]))
+    long_id = "0123456789abcdef" * 4  # a SHA-256 id
+    audit = audit_image(samples, ["000000", "000001"], train, [long_id, "a1"], mae, 2)
+    assert audit.width > 300 and not right_edge_ink(audit)  # 300: the width short ids get
+    grid = columns_grid([samples, train], ["input", "output"], [long_id, "short"])
+    assert grid.width > 2 * (128 + 6) + 6 and not right_edge_ink(grid)
+    narrow = columns_grid([samples, train], ["input", "output"], ["a", "b"])
+    assert narrow.width == 2 * (128 + 6) + 6  # short labels: the images set the width, as before

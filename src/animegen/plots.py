@@ -111,6 +111,12 @@ def layout_problems(fig) -> list[str]:
     return problems
 
 
+def _text_width(texts: Sequence[str]) -> int:
+    """Pixels the longest of ``texts`` takes in Pillow's default font (what the grids write with)."""
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    return int(math.ceil(max((draw.textlength(t) for t in texts), default=0)))
+
+
 def tile(images: np.ndarray, pad: int = 2) -> Image.Image:
     """uint8 images (N, H, W, 3) in a near-square grid on black, ``pad`` pixels apart."""
     n, h, w, _ = images.shape
@@ -130,7 +136,8 @@ def columns_grid(columns: Sequence[np.ndarray], headers: Sequence[str], labels: 
     n, h, w = columns[0].shape[:3]
     k = max(1, -(-AUDIT_SCALE // h))
     th, tw, head, label, gap = h * k, w * k, 16, 14 if labels else 0, 6
-    canvas = Image.new("RGB", (len(columns) * (tw + gap) + gap, head + n * (th + label + gap) + gap), (255, 255, 255))
+    width = max(len(columns) * (tw + gap) + gap, 2 * gap + _text_width(labels or []))  # a long id widens the grid
+    canvas = Image.new("RGB", (width, head + n * (th + label + gap) + gap), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     for c, text in enumerate(headers):
         draw.text((gap + c * (tw + gap), 2), text, fill=(0, 0, 0))
@@ -150,12 +157,15 @@ def audit_image(samples: np.ndarray, names: list[str], train: np.ndarray, ids: l
     h, w = samples.shape[1:3]
     k = max(1, -(-AUDIT_SCALE // h))
     th, tw, label = h * k, w * k, 26
-    canvas = Image.new("RGB", (max(2 * tw + 12, 300), len(order) * (th + label + 6) + 4), (255, 255, 255))
+    texts = [(f"sample {names[i]} | nearest train {ids[mae.nearest_index[i]]}",
+              f"MAE {mae.d1[i]:.1f}  2nd nearest {mae.d2[i]:.1f}  ratio {mae.ratio[i]:.2f}") for i in order]  # fmt: skip
+    width = max(2 * tw + 12, 300, 8 + _text_width([t for pair in texts for t in pair]))
+    canvas = Image.new("RGB", (width, len(order) * (th + label + 6) + 4), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     for row, i in enumerate(order):
         y = 4 + row * (th + label + 6)
         for col, img in enumerate((samples[i], train[mae.nearest_index[i]])):
             canvas.paste(Image.fromarray(img).resize((tw, th), Image.Resampling.NEAREST), (4 + col * (tw + 4), y))
-        draw.text((4, y + th + 1), f"sample {names[i]} | nearest train {ids[mae.nearest_index[i]]}", fill=(0, 0, 0))
-        draw.text((4, y + th + 13), f"MAE {mae.d1[i]:.1f}  2nd nearest {mae.d2[i]:.1f}  ratio {mae.ratio[i]:.2f}", fill=(0, 0, 0))
+        draw.text((4, y + th + 1), texts[row][0], fill=(0, 0, 0))
+        draw.text((4, y + th + 13), texts[row][1], fill=(0, 0, 0))
     return canvas

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from animegen.config import parse_yaml_both
+from animegen.config import parse_yaml
 from animegen.device import select_device
 from animegen.models import registry
 from animegen.train import LoopConfig, train
@@ -131,7 +131,7 @@ print(json.dumps({"peak_mib": peak, "params": sum(model.n_parameters().values())
 
 
 def bench_memory(device, size: int, batch_cap: int | None) -> list[dict]:
-    paper = parse_yaml_both((REPO / "workflow/params/paper.yaml").read_text())
+    paper = parse_yaml((REPO / "workflow/params/paper.yaml").read_text())
     rows = []
     for name, m in paper["models"].items():
         batch = min(m["train"]["batch_size"], batch_cap) if batch_cap else m["train"]["batch_size"]

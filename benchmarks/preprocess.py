@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from animegen.config import parse_yaml_both, validate
+from animegen.config import parse_yaml, validate
 from animegen.data import synthetic
 from animegen.recipes import NO_RECIPE
 from animegen.stages import collect, cutout, resize
@@ -75,7 +75,7 @@ def bench(name: str, n: int, scale_to, size: int, seed: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         make_inputs(root / "data/sources" / name / "in", n, scale_to, seed)
-        params = parse_yaml_both((REPO / "params.yaml").read_text())
+        params = parse_yaml((REPO / "params.yaml").read_text())
         params["datasets"] = {name: {"sources": [{"type": "folder", "path": "in"}], "size": size, "crop": "full", **NO_RECIPE}}
         params.update(models={}, cam_classifier={}, cam_select={}, translators={})  # nothing else refers to the demo's datasets
         params["survey"]["models"] = []

@@ -47,13 +47,9 @@ def cache_objects(ws: Path) -> set[str]:
 
 
 def needed_objects(ws: Path) -> set[str]:
-    """The cache objects that dvc.lock's cached outputs (everything under data/) are made of.
-
-    The cache holds a few more: the run-cache also stores the uncached metrics, which live in git and
-    are never pushed.
-    """
+    """The cache objects that dvc.lock's outputs (data/ and metrics/, all cached) are made of."""
     lock = load_yaml(ws / "dvc.lock")
-    md5s = {o["md5"] for s in lock["stages"].values() for o in s.get("outs", []) if o["path"].startswith("data/")}
+    md5s = {o["md5"] for s in lock["stages"].values() for o in s.get("outs", [])}
     objects = set()
     for md5 in md5s:
         objects.add(f"{md5[:2]}/{md5[2:]}")
@@ -130,7 +126,7 @@ def bucket_objects(url: str, prefix: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def first(tmp_path_factory) -> Path:
-    """The first clone: the tiny pipeline run by `dvc repro`, its dvc.lock and uncached metrics committed."""
+    """The first clone: the tiny pipeline run by `dvc repro`, its dvc.lock committed (every output is cached)."""
     ws = tiny_workspace(tmp_path_factory.mktemp("remote") / "first")
     stages = set(sh(ws, "dvc", "stage", "list", "--name-only").stdout.split())
     ran = {line.split("'")[1] for line in sh(ws, "dvc", "repro").stdout.splitlines() if line.startswith("Running stage")}
@@ -142,7 +138,7 @@ def first(tmp_path_factory) -> Path:
 
 
 def assert_same_outputs_and_nothing_to_rerun(first: Path, second: Path, env: dict) -> None:
-    outs = lock_outs(first)  # cached outputs (from the remote) and uncached ones (metrics, from git)
+    outs = lock_outs(first)  # every output, data/ and metrics/, comes from the remote
     assert {"data/raw/face_a_early", "data/models/dcgan", "data/samples/dcgan", "metrics/summary.json"} <= set(outs)
     for rel in outs:
         theirs, ours = tree_digest(first, rel), tree_digest(second, rel)
@@ -153,7 +149,7 @@ def assert_same_outputs_and_nothing_to_rerun(first: Path, second: Path, env: dic
     assert "Running stage" not in out, out
     skipped = {line.split("'")[1] for line in out.splitlines() if line.endswith("didn't change, skipping")}
     assert skipped == stages and "Data and pipelines are up to date." in out
-    assert git(second, "status", "--porcelain").strip() == ""  # dvc.lock and the metrics unchanged
+    assert git(second, "status", "--porcelain").strip() == ""  # dvc.lock unchanged, outputs git-ignored
 
 
 def test_s3_remote_push_from_one_clone_pull_into_another(first: Path, s3: str, tmp_path: Path):

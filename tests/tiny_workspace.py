@@ -44,7 +44,7 @@ def tiny_workspace(dest: Path) -> Path:
 
 
 def lock_outs(ws: Path) -> list[str]:
-    """Every output path recorded in dvc.lock (cached ones and the uncached metrics kept in git)."""
+    """Every output path recorded in dvc.lock (all cached: data/ and metrics/)."""
     lock = load_yaml(ws / "dvc.lock")
     return sorted(o["path"] for stage in lock["stages"].values() for o in stage.get("outs", []))
 

@@ -266,3 +266,4 @@ def test_metrics_files_hold_numbers_only_and_the_record_holds_the_rest(tmp_path)
     assert records.read_record(tmp_path / "m.record.json", "evaluate", 1) == result
     assert records.numbers_of({"a": 1, "b": True, "c": "x", "d": {"e": 2.5, "f": [1]}, "g": {"h": None}, "i": None}) == {
         "a": 1, "d": {"e": 2.5}}
+    assert list(records.pick({"b": 1, "a": 0, "c": None, "d": 2.0}, ["a", "b", "c", "e"])) == ["a", "b"]  # order of keys; 0 kept

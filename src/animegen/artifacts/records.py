@@ -43,23 +43,8 @@ def read_record(path: Path, kind: str, version: int) -> dict:
     return {k: v for k, v in data.items() if k != "format"}
 
 
-def _not_numbers(data: dict, prefix: str = "") -> list[str]:
-    bad = []
-    for key, value in data.items():
-        if isinstance(value, dict):
-            bad += _not_numbers(value, f"{prefix}{key}.")
-        elif isinstance(value, bool) or not isinstance(value, (int, float)):
-            bad.append(f"{prefix}{key}")
-    return bad
-
-
-def write_metrics(path: Path, data: dict) -> None:
-    """A metrics file (its folder is made as needed), written atomically like every record.  Values are
-    numbers or objects of numbers; anything else is a programming error (it belongs in the record)."""
-    bad = _not_numbers(data)
-    if bad:
-        raise ValueError(f"{path}: metrics hold numbers only; {', '.join(bad)} belong in the stage's record")
-    write_json_atomic(path, data)
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def numbers_of(data: dict) -> dict:
@@ -67,17 +52,40 @@ def numbers_of(data: dict) -> dict:
     lists, booleans and None left out."""
     out = {}
     for key, value in data.items():
-        if isinstance(value, dict):
-            inner = numbers_of(value)
-            if inner:
-                out[key] = inner
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        inner = numbers_of(value) if isinstance(value, dict) else None
+        if inner:
+            out[key] = inner
+        elif _is_number(value):
             out[key] = value
     return out
+
+
+def _leaf_keys(data: dict, prefix: str = "") -> list[str]:
+    """Dotted keys of every value in ``data`` that is not an object."""
+    keys = []
+    for key, value in data.items():
+        keys += _leaf_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"]
+    return keys
+
+
+def write_metrics(path: Path, data: dict) -> None:
+    """A metrics file (its folder is made as needed), written atomically like every record.  Values are
+    numbers or objects of numbers; anything else is a programming error (it belongs in the record)."""
+    kept = set(_leaf_keys(numbers_of(data)))
+    bad = [key for key in _leaf_keys(data) if key not in kept]
+    if bad:
+        raise ValueError(f"{path}: metrics hold numbers only; {', '.join(bad)} belong in the stage's record")
+    write_json_atomic(path, data)
+
+
+def pick(result: dict, keys: Iterable[str]) -> dict:
+    """The entries of ``result`` named by ``keys``, in that order; a key absent or None is left out
+    (an untracked model has no best FID)."""
+    return {k: result[k] for k in keys if result.get(k) is not None}
 
 
 def write_result(metrics_path: Path, record_path: Path, kind: str, result: dict, keys: Iterable[str]) -> None:
     """A scoring stage's result in two files: all of ``result`` (provenance included) as the versioned
     record ``kind``/1 at ``record_path``, then its ``keys`` (those not None) as the lean metrics file."""
     write_record(record_path, kind, 1, result)
-    write_metrics(metrics_path, {k: result[k] for k in keys if result.get(k) is not None})
+    write_metrics(metrics_path, pick(result, keys))

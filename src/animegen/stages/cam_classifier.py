@@ -21,7 +21,7 @@ import torch
 
 from animegen import paths
 from animegen.artifacts.classifier import write_classifier
-from animegen.artifacts.records import write_metrics
+from animegen.artifacts.records import pick, write_metrics
 from animegen.artifacts.split import load_split_images
 from animegen.cam import classifier as clf
 from animegen.device import setup as device_setup
@@ -94,5 +94,5 @@ def run(params: dict, name: str, root: Path) -> dict:
     }  # fmt: skip
     with atomic_dir(root / paths.CAM_CLASSIFIER.format(classifier=name)) as tmp:
         write_classifier(tmp, net, meta, fitted.history, metrics)
-    write_metrics(root / paths.CAM_CLASSIFIER_METRICS.format(classifier=name), {k: metrics[k] for k in METRICS if metrics[k] is not None})
+    write_metrics(root / paths.CAM_CLASSIFIER_METRICS.format(classifier=name), pick(metrics, METRICS))
     return {k: metrics[k] for k in ("classifier", "accuracy", "balanced_accuracy", "train_accuracy")}

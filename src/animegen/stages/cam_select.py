@@ -28,7 +28,7 @@ import numpy as np
 
 from animegen import paths
 from animegen.artifacts.images import read_manifest
-from animegen.artifacts.records import write_metrics
+from animegen.artifacts.records import pick, write_metrics
 from animegen.artifacts.split import load_split_images, split_ids, write_split
 from animegen.cam import scores as sc
 from animegen.cam.selection import COLUMNS, evidence, regions_per_image
@@ -114,6 +114,6 @@ def run(params: dict, name: str, root: Path) -> dict:
             "dataset": s["dataset"], "selection": name, "kind": kind, "n_train": len(ids_kept),
             "n_test": len(test_ids), "train": sorted(ids_kept), "test": test_ids,
         })  # fmt: skip
-    write_metrics(root / paths.CAM_SELECTION_METRICS.format(selection=name), {k: metrics[k] for k in METRICS if metrics.get(k) is not None})
+    write_metrics(root / paths.CAM_SELECTION_METRICS.format(selection=name), pick(metrics, METRICS))
     return {k: metrics[k] for k in ("selection", "n_images", "n_selected", "cutoff_score")}
 

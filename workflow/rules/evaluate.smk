@@ -57,6 +57,7 @@ rule track:
     input:
         MODEL,
         reference=model_input(REFERENCE),
+        split=model_input(SPLIT),  # the reference is checked against the split's ids
         code=model_code("track"),
     output:
         curve=report(

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from animegen import paths
 from animegen.artifacts import ArtifactError, format_tag, load_tagged_torch
 from animegen.artifacts.records import write_record
 from animegen.cam import classifier as clf
@@ -54,3 +55,15 @@ def read_cam_maps(folder: Path, device: torch.device, image_size: int, target_cl
     b = 1 if target_class == "positive" else 0
     meta = {**meta, "sha256": sha256_file(folder / "classifier.pt")}  # which weights made the maps
     return GradCamMaps(net, clf.target_layer(net, meta["default_target_layer"]), meta["arch"], {"a": 1 - b, "b": b}), meta
+
+
+def attach_cam_maps(model, root: Path, translator: dict, device: torch.device, image_size: int) -> dict | None:
+    """Give a translator with attention (``model.uses_cam``) the Grad-CAM maps of its classifier
+    (``translator["classifier"]``, domain ``b`` = ``translator["target_class"]``) and return the
+    classifier's metadata (``sha256`` included); None, and nothing read, for a model without attention."""
+    if not getattr(model, "uses_cam", False):
+        return None
+    folder = root / paths.CAM_CLASSIFIER.format(classifier=translator["classifier"])
+    maps, meta = read_cam_maps(folder, device, image_size, translator["target_class"])
+    model.set_cam(maps)
+    return meta

@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from animegen import paths
 from animegen.artifacts import ArtifactError
 from animegen.artifacts.records import read_record, write_record
+from animegen.artifacts.split import split_ids
 from animegen.metrics.fid import FrechetReference
 
 KIND, VERSION = "reference", 2
@@ -83,3 +85,9 @@ def read_reference(folder: Path, weights_sha256: str, images: str = "train", ids
     if len(features) != len(info["ids"]):
         raise ArtifactError(f"{folder}: {len(features)} feature rows for {len(info['ids'])} ids; rerun its reference stage")
     return Reference(features[: len(set_ids)], mu, sigma, {**info, "ids": set_ids, "images": images, "floor": entry.get("floor")})
+
+
+def read_dataset_reference(root: Path, dataset: str, weights_sha256: str, images: str = "train") -> Reference:
+    """``dataset``'s reference set ``images`` in the workspace ``root``, checked against the ids its
+    split file holds now (the reference of a dataset split again since is refused)."""
+    return read_reference(root / paths.REFERENCE.format(dataset=dataset), weights_sha256, images, split_ids(root, dataset, images))

@@ -23,8 +23,7 @@ from pathlib import Path
 from animegen import paths
 from animegen.artifacts.classifier import read_classifier
 from animegen.artifacts.records import write_result
-from animegen.artifacts.reference import read_reference
-from animegen.artifacts.split import split_ids
+from animegen.artifacts.reference import read_dataset_reference
 from animegen.artifacts.translations import read_inputs, read_translations
 from animegen.cam.classifier import predict
 from animegen.metrics.extractor import load_extractor
@@ -44,8 +43,7 @@ def run(params: dict, name: str, root: Path) -> dict:
         raise StageError(f"evaluate_translation {name}: {len(ids)} translated image(s); FID needs at least 2")
     target, source, against = t["target"]["dataset"], t["source"]["dataset"], t["reference"]
     net, weights, device = load_extractor(params["inception"], root)
-    ref_ids = split_ids(root, target, against)
-    reference = read_reference(root / paths.REFERENCE.format(dataset=target), weights.sha256, against, ref_ids)
+    reference = read_dataset_reference(root, target, weights.sha256, against)
     fid, kid = fid_and_kid(outputs, reference, net, device, MetricSettings.from_params(params["metrics"], params["inception"]))
     fid = float(fid)
 
@@ -59,7 +57,7 @@ def run(params: dict, name: str, root: Path) -> dict:
     before = share_with_interval(predict(classifier, inputs, meta["arch"], device).argmax(1) == cls, boot["bootstrap"], boot["seed"])
     result = {
         "model": name, "family": t["family"], "source": source, "target": target, "translated_images": info["images"],
-        "reference_images": against, "n_translated": len(ids), "n_reference": len(ref_ids),
+        "reference_images": against, "n_translated": len(ids), "n_reference": len(reference.info["ids"]),
         "fid": fid, "kid": kid.mean, "kid_std": kid.std, "kid_x100": 100.0 * kid.mean, "kid_x100_std": 100.0 * kid.std,
         "kid_subsets": kid.num_subsets, "kid_subset_size": kid.subset_size,
         "character_ratio": ratio["share"], "character_ratio_ci95": [ratio["ci95_low"], ratio["ci95_high"]],

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from animegen import paths
 from animegen.artifacts.model import read_model, read_snapshots, read_train_record
-from animegen.artifacts.reference import read_reference
+from animegen.artifacts.reference import read_dataset_reference
 from animegen.metrics.extractor import load_extractor
 from animegen.models.sampling import generate
 from animegen.tracking import measure_snapshots, record_untracked, write_curve
@@ -45,7 +45,7 @@ def run(params: dict, name: str, root: Path) -> dict:
     snapshots = read_snapshots(model_dir, trained["fingerprint"], trained.get("snapshot_steps", []))
     model, blob = read_model(model_dir, m["family"], m["net"])
     extractor, weights, device = load_extractor(params["inception"], root)
-    reference = read_reference(root / paths.REFERENCE.format(dataset=m["dataset"]), weights.sha256, m["reference"])
+    reference = read_dataset_reference(root, m["dataset"], weights.sha256, m["reference"])
     model.to(device)
     seed = t["seed"] + blob["seed_offset"]
     use_ema = params["sample"]["use_ema"]

@@ -23,10 +23,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from animegen import paths
-from animegen.artifacts.classifier import read_cam_maps
+from animegen.artifacts.classifier import attach_cam_maps
 from animegen.artifacts.model import read_model, read_snapshots, read_train_record
-from animegen.artifacts.reference import read_reference
-from animegen.artifacts.split import load_split_images, split_ids
+from animegen.artifacts.reference import read_dataset_reference
+from animegen.artifacts.split import load_split_images
 from animegen.metrics.extractor import load_extractor
 from animegen.models.sampling import translate_images
 from animegen.stages import StageError
@@ -51,12 +51,10 @@ def run(params: dict, name: str, root: Path) -> dict:
     snapshots = read_snapshots(model_dir, trained["fingerprint"], trained.get("snapshot_steps", []))
     model, blob = read_model(model_dir, t["family"], t["net"])
     extractor, weights, device = load_extractor(inc, root)
-    reference = read_reference(root / paths.REFERENCE.format(dataset=target), weights.sha256, against, split_ids(root, target, against))
+    reference = read_dataset_reference(root, target, weights.sha256, against)
     model.to(device)
     model.train(False)
-    if getattr(model, "uses_cam", False):
-        folder = root / paths.CAM_CLASSIFIER.format(classifier=t["classifier"])
-        model.set_cam(read_cam_maps(folder, device, blob["image_size"], t["target_class"])[0])
+    attach_cam_maps(model, root, t, device, blob["image_size"])
     steps, fids = measure_snapshots(model, snapshots, ("translate.use_ema", s["use_ema"]),
                                     lambda net: translate_images(model, net, images, s["batch_size"], device),
                                     reference, extractor, device, inc["batch_size"], f"track_translator {name}")  # fmt: skip

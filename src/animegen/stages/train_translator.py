@@ -20,8 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from animegen import paths
-from animegen.artifacts.classifier import read_cam_maps
+from animegen.artifacts.classifier import attach_cam_maps
 from animegen.artifacts.split import load_split_images
 from animegen.fitting import FitError, fit
 from animegen.stages import StageError
@@ -42,14 +41,11 @@ def run(params: dict, name: str, root: Path) -> dict:
         raise StageError(f"train_translator {name}: source images are {images['a'].shape[1:3]} but target images "
                          f"{images['b'].shape[1:3]}; both domains need one size")  # fmt: skip
     size = images["a"].shape[1]
-    uses_cam = t["net"].get("cam_generator") or t["net"].get("cam_discriminator")
 
     def attach_cam(model, device) -> dict | None:
-        if not uses_cam:
+        meta = attach_cam_maps(model, root, t, device, size)
+        if meta is None:
             return None
-        folder = root / paths.CAM_CLASSIFIER.format(classifier=t["classifier"])
-        maps, meta = read_cam_maps(folder, device, size, t["target_class"])
-        model.set_cam(maps)
         record["cam"] = {"classifier": t["classifier"], "layer": meta["default_target_layer"], "target_class": t["target_class"],
                          "classifier_sha256": meta["sha256"]}  # fmt: skip
         return {"cam": record["cam"]}  # another classifier's maps: another run (its checkpoints are refused)

@@ -20,7 +20,7 @@ import torch
 
 from animegen import paths
 from animegen.artifacts import translations
-from animegen.artifacts.classifier import read_cam_maps
+from animegen.artifacts.classifier import attach_cam_maps
 from animegen.artifacts.model import read_model
 from animegen.artifacts.split import load_split_images
 from animegen.device import device_name, set_tf32
@@ -52,9 +52,7 @@ def run(params: dict, name: str, root: Path) -> dict:
     model.to(device)
     model.train(False)
     net.eval()
-    if getattr(model, "uses_cam", False):
-        folder = root / paths.CAM_CLASSIFIER.format(classifier=t["classifier"])
-        model.set_cam(read_cam_maps(folder, device, blob["image_size"], t["target_class"])[0])
+    attach_cam_maps(model, root, t, device, blob["image_size"])
     out = translate_images(model, net, images, s["batch_size"], device)
     k = min(s["grid"], len(ids))
     recs = None  # a model with a way back (CycleGAN's G_B) shows the cycle a -> b -> a in the grid

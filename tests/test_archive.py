@@ -48,6 +48,31 @@ def test_zip_traversal_absolute_and_symlink_members(tmp_path: Path):
     assert snapshot(tmp_path) == before  # nothing written anywhere
 
 
+@pytest.mark.parametrize("name, reason", [
+    ("..\\..\\evil.png", "unsafe_path"),          # Windows separators
+    ("good/..\\..\\evil.png", "unsafe_path"),      # mixed separators
+    ("C:\\Windows\\evil.png", "unsafe_path"),      # drive letter
+    ("c:evil.png", "unsafe_path"),                  # drive-relative
+    ("\\\\server\\share\\evil.png", "unsafe_path"),  # UNC path
+    ("\\evil.png", "unsafe_path"),                 # rooted with a backslash
+    ("dir\\sub\\ok.png", "ok"),                   # a Windows zip's ordinary folder
+    ("a..b.png", "ok"),                             # dots inside a name are no traversal
+])  # fmt: skip
+def test_windows_style_member_names_never_escape(tmp_path: Path, name, reason):
+    for kind in ("zip", "tar"):
+        path = tmp_path / f"names.{kind}"
+        if kind == "zip":
+            with zipfile.ZipFile(path, "w") as zf:
+                zf.writestr(zipfile.ZipInfo(name), png(1))  # ZipInfo keeps the name as written
+        else:
+            with tarfile.open(path, "w") as tf:
+                data = png(1)
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+        assert outcomes(path) == {name: reason}, kind
+
+
 def test_tar_traversal_symlink_hardlink_and_device(tmp_path: Path):
     t = tmp_path / "evil.tar.gz"
     with tarfile.open(t, "w:gz") as tf:

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 
 from animegen.data.cutout import CutoutParams, OnnxSegmenter, remove_background
 from animegen.data.resize import ResizeParams, pad_and_resize, pad_to_square
-from animegen.data.split import split_ids
+from animegen.data.split import split_ids, split_key
 from animegen.io import Rejected
 
 
@@ -202,6 +202,15 @@ def test_split_is_deterministic_and_stable_when_images_are_added():
     grown = split_ids(ids + [f"new{i}" for i in range(500)], 0.1, seed=3407)
     assert set(a["test"]) <= set(grown["test"]) and set(a["train"]) <= set(grown["train"])
     assert split_ids(ids, 0.1, seed=1) != a
+
+
+def test_split_ids_are_pinned_across_processes_and_machines():
+    """The key is SHA-256 of "<seed>:<id>", never Python's per-process ``hash()``: these values were
+    computed once and must come out of every process (a resumed or a remote run splits the same)."""
+    ids = [f"img{i:02d}" for i in range(20)]
+    assert split_key("img00", 3407) == pytest.approx(0.4361644527993365, abs=1e-15)
+    assert split_ids(ids, 0.25, seed=3407)["test"] == ["img01", "img06", "img07"]
+    assert split_ids(ids, 5, seed=3407)["test"] == ["img01", "img06", "img07", "img15", "img18"]
 
 
 def test_split_by_count_changes_minimally():

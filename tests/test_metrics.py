@@ -257,6 +257,15 @@ def test_kid_hand_computed_tiny_case():
     assert kidm.mmd2_unbiased(np.array([[0.0], [1.0]]), np.array([[0.0], [1.0]])) == pytest.approx(2 - 5.5)
 
 
+def test_kid_hand_computed_with_two_dimensions():
+    """d = 2: the kernel divides the dot product by d (at d = 1 dropping it changes nothing).
+    k(x, y) = (x.y / 2 + 1)^3; X = {(0,0), (2,0)}, Y = {(2,2), (0,2)}.  Within X: k = 1; within Y:
+    (4/2 + 1)^3 = 27; cross: 1 + 1 + 27 + 1 = 30, times 2 / 4 = 15.  MMD^2 = 1 + 27 - 15 = 13."""
+    x, y = np.array([[0.0, 0.0], [2.0, 0.0]]), np.array([[2.0, 2.0], [0.0, 2.0]])
+    assert kidm.polynomial_kernel(x, y).tolist() == [[1.0, 1.0], [27.0, 1.0]]
+    assert kidm.mmd2_unbiased(x, y) == pytest.approx(13.0, abs=1e-12)
+
+
 def test_kid_identical_sets_near_zero_and_different_sets_positive():
     rng = np.random.default_rng(5)
     x = np.abs(rng.normal(0.3, 0.3, (200, 64)))

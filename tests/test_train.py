@@ -326,3 +326,62 @@ def test_ddpm_loss_l2_is_the_librarys_own_and_l1_changes_only_the_distance():
         assert ours["l2"].item() == pytest.approx(library.item(), rel=1e-6)
         assert losses[loss] == pytest.approx(ours[loss].item(), rel=1e-6)
     assert losses["l1"] != pytest.approx(losses["l2"], rel=1e-3)
+
+
+def test_the_ema_moves_away_from_the_initial_weights_and_lags_the_live_ones(tmp_path):
+    """Resume tests compare EMA with EMA, so they agree even when it never moves: pin that it does."""
+    torch.manual_seed(0)
+    initial = registry.model_class("dcgan")(TINY["dcgan"], 16).ema_network()  # run_loop's model, before training
+    model, _, ema = run_loop("dcgan", tmp_path, steps=6)
+    live = model.ema_network()
+    for name, p in ema.named_parameters():
+        p0, p_live = initial.get_parameter(name), live.get_parameter(name)
+        assert not torch.equal(p, p0), f"{name}: the EMA never moved"
+        assert not torch.equal(p, p_live), f"{name}: the EMA is the live weights"
+        # beta 0.9 over a few steps: the EMA stays nearer the start than the live weights went
+        assert (p - p0).norm() < (p_live - p0).norm(), name
+
+
+def test_the_seed_offset_changes_the_seed_and_the_batches():
+    model_train = {"steps": 1, "time_budget_hours": 1.0, "batch_size": 4, "hflip": True, "precision": "fp32",
+                   "track_fid_every": 0, "ema": {"beta": 0.0, "update_after_step": 0, "update_every": 1}}  # fmt: skip
+    seed = lambda offset: LoopConfig.from_params(TRAIN, {**model_train, "seed_offset": offset}).seed  # noqa: E731
+    assert seed(0) == 3407 and seed(5) == 3412  # train.seed + models.<m>.train.seed_offset
+    batch = lambda s: ImageBank(images(), torch.device("cpu"), s, hflip=True).batch(0, 4)  # noqa: E731
+    assert not torch.equal(batch(seed(0)), batch(seed(5)))
+
+
+def test_a_dcgan_generator_step_moves_d_of_g_towards_real():
+    """The non-saturating generator loss targets "real": with the discriminator held still (lr 0), the
+    generator's steps raise D's logit on the same z; a target flipped to "fake" would lower it."""
+    from animegen.models.base import StepContext
+
+    torch.manual_seed(0)
+    model = registry.model_class("dcgan")({**TINY["dcgan"], "lr": 0.001}, 16)
+    for group in model.optimizers["D"].param_groups:
+        group["lr"] = 0.0
+    G, D = model.networks["G"], model.networks["D"]
+    z = torch.randn(16, TINY["dcgan"]["nz"], 1, 1)
+    real = torch.from_numpy(images(16)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+
+    def logit() -> float:
+        with torch.no_grad():
+            return float(D(G(z)).mean())
+
+    before = logit()
+    for step in range(5):
+        model.train_step({"image": real}, step, StepContext(torch.device("cpu")))
+    assert logit() > before
+
+
+@pytest.mark.parametrize("dim_mults", [[1, 2, 4, 8], [1, 4, 16]])  # study A's DDPM and its hourglass DDPM
+def test_the_ddpm_unet_has_the_configured_depth_and_widths(dim_mults):
+    """Without ``dim_mults`` reaching the U-Net, the hourglass DDPM would be the plain one."""
+    from torch import nn
+
+    model = registry.model_class("ddpm")({**TINY["ddpm"], "dim_mults": dim_mults}, 16)
+    unet = model.networks["diffusion"].model
+    assert len(unet.downs) == len(dim_mults) and len(unet.ups) == len(dim_mults)
+    widths = [[m.out_channels for m in block.modules() if isinstance(m, nn.Conv2d)][-1] for block in unet.downs]
+    assert widths == [TINY["ddpm"]["dim"] * m for m in dim_mults]
+    assert unet.mid_block1.block1.proj.out_channels == TINY["ddpm"]["dim"] * dim_mults[-1]

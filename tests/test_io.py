@@ -132,6 +132,20 @@ def test_huge_aspect_ratio_and_small_and_flat_images_are_filtered():
     check_filters(noise(64, 64), f)
 
 
+def test_filter_thresholds_accept_the_value_itself():
+    """min_side, max_aspect_ratio and min_colours are inclusive limits: exactly at one passes, one past it fails."""
+    f = Filters(min_side=32, max_aspect_ratio=4.0, min_colours=64)
+    check_filters(noise(32, 128), f)  # shorter side exactly 32, ratio exactly 4.0
+    with pytest.raises(Rejected, match="too_small"):
+        check_filters(noise(31, 124), f)
+    with pytest.raises(Rejected, match="extreme_aspect"):
+        check_filters(noise(33, 133), f)  # ratio 4.03
+    palette = np.arange(64 * 3, dtype=np.uint8).reshape(64, 1, 3)  # 64 distinct colours, one per row
+    check_filters(Image.fromarray(np.repeat(palette, 64, axis=1)), f)
+    with pytest.raises(Rejected, match="too_few_colours: 63 colours < 64"):
+        check_filters(Image.fromarray(np.repeat(np.concatenate([palette[:63], palette[:1]]), 64, axis=1)), f)
+
+
 def test_opaque_alpha_is_dropped_and_pixel_hash_ignores_container():
     rgb = noise(64, 64)
     rgba = rgb.convert("RGBA")

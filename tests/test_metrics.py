@@ -331,6 +331,16 @@ def test_memorisation_copy_counts_midpoint_does_not():
     assert maem.memorisation_rate(res.d1, res.d2, threshold=1.0) == 1.0  # the threshold is a parameter
 
 
+def test_memorisation_is_strictly_below_the_threshold_and_a_zero_second_distance_counts():
+    # d1 / d2 = 0.25 exactly: memorised below 0.25 only if strictly smaller; d2 = 0 (two identical
+    # nearest images, the sample a copy of both) is ratio 0, memorised
+    d1, d2 = np.array([1.0, 1.0, 0.0]), np.array([4.0, 3.0, 0.0])
+    assert maem.memorisation_rate(d1, d2, threshold=0.25) == pytest.approx(1 / 3)  # only d2 = 0
+    assert maem.memorisation_rate(d1, d2, threshold=0.26) == pytest.approx(2 / 3)
+    assert maem.memorisation_rate(d1, d2, threshold=1 / 3) == pytest.approx(2 / 3)  # 1/3 is not < 1/3
+    assert maem.memorisation_rate(d1, d2, threshold=0.34) == 1.0
+
+
 def test_mae_matches_brute_force_across_chunks():
     rng = np.random.default_rng(8)
     train = rng.integers(0, 256, (13, 6, 5, 3), dtype=np.uint8)

@@ -159,3 +159,38 @@ def test_near_duplicates_need_both_hashes_close():
     strict.add("base", pixel_sha256(base), perceptual_hashes(base))
     assert strict.find(pixel_sha256(jpeg), perceptual_hashes(jpeg)) == ("base", "near")
     assert strict.find(pixel_sha256(picture(6)), perceptual_hashes(picture(6))) is None
+
+
+@pytest.mark.timeout(120)  # a FIFO read would block forever, /dev/zero would fill the memory
+def test_hostile_folder_entries_get_named_rejects_and_nothing_outside_is_read(workspace: Path, tmp_path: Path):
+    import os
+
+    src = workspace / "data/sources/hostile"
+    (src / "sub").mkdir(parents=True)
+    picture(1).save(src / "good.png")
+    picture(2).save(src / "sub" / "nested.png")
+    with open(os.open(bytes(src / "bad") + b"\xff.png", os.O_WRONLY | os.O_CREAT, 0o644), "wb") as f:
+        f.write(encode(picture(3), "PNG"))  # a name that is not UTF-8
+    os.mkfifo(src / "pipe.png")
+    (src / "zero.png").symlink_to("/dev/zero")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    picture(4).save(outside / "elsewhere.png")
+    (src / "linked.png").symlink_to(outside / "elsewhere.png")
+    (src / "linked_folder").symlink_to(outside, target_is_directory=True)
+    params = load_yaml(workspace / "params.yaml")
+    params["models"], params["compare"]["pairs"] = {}, {}
+    without_study_c(params)
+    params["datasets"] = {"hostile": {"sources": [{"type": "folder", "path": "."}], "size": 32, "crop": "full", **NO_RECIPE}}
+    dump_yaml(params, workspace / "params.yaml")
+    assert main(["--params", str(workspace / "params.yaml"), "collect", "--dataset", "hostile"]) == 0
+    raw = workspace / "data/raw/hostile"
+    with open(raw / "manifest.csv", newline="", encoding="utf-8") as f:
+        assert sorted(r["origin"] for r in csv.DictReader(f)) == ["good.png", "sub/nested.png"]
+    with open(raw / "rejects.csv", newline="", encoding="utf-8") as f:
+        rejects = {r["origin"]: (r["reason"], r["detail"]) for r in csv.DictReader(f)}
+    assert {k: v[0] for k, v in rejects.items()} == {
+        "bad\\xff.png": "bad_file_name", "pipe.png": "not_a_regular_file", "zero.png": "symlink",
+        "linked.png": "symlink", "linked_folder": "symlink",
+    }  # fmt: skip
+    assert "/dev/zero" in rejects["zero.png"][1] and "symlinked folder" in rejects["linked_folder"][1]

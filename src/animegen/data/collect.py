@@ -3,7 +3,8 @@
 Sources (each yields :class:`RawItem`, in a deterministic order):
 
 * ``folder``    a local folder, recursively, files in sorted path order (hidden files skipped;
-                files with a non-image extension are recorded as ``not_an_image_file``)
+                files with a non-image extension are recorded as ``not_an_image_file``; symlinks
+                inside it, FIFOs, devices and non-UTF-8 names are rejects, see :func:`iter_folder`)
 * ``archive``   a zip or tar(.gz/.bz2/.xz) archive, read member by member without extraction
                 (see :mod:`animegen.data.archive` for the caps and reasons)
 * ``urls``      a URL list (CSV with a ``url`` column and optional licence/credit, or plain text),
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,23 +55,63 @@ class RawItem:
     extra: dict = field(default_factory=dict)
 
 
+def _printable(rel: str) -> str:
+    """A path as text that can be written anywhere: bytes that are not UTF-8 shown as ``\\xNN``."""
+    return os.fsencode(rel).decode("utf-8", "backslashreplace")
+
+
 def iter_folder(root: Path, label: str, license: str = "", credit: str = "") -> Iterator[RawItem]:
-    files = []
+    """Every entry under ``root`` (which may itself be a symlink), in sorted path order; hidden entries
+    skipped.  Only regular files are read.  Never silently dropped, each recorded as a reject:
+    a symlink (``symlink``: not followed, file or folder, so nothing outside the source folder is
+    read and no link loops), anything else that is not a regular file or a folder (``not_a_regular_file``:
+    a FIFO would block, a device never ends), a name that is not valid UTF-8 (``bad_file_name``).
+    """
+    entries = []  # (path, kind)
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        files.extend(Path(dirpath) / f for f in filenames if not f.startswith("."))
-    for path in sorted(files):
+        here = Path(dirpath)
+        links = sorted(d for d in dirnames if not d.startswith(".") and (here / d).is_symlink())
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in links)
+        entries += [(here / d, "dir_link") for d in links]
+        entries += [(here / f, "file") for f in filenames if not f.startswith(".")]
+    for path, kind in sorted(entries):
         rel = path.relative_to(root).as_posix()
+        shown = _printable(rel)
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError:  # os.walk keeps undecodable bytes as surrogates: no CSV could hold them
+            yield RawItem(label, shown, rejected=Rejected("bad_file_name", "the file name is not valid UTF-8; rename it"))
+            continue
+        if path.is_symlink():
+            target = _printable(os.readlink(path))
+            what = "folder" if kind == "dir_link" else "file"
+            yield RawItem(label, rel, rejected=Rejected(
+                "symlink", f"a symlinked {what} ({target}) is not followed; copy it in, or link the whole source folder"))
+            continue
+        try:
+            st = path.lstat()
+        except OSError as e:
+            yield RawItem(label, rel, rejected=Rejected("unreadable", str(e)))
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            yield RawItem(label, rel, rejected=Rejected("not_a_regular_file", "a FIFO, socket or device file is never read"))
+            continue
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
             rej = Rejected("not_an_image_file", f"extension {path.suffix or '(none)'!r}")
             yield RawItem(label, rel, rejected=rej)
             continue
         try:
-            data = path.read_bytes()
+            with open(path, "rb", opener=_no_follow) as f:
+                data = f.read()
         except OSError as e:
             yield RawItem(label, rel, rejected=Rejected("unreadable", str(e)))
             continue
         yield RawItem(label, rel, data=data, license=license, credit=credit)
+
+
+def _no_follow(path, flags):
+    """Open without following a symlink put in place since the check (and without blocking on a FIFO)."""
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK)
 
 
 def iter_archive_source(path: Path, label: str, caps: ArchiveCaps, license: str = "", credit: str = ""):

@@ -166,6 +166,14 @@ def _broken(mutate):
         (lambda p: p["datasets"]["face_a_early"]["cutout"].update(min_foreground=0.98), "datasets.face_a_early.cutout.min_foreground: must be smaller"),
         (lambda p: p["datasets"]["face_a_early"]["cutout"].update(method="onnx"), "cutout.onnx_model: method 'onnx' needs a path"),
         (lambda p: p["datasets"]["face_a_faceless"]["split"].update(test=0), "cam_classifier.face_parts.negative: 'face_a_faceless' holds out no images"),
+        # hostile values (issue 13): no infinity, no runaway counts, no file outside the workspace
+        (lambda p: p["collect"]["urls"].update(timeout=float("inf")), "collect.urls.timeout: must be a finite number, got inf"),
+        (lambda p: p["models"]["dcgan"]["net"].update(lr=float("nan")), "models.dcgan.net.lr: must be a finite number, got nan"),
+        (lambda p: p["sample"].update(n=10**9), "sample.n: 1000000000 is greater than the maximum of 100000"),
+        (lambda p: p["datasets"]["face_a_later"]["sources"][0].update(n=10**9), "datasets.face_a_later.sources[0].n: 1000000000 is greater"),
+        (lambda p: p["inception"].update(weights="../../../../etc/passwd"), "inception.weights: must be a path inside the workspace"),
+        (lambda p: p["inception"].update(weights="/etc/passwd"), "inception.weights: must be a path inside the workspace"),
+        (lambda p: p["cutout"].update(onnx_model="../model.onnx"), "cutout.onnx_model: must be a path inside the workspace"),
     ],
 )
 def test_schema_errors_name_the_key(mutate, expected):

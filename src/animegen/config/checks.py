@@ -12,6 +12,20 @@ from animegen.models.registry import FAMILIES
 from animegen.recipes import dataset_section, overridden
 
 
+def workspace_file(key: str, value: str | None, root: Path) -> None:
+    """A file a params key names (weights, a model): relative to the workspace (the folder of params.yaml),
+    inside it, and there; None names none.  Outside files come in by a link or a copy, so that both
+    orchestrators track them and no key can make a stage read e.g. ``../../etc/passwd``."""
+    if not value:
+        return
+    rel = Path(value)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise ParamsError(f"{key}: must be a path inside the workspace, relative to the folder of params.yaml, "
+                          f"without '..' (got {value!r}; link or copy the file in)")  # fmt: skip
+    if not (root / rel).is_file():
+        raise ParamsError(f"{key}: no such file: {value} (relative to the folder of params.yaml)")
+
+
 def check(params: dict, root: Path) -> None:
     """What a schema cannot say: cross-key consistency and files that must exist."""
     for name in params["datasets"]:
@@ -20,9 +34,7 @@ def check(params: dict, root: Path) -> None:
     _check_cam(params, root)
     _check_translators(params)
     _check_survey(params)
-    weights = params["inception"]["weights"]
-    if weights and not (root / weights).is_file():
-        raise ParamsError(f"inception.weights: no such file: {weights} (relative to the folder of params.yaml)")
+    workspace_file("inception.weights", params["inception"]["weights"], root)
     for name, ds in params["datasets"].items():
         src_dir = root / SOURCES_ROOT / name
         if not src_dir.is_dir():
@@ -68,8 +80,7 @@ def _check_recipe(params: dict, dataset: str, root: Path) -> None:
         raise ParamsError(f"{key('cutout', 'min_foreground')}: must be smaller than cutout.max_foreground ({dataset})")
     if cut["method"] == "onnx" and not cut["onnx_model"]:
         raise ParamsError(f"{key('cutout', 'onnx_model')}: method 'onnx' needs a path to an .onnx segmentation model")
-    if cut["onnx_model"] and not (root / cut["onnx_model"]).is_file():
-        raise ParamsError(f"{key('cutout', 'onnx_model')}: no such file: {cut['onnx_model']}")
+    workspace_file(key("cutout", "onnx_model"), cut["onnx_model"], root)
 
 
 RESERVED_MODEL_NAMES = {"train", "models", "compare", "summary", "table", "track"}  # would collide under metrics/
@@ -194,8 +205,7 @@ def _check_cam(params: dict, root: Path) -> None:
             raise ParamsError(f"{key}: the two classes have different sizes {sorted(sizes)}; one classifier input size")
         if c["weights"] and c["arch"] == "small_cnn":
             raise ParamsError(f"{key}.weights: small_cnn has no pretrained weights; use null or a torchvision arch")
-        if c["weights"] and not (root / c["weights"]).is_file():
-            raise ParamsError(f"{key}.weights: no such file: {c['weights']} (relative to the folder of params.yaml)")
+        workspace_file(f"{key}.weights", c["weights"], root)
     taken = set(datasets)
     for name, s in params["cam_select"].items():
         key = f"cam_select.{name}"

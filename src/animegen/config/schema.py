@@ -17,6 +17,7 @@ partial sections laid over those sections for that dataset, see :mod:`animegen.r
 from __future__ import annotations
 
 import difflib
+import math
 
 import jsonschema
 
@@ -26,6 +27,8 @@ from animegen.recipes import DATA_SECTIONS
 from animegen.schema_types import BOOL, INT, NONNEG_INT, NONNEG_NUM, OPT_STR, POS_INT, POS_NUM, STR, UNIT, obj
 
 SOURCES_ROOT = "data/sources"
+# images a stage makes: study A samples 1024, FID's usual 50k fits; 10**9 would run for weeks
+IMAGE_COUNT = {"type": "integer", "minimum": 1, "maximum": 100_000}
 DATASET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
 
 _SOURCE_TYPES = {
@@ -38,7 +41,7 @@ _SOURCE_TYPES = {
             "kind": {"enum": ["face", "body"]},
             "style": {"enum": ["a", "b", "photo"]},  # photo: photo-like human faces (kind face only)
             "variant": {"enum": ["early", "later"]},
-            "n": POS_INT,
+            "n": IMAGE_COUNT,
             "seed": NONNEG_INT,
             # how visibly eyes and mouth are drawn: 0 leaves them out (a "faceless" negative class for
             # the CAM classifier), 1 draws them bold, [lo, hi] draws it per image from that range;
@@ -268,7 +271,7 @@ SCHEMA = obj(
         ),
         "sample": obj(
             {
-                "n": POS_INT,
+                "n": IMAGE_COUNT,
                 "batch_size": POS_INT,
                 "grid": NONNEG_INT,
                 "seed": NONNEG_INT,
@@ -382,8 +385,30 @@ def _error_rank(err: jsonschema.ValidationError):
     return (-len(err.absolute_path), err.validator != "additionalProperties", str(list(err.absolute_path)))
 
 
+def _not_finite(value, path=()):
+    """The key path of the first number that is inf or nan (YAML's ``.inf``, ``.nan``), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        found = _not_finite(v, (*path, k))
+        if found is not None:
+            return found
+    return None
+
+
 def check_schema(params: dict) -> None:
-    """Raise :class:`ParamsError` for the most specific schema violation, naming its key."""
+    """Raise :class:`ParamsError` for the most specific schema violation, naming its key.  No value may
+    be infinite or NaN: no setting means "no limit" that way (``timeout: .inf`` crashed a download)."""
+    bad = _not_finite(params)
+    if bad is not None:
+        raise ParamsError(f"{path_str(bad)}: must be a finite number, got {get_in(params, bad)}")
     errors = sorted(_Validator(SCHEMA).iter_errors(params), key=_error_rank)
     if errors:
         raise ParamsError(format_error(errors[0]))
+
+
+def get_in(value, path):
+    for k in path:
+        value = value[k]
+    return value

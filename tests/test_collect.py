@@ -144,7 +144,11 @@ def test_collect_with_nothing_kept_fails_and_writes_nothing(workspace: Path, cap
     params["datasets"] = {"empty": {"sources": [{"type": "folder", "path": "."}], "size": 32, "crop": "full", **NO_RECIPE}}
     dump_yaml(params, workspace / "params.yaml")
     assert main(["--params", str(workspace / "params.yaml"), "collect", "--dataset", "empty"]) == 1
-    assert "no image kept out of 1 inputs" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no image kept out of 1 inputs (rejects by reason: {'unreadable': 1}; first: junk.png: unreadable (" in err
+    assert "all of them in logs/rejects/collect/empty.csv" in err and err.count("\n") == 1  # why, in one line
+    with open(workspace / "logs/rejects/collect/empty.csv", newline="", encoding="utf-8") as f:
+        assert [(r["origin"], r["reason"]) for r in csv.DictReader(f)] == [("junk.png", "unreadable")]
     assert not (workspace / "data/raw").exists() or not any((workspace / "data/raw").iterdir())
 
 

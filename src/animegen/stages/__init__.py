@@ -8,18 +8,35 @@ no stage imports another stage (``import-linter`` contracts in ``pyproject.toml`
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from animegen.artifacts.images import count_reasons
 from animegen.errors import PipelineError
+from animegen.io import write_csv
+
+FAILED_REJECTS = "logs/rejects/{stage}/{dataset}.csv"  # a log, never an output: the stage wrote nothing
 
 
 class StageError(PipelineError):
     """A stage cannot produce a trustworthy output from its inputs (exit code 1, nothing written)."""
 
 
-def require_kept(stage: str, dataset: str, kept: list, rejects: list[dict]) -> None:
-    """An image stage where nothing survives is an error, with the rejects counted by reason."""
-    if not kept:
-        raise StageError(
-            f"{stage} {dataset}: no image kept out of {len(rejects)} inputs "
-            f"(rejects by reason: {count_reasons(rejects)})"
-        )
+def require_kept(stage: str, dataset: str, kept: list, rejects: list[dict], root: Path) -> None:
+    """An image stage where nothing survives is an error: its message counts the rejects by reason and
+    shows the first ones with their details, and every reject goes to ``logs/rejects/<stage>/<dataset>.csv``
+    (the output folder is not written), so a user sees why each input was refused."""
+    if kept:
+        return
+    where = FAILED_REJECTS.format(stage=stage, dataset=dataset)
+    columns = list(dict.fromkeys(k for r in rejects for k in r))
+    try:
+        write_csv(root / where, columns, rejects)
+        saved = f"; all of them in {where}"
+    except OSError as e:
+        saved = f"; {where} could not be written ({e.strerror})"
+    first = "; ".join(f"{r.get('origin') or r.get('id', '?')}: {r['reason']}" + (f" ({r['detail']})" if r.get("detail") else "")
+                      for r in rejects[:3])  # fmt: skip
+    raise StageError(
+        f"{stage} {dataset}: no image kept out of {len(rejects)} inputs "
+        f"(rejects by reason: {count_reasons(rejects)}; first: {first or 'none'}{saved})"
+    )

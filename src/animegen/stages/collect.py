@@ -82,7 +82,7 @@ def run(params: dict, dataset: str, root: Path) -> dict:
                 kept.append(r.row)
             else:
                 rejects.append(r)
-        require_kept("collect", dataset, kept, rejects)
+        require_kept("collect", dataset, kept, rejects, root)
         report = write_image_set(
             tmp, dataset, kept, rejects, MANIFEST_COLUMNS, REJECT_COLUMNS,
             kept_by_source=dict(sorted(Counter(r["source"] for r in kept).items())),

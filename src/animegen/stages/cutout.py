@@ -51,7 +51,7 @@ def run(params: dict, dataset: str, root: Path) -> dict:
                 "method": cut.method, "foreground_fraction": round(cut.foreground_fraction, 4),
                 "extra": row["extra"],
             })  # fmt: skip
-        require_kept("cutout", dataset, kept, rejects)
+        require_kept("cutout", dataset, kept, rejects, root)
         report = write_image_set(
             tmp, dataset, kept, rejects, MANIFEST_COLUMNS, REJECT_COLUMNS,
             by_method=dict(sorted(Counter(r["method"] for r in kept).items())),

@@ -56,7 +56,7 @@ def run(params: dict, dataset: str, root: Path) -> dict:
                 "crop_box": list(tf.crop),
                 "scale": round(tf.scale, 6), "upscaled": tf.upscaled, "extra": extra,
             })  # fmt: skip
-        require_kept("resize", dataset, kept, rejects)
+        require_kept("resize", dataset, kept, rejects, root)
         report = write_image_set(
             tmp, dataset, kept, rejects, MANIFEST_COLUMNS, REJECT_COLUMNS,
             size=p.size, crop=p.crop, upscaled=sum(1 for r in kept if r["upscaled"]),

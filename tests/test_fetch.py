@@ -114,6 +114,18 @@ def _make_handler(state: _State):
                 self.wfile.flush()
                 state.stop.wait(SLOW)
                 self.wfile.write(PNG[40:])
+            elif path == "/drip":  # a byte every 0.1 s: no single read waits long, the whole takes 4 s
+                self.send_response(200)
+                self.send_header("Content-Length", "40")
+                self.end_headers()
+                for _ in range(40):
+                    if state.stop.wait(0.1):
+                        break
+                    try:
+                        self.wfile.write(b"x")
+                        self.wfile.flush()
+                    except OSError:  # the client gave up
+                        break
             elif path == "/truncated":
                 self.close_connection = True
                 self._send(200, PNG[:100], length=1000)
@@ -341,6 +353,14 @@ def test_timeout_is_retried(server):
 
 def test_stalled_body_times_out(server):
     assert fail(server.base + "/slow-body", local(timeout=SHORT, retries=0)).reason == "timeout"
+
+
+def test_a_dripping_body_stops_at_the_attempts_deadline(server):
+    """timeout bounds the whole attempt, not each read: one byte per 0.1 s under a 0.3 s timeout."""
+    e = fail(server.base + "/drip", local(timeout=SHORT, retries=0))
+    assert e.reason == "timeout" and "not done within" in e.detail, e.detail
+    received = int(e.detail.split(", ")[1].split(" bytes")[0])
+    assert received < 40, e.detail  # it gave up mid-body (about 3 of the 40 bytes), not after the server's 4 s
 
 
 def test_connection_refused_is_connection_error_and_retried():

@@ -10,7 +10,7 @@ bad URL becomes a row in ``rejects.csv`` and never a crash:
 ``blocked_address``      a resolved address is private, loopback, link-local, shared (CGNAT), reserved,
                          multicast or unspecified (also behind IPv4-mapped, 6to4 and NAT64 IPv6)
 ``http_<code>``          any final status other than 200, e.g. ``http_404`` (redirects are followed)
-``timeout``              connecting or a single read took longer than ``timeout`` seconds
+``timeout``              an attempt (connecting, the response, the whole body) took longer than ``timeout`` seconds
 ``connection_error``     refused, reset, TLS failure, malformed HTTP response
 ``too_large``            ``Content-Length`` over ``max_bytes``, or more than ``max_bytes`` actually sent
 ``truncated``            fewer bytes than ``Content-Length``, or the body stream broke off
@@ -33,7 +33,8 @@ Guarantees, and why:
 * Caps.  A body is refused up front when ``Content-Length`` exceeds ``max_bytes`` and is otherwise
   read in chunks, stopping as soon as more than ``max_bytes`` arrived, so memory per fetch is bounded
   whatever the server claims.  A short body is ``truncated``, never silently returned.
-  ``timeout`` bounds each connection attempt and each read, not the whole transfer.
+  ``timeout`` is the deadline of each attempt as a whole (connecting, the response and the whole
+  body): a server that drips a byte at a time cannot hold a download past it.
 * Retries.  Only transient failures are retried (``http_5xx``, ``http_429``, ``timeout``,
   ``connection_error`` other than certificate errors, ``truncated``), at most ``retries`` extra
   times, with the delay before retry ``k`` (0-based) being ``backoff * 2**k``; the ``sleep``
@@ -76,7 +77,7 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 class FetchPolicy:
     allow_private: bool = False  # allow private, loopback, link-local, reserved... addresses (tests need loopback)
     max_bytes: int = 50_000_000  # body cap, enforced on Content-Length AND on bytes actually read
-    timeout: float = 10.0  # seconds, per connection attempt / read
+    timeout: float = 10.0  # seconds, the deadline of one attempt: connecting, the response and the whole body
     retries: int = 2  # extra attempts for transient failures only (5xx, 429, timeouts, connection errors); never for 4xx
     backoff: float = 0.5  # seconds; delay before retry k is backoff * 2**k
     max_redirects: int = 5
@@ -324,21 +325,28 @@ def _noai(headers, user_agent: str) -> str | None:
     return None
 
 
-def _read_body(resp: http.client.HTTPResponse, t: _Target, policy: FetchPolicy) -> bytes:
+def _read_body(resp: http.client.HTTPResponse, sock: socket.socket, deadline: float, t: _Target,
+               policy: FetchPolicy) -> bytes:  # fmt: skip
+    """The body, in chunks of what has arrived (``read1``), each wait bounded by what is left of the
+    attempt's ``deadline`` (``time.monotonic()``)."""
     expected = resp.length  # None when chunked or no (valid) Content-Length
     if expected is not None and expected > policy.max_bytes:
         raise FetchError("too_large", f"Content-Length {expected} > max_bytes {policy.max_bytes} for {t.url!r}")
     buf = bytearray()
     try:
         while True:
-            chunk = resp.read(min(CHUNK, policy.max_bytes + 1 - len(buf)))
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            sock.settimeout(left)
+            chunk = resp.read1(min(CHUNK, policy.max_bytes + 1 - len(buf)))
             if not chunk:
                 break
             buf += chunk
             if len(buf) > policy.max_bytes:
                 raise FetchError("too_large", f"body over max_bytes {policy.max_bytes} for {t.url!r}")
     except TimeoutError:
-        raise FetchError("timeout", f"read timed out after {len(buf)} bytes ({policy.timeout}s) for {t.url!r}") from None
+        raise FetchError("timeout", f"not done within {policy.timeout}s, {len(buf)} bytes in, from {t.url!r}") from None
     except (OSError, http.client.HTTPException) as e:
         raise FetchError("truncated", f"body broke off after {len(buf)} bytes ({type(e).__name__}) for {t.url!r}") from None
     if expected is not None and len(buf) < expected:
@@ -347,7 +355,9 @@ def _read_body(resp: http.client.HTTPResponse, t: _Target, policy: FetchPolicy) 
 
 
 def _request(t: _Target, addresses: list[str], policy: FetchPolicy) -> tuple[bytes | None, str | None]:
-    """One GET to a checked target: ``(body, None)`` on 200, ``(None, location)`` on a redirect."""
+    """One GET to a checked target: ``(body, None)`` on 200, ``(None, location)`` on a redirect; all of
+    it within ``policy.timeout`` seconds."""
+    deadline = time.monotonic() + policy.timeout
     if t.scheme == "https":
         conn = _PinnedHTTPSConnection(t.host, t.port, addresses, policy.timeout, _ssl_context())
     else:
@@ -362,6 +372,8 @@ def _request(t: _Target, addresses: list[str], policy: FetchPolicy) -> tuple[byt
             conn.putheader("Accept-Encoding", "identity")
             conn.putheader("Connection", "close")
             conn.endheaders()
+            sock = conn.sock  # the response takes it over ("Connection: close"): keep it to bound each wait
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
             resp = conn.getresponse()
         except TimeoutError:
             raise FetchError("timeout", f"no response within {policy.timeout}s from {t.url!r}") from None
@@ -382,7 +394,7 @@ def _request(t: _Target, addresses: list[str], policy: FetchPolicy) -> tuple[byt
             tag = _noai(resp.headers, policy.user_agent)
             if tag:
                 raise FetchError("robots_noai", f"X-Robots-Tag {tag!r} from {t.url!r}")
-        return _read_body(resp, t, policy), None
+        return _read_body(resp, sock, deadline, t, policy), None
     finally:
         # With "Connection: close" http.client hands the socket to the response, so closing the
         # connection alone would leave it open (the server would keep sending).

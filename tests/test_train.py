@@ -167,7 +167,7 @@ def _workspace(tmp_path: Path, steps: int = 6, family: str = "dcgan") -> Path:
     ds = m["dataset"]
     folder = ws / f"data/processed/{ds}/images"
     folder.mkdir(parents=True)
-    ids = [f"img{i:02d}" for i in range(8)]
+    ids = [f"{i:016x}" for i in range(8)]  # image ids are 16 hex digits
     for i, img in zip(ids, images(8, 32)):
         Image.fromarray(img).save(folder / f"{i}.png")
     write_split(ws / f"data/splits/{ds}.json", {"train": ids[:6], "test": ids[6:]})

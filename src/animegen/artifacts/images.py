@@ -5,11 +5,18 @@ Each holds ``images/<id>.png`` (and, after cutout, ``masks/<id>.png``), ``manife
 kept image; its columns are the writing stage's contract), ``rejects.csv`` (one row per refused input
 with a named reason) and ``report.json`` (counts, tagged ``animegen.image_set/1``).  The next stage
 reads the manifest and the images through :func:`read_manifest` and :func:`read_images`.
+
+An image id is the first 16 hex digits of its pixels' SHA-256 (collect) and nothing else: every id read
+from a manifest or a split file is checked, so none can name a file outside its set.  The processed set
+(resize) also records each image's ``pixel_sha256``; :func:`read_images` checks the pixels it loads
+against it, so an image replaced after the stage wrote it is refused, not trained on.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -21,6 +28,20 @@ from animegen.artifacts.records import read_record, write_record
 from animegen.io import Rejected, read_csv, read_image_array, read_image_file, save_png, write_csv
 
 KIND, VERSION = "image_set", 1
+ID = re.compile(r"[0-9a-f]{16}")
+
+
+def check_id(image_id, where: Path | str) -> str:
+    """``image_id`` if it is an image id (16 lowercase hex digits), else :class:`ArtifactError` naming ``where``."""
+    if not isinstance(image_id, str) or not ID.fullmatch(image_id):
+        raise ArtifactError(f"{where}: {str(image_id)[:40]!r} is not an image id (16 hex digits); rerun the stage that writes it")
+    return image_id
+
+
+def pixel_digest(arr: np.ndarray) -> str:
+    """SHA-256 of a uint8 image array's shape and bytes (what the processed manifest records)."""
+    arr = np.ascontiguousarray(arr)
+    return hashlib.sha256(repr(arr.shape).encode() + arr.tobytes()).hexdigest()
 
 
 def count_reasons(rows) -> dict[str, int]:
@@ -31,12 +52,12 @@ def count_reasons(rows) -> dict[str, int]:
 
 def image_file(image_id: str) -> str:
     """Where an image lives inside its set (the manifest's ``file`` column)."""
-    return f"images/{image_id}.png"
+    return f"images/{check_id(image_id, 'image id')}.png"
 
 
 def mask_file(image_id: str) -> str:
     """Where a cut-out's foreground mask lives inside its set (the cutout manifest's ``mask`` column)."""
-    return f"masks/{image_id}.png"
+    return f"masks/{check_id(image_id, 'image id')}.png"
 
 
 def start(folder: Path, masks: bool = False) -> None:
@@ -76,13 +97,23 @@ def read_manifest(folder: Path) -> list[dict]:
     """The kept rows of an image set, after checking its report's format; the JSON column ``extra``
     (what a source recorded per image, e.g. face part boxes) is parsed into a dict."""
     read_record(folder / "report.json", KIND, VERSION)
+    path = folder / "manifest.csv"
     try:
-        rows = read_csv(folder / "manifest.csv")
+        rows = read_csv(path)
         for row in rows:
             if "extra" in row:
                 row["extra"] = json.loads(row["extra"] or "{}")
     except (OSError, ValueError) as e:
-        raise ArtifactError(f"{folder / 'manifest.csv'}: unreadable ({e}); rerun the stage that writes it") from None
+        raise ArtifactError(f"{path}: unreadable ({e}); rerun the stage that writes it") from None
+    if rows and not {"id", "file"} <= set(rows[0]):
+        raise ArtifactError(f"{path}: no id and file columns (header {list(rows[0])[:4]}...); rerun the stage that writes it")
+    for n, row in enumerate(rows, start=2):  # line numbers as an editor shows them (the header is line 1)
+        check_id(row["id"], f"{path}, line {n}")
+        if row["file"] != image_file(row["id"]) or row.get("mask", mask_file(row["id"])) != mask_file(row["id"]):
+            raise ArtifactError(f"{path}, line {n}: files {row['file']!r} / {row.get('mask')!r} are not the id's own; "
+                                "rerun the stage that writes it")  # fmt: skip
+    if len({r["id"] for r in rows}) != len(rows):
+        raise ArtifactError(f"{path}: an id appears twice; rerun the stage that writes it")
     return rows
 
 
@@ -116,5 +147,16 @@ def stack_images(files: list[Path], folder: Path, writer: str) -> np.ndarray:
 
 
 def read_images(folder: Path, ids: list[str]) -> np.ndarray:
-    """The images ``ids`` of a set as one uint8 array (N, H, W, 3); they must share one size."""
-    return stack_images([folder / image_file(i) for i in ids], folder, "the stage that writes it")
+    """The images ``ids`` of a set as one uint8 array (N, H, W, 3); they must share one size.  Where the
+    set's manifest records ``pixel_sha256`` (the processed set), each image is checked against it."""
+    images = stack_images([folder / image_file(i) for i in ids], folder, "the stage that writes it")
+    manifest = folder / "manifest.csv"
+    if ids and manifest.is_file():
+        digests = {r["id"]: r.get("pixel_sha256") for r in read_manifest(folder)}
+        for i, img in zip(ids, images):
+            if i not in digests:
+                raise ArtifactError(f"{folder}: image {i} is not in its manifest; rerun the stage that uses it")
+            if digests[i] and digests[i] != pixel_digest(img):
+                raise ArtifactError(f"{folder / image_file(i)}: its pixels differ from the checksum its stage recorded "
+                                    "(replaced or damaged since); rerun the stage that writes it")  # fmt: skip
+    return images

@@ -10,7 +10,7 @@ import numpy as np
 
 from animegen import paths
 from animegen.artifacts import ArtifactError
-from animegen.artifacts.images import read_images
+from animegen.artifacts.images import check_id, read_images
 from animegen.artifacts.records import read_record, write_record
 
 KIND, VERSION = "split", 1
@@ -27,6 +27,8 @@ def read_split(path: Path) -> dict:
     for part in PARTS:
         if not isinstance(record.get(part), list):
             raise ArtifactError(f"{path}: no {part!r} id list; rerun the stage that writes it")
+        for image_id in record[part]:
+            check_id(image_id, f"{path} ({part})")
     return record
 
 

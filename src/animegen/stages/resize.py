@@ -16,13 +16,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from animegen import paths
-from animegen.artifacts.images import image_file, read_image, read_manifest, start, write_image, write_image_set
+from animegen.artifacts.images import image_file, pixel_digest, read_image, read_manifest, start, write_image, write_image_set
 from animegen.data.resize import ResizeParams, pad_and_resize
 from animegen.io import Rejected, atomic_dir
 from animegen.recipes import dataset_section, overridden
 from animegen.stages import require_kept
 
-MANIFEST_COLUMNS = ["id", "file", "size", "crop_box", "scale", "upscaled", "extra"]
+MANIFEST_COLUMNS = ["id", "file", "pixel_sha256", "size", "crop_box", "scale", "upscaled", "extra"]
 REJECT_COLUMNS = ["id", "reason", "detail"]
 
 
@@ -52,7 +52,7 @@ def run(params: dict, dataset: str, root: Path) -> dict:
             write_image(tmp, image_file(row["id"]), out)
             extra = _map_parts(row["extra"], tf, p.size)
             kept.append({
-                "id": row["id"], "file": image_file(row["id"]), "size": p.size,
+                "id": row["id"], "file": image_file(row["id"]), "pixel_sha256": pixel_digest(out), "size": p.size,
                 "crop_box": list(tf.crop),
                 "scale": round(tf.scale, 6), "upscaled": tf.upscaled, "extra": extra,
             })  # fmt: skip

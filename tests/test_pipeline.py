@@ -260,10 +260,13 @@ def test_two_gpu_stages_at_once_get_two_gpus_under_resources_gpu_2(ran: Path, tm
     datasets = ["face_a_early", "face_a_later"]
 
     def run(gpu: int) -> list[dict]:
-        cmd = ["snakemake", "--cores", "2", "--resources", f"gpu={gpu}", "--forcerun", "reference",
-               *[f"data/reference/{d}" for d in datasets]]  # fmt: skip
+        # targets first: --forcerun and --resources take every word after them; --cores 4 because each
+        # reference job books all of this machine's 2 cores (inception.cpu_threads 0), so only GPUs limit
+        cmd = ["snakemake", *[f"data/reference/{d}" for d in datasets], "--cores", "4", "--resources", f"gpu={gpu}",
+               "--forcerun", "reference"]  # fmt: skip
         r = subprocess.run(cmd, cwd=ws, env=env, capture_output=True, text=True)
         assert r.returncode == 0, r.stderr[-3000:]
+        assert "reference" in r.stderr and "evaluate" not in r.stderr, r.stderr[-3000:]  # the two jobs, nothing else
         return sorted((json.loads((ws / f"logs/runs/reference/{d}.json").read_text()) for d in datasets),
                       key=lambda rec: rec["started_at"])  # fmt: skip
 

@@ -134,16 +134,21 @@ def test_collect_mixes_sources_with_provenance_and_named_rejects(workspace: Path
     assert report["rejects_by_reason"]["duplicate"] == 2
 
 
+def collect_one_folder(workspace: Path, dataset: str) -> int:
+    """Run collect on a params.yaml holding only ``dataset``, one folder source (its whole source folder)."""
+    params = load_yaml(workspace / "params.yaml")
+    params["models"], params["compare"]["pairs"] = {}, {}
+    without_study_c(params)
+    params["datasets"] = {dataset: {"sources": [{"type": "folder", "path": "."}], "size": 32, "crop": "full", **NO_RECIPE}}
+    dump_yaml(params, workspace / "params.yaml")
+    return main(["--params", str(workspace / "params.yaml"), "collect", "--dataset", dataset])
+
+
 def test_collect_with_nothing_kept_fails_and_writes_nothing(workspace: Path, capsys):
     src = workspace / "data/sources/empty"
     src.mkdir(parents=True)
     (src / "junk.png").write_bytes(b"not an image")
-    params = load_yaml(workspace / "params.yaml")
-    params["models"], params["compare"]["pairs"] = {}, {}
-    without_study_c(params)
-    params["datasets"] = {"empty": {"sources": [{"type": "folder", "path": "."}], "size": 32, "crop": "full", **NO_RECIPE}}
-    dump_yaml(params, workspace / "params.yaml")
-    assert main(["--params", str(workspace / "params.yaml"), "collect", "--dataset", "empty"]) == 1
+    assert collect_one_folder(workspace, "empty") == 1
     err = capsys.readouterr().err
     assert "no image kept out of 1 inputs (rejects by reason: {'unreadable': 1}; first: junk.png: unreadable (" in err
     assert "all of them in logs/rejects/collect/empty.csv" in err and err.count("\n") == 1  # why, in one line
@@ -182,12 +187,7 @@ def test_hostile_folder_entries_get_named_rejects_and_nothing_outside_is_read(wo
     picture(4).save(outside / "elsewhere.png")
     (src / "linked.png").symlink_to(outside / "elsewhere.png")
     (src / "linked_folder").symlink_to(outside, target_is_directory=True)
-    params = load_yaml(workspace / "params.yaml")
-    params["models"], params["compare"]["pairs"] = {}, {}
-    without_study_c(params)
-    params["datasets"] = {"hostile": {"sources": [{"type": "folder", "path": "."}], "size": 32, "crop": "full", **NO_RECIPE}}
-    dump_yaml(params, workspace / "params.yaml")
-    assert main(["--params", str(workspace / "params.yaml"), "collect", "--dataset", "hostile"]) == 0
+    assert collect_one_folder(workspace, "hostile") == 0
     raw = workspace / "data/raw/hostile"
     with open(raw / "manifest.csv", newline="", encoding="utf-8") as f:
         assert sorted(r["origin"] for r in csv.DictReader(f)) == ["good.png", "sub/nested.png"]

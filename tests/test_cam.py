@@ -291,6 +291,27 @@ def test_a_confidence_floor_excludes_images_from_the_selection_and_the_control(w
         select_stage.run(p, "face_a_cam", copy)
 
 
+def test_an_image_exactly_at_the_confidence_floor_is_recognisable(ws, tmp_path, monkeypatch):
+    """The floor is inclusive: p(target) == min_confidence counts, the next float below it does not."""
+    floor = 0.5
+    real = gradcam.maps
+
+    def maps(*args, **kwargs):
+        cams, p = real(*args, **kwargs)
+        p = np.asarray(p, dtype=np.float64).copy()
+        p[:] = 0.9
+        p[0], p[1] = floor, np.nextafter(floor, 0.0)
+        return cams, p
+
+    monkeypatch.setattr(gradcam, "maps", maps)  # the stage imports the module when it runs
+    copy, params = _edited(ws, tmp_path, lambda q: q["cam_select"]["face_a_cam"].update(min_confidence=floor, n=5))
+    select_stage.run(params, "face_a_cam", copy)
+    rows = list(csv.DictReader(open(copy / paths.CAM_SELECTION.format(selection="face_a_cam") / "scores.csv", newline="")))
+    # with a strict floor the image at exactly 0.5 would be excluded too: two below instead of one
+    assert len(rows) >= 3 and [r["confident"] for r in rows].count("False") == 1
+    assert _metrics(copy)["n_below_confidence"] == 1
+
+
 def test_other_scores_and_fixed_boxes_run(ws, tmp_path):
     def edit(q):
         q["cam_select"]["face_a_cam"].update(score="entropy", regions=[[0.2, 0.3, 0.8, 0.7]], n=5)

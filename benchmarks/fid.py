@@ -4,19 +4,28 @@ Study A scores every model as 1024 generated images against the same 158 trainin
 CLI recomputes the reference features for every model and evaluates the matrix square root with
 ``scipy.linalg.sqrtm``; our path computes the reference statistics once (the reference stage's folder,
 written and read by :mod:`animegen.artifacts.reference`, checked against the weights' SHA-256), then per
-model only the generated features and an eigenvalue-based Frechet distance.  This script times, in one session, on folders it generates
-deterministically (discs on flat backgrounds = "generated", colour gradients with discs = "reference"):
+model only the generated features and an eigenvalue-based Frechet distance, with the stages' feature
+extractor (:class:`animegen.metrics.extractor.InferenceInception`: BatchNorm folded into the convolutions,
+channels-last, decoding overlapped with the network).  The folders are ``--gen`` and ``--ref`` (real
+images, e.g. 256 px anime face crops), or, without them, folders this script generates deterministically
+at ``--size`` px (discs on flat backgrounds = "generated", colour gradients with discs = "reference").
+It times, in one session:
 
-* ``pytorch_fid``: ``python -m pytorch_fid GEN REF`` as a subprocess, with ``TORCH_HOME`` pointing at a
-  temporary folder whose ``hub/checkpoints/pt_inception-2015-12-05-6726825d.pth`` is our weights file,
-  so both sides use the same network; the cost of starting Python and importing torch + pytorch-fid is
-  measured separately and shown;
-* ours, first model: load the network, reference features -> statistics (written as the reference stage
-  writes them), generated features -> FID;
-* ours, second model: load the network, reference statistics read back, generated features -> FID;
-  also shown: the exact low-rank FID from the cached reference features (``fid_from_features``).
+* ``pytorch_fid``: ``python -m pytorch_fid GEN REF`` as a subprocess (its own data-loader workers unless
+  ``--num-workers``), with ``TORCH_HOME`` pointing at a temporary folder whose
+  ``hub/checkpoints/pt_inception-2015-12-05-6726825d.pth`` is our weights file, so both sides use the same
+  network; the cost of starting Python and importing torch + pytorch-fid is measured separately and shown;
+* ours, cold (first model): load the network, reference features -> statistics (written as the reference
+  stage writes them), generated features -> FID;
+* ours, warm (second model): load the network, reference statistics read back, generated features -> FID;
+  also shown: the exact low-rank FID from the cached reference features (``fid_from_features``);
+* the network alone on ``--n-plain`` generated images: pytorch-fid's plain forward vs ours (largest
+  feature difference), and the roofline: GFLOP per image of the forward at 299 px (``torch.utils.
+  flop_counter``), images/s, achieved GFLOP/s, and their share of the machine's peak measured by a
+  float32 matmul in the same process;
+* on CUDA, each reduced precision (``tf32``, ``bf16``): its time and its FID difference to fp32.
 
-It prints wall times, ratios (ours / pytorch_fid; below 1 means faster) and |FID_ours - FID_pytorch_fid|.
+It prints wall times, ratios (pytorch_fid / ours; above 1 means faster) and |FID_ours - FID_pytorch_fid|.
 
 A second table times the Frechet distance alone, per scored set, on Gaussian features of the real
 dimension (2048) against a full-rank reference (``--frechet-ref`` vectors, default 4000) and a
@@ -26,8 +35,9 @@ the general-eigensolver form this library used before issue 17 (torch-fidelity's
 statistics or, for ``--n-gen`` < rank, the feature form), with the largest relative difference.
 Times are reported, never asserted.
 
-Usage: python benchmarks/fid.py [--n-gen 1024] [--n-ref 158] [--size 32] [--batch-size 50]
-                                [--device cpu] [--num-workers 0] [--cache-dir DIR] [--weights FILE]
+Usage: python benchmarks/fid.py [--gen DIR --ref DIR | --n-gen 1024 --n-ref 158 --size 32]
+                                [--batch-size 50] [--device cpu] [--num-workers N] [--n-plain 128]
+                                [--cache-dir DIR] [--weights FILE]
                                 [--frechet-dim 2048] [--frechet-ref 4000] [--points 3]
 """
 
@@ -51,6 +61,7 @@ from animegen.artifacts.reference import read_reference, write_reference
 from animegen.metrics import features as feat
 from animegen.metrics import fid as fidm
 from animegen.metrics import inception as inc
+from animegen.metrics.extractor import Extractor, InferenceInception
 
 
 def synthetic_images(n: int, size: int, seed: int, kind: str) -> np.ndarray:
@@ -86,7 +97,9 @@ def timed(fn):
 
 def run_pytorch_fid(gen: Path, ref: Path, torch_home: Path, args) -> tuple[float, float]:
     cmd = [sys.executable, "-m", "pytorch_fid", str(gen), str(ref), "--device", args.device,
-           "--batch-size", str(args.batch_size), "--num-workers", str(args.num_workers)]
+           "--batch-size", str(args.batch_size)]
+    if args.num_workers is not None:
+        cmd += ["--num-workers", str(args.num_workers)]
     env = {**os.environ, "TORCH_HOME": str(torch_home)}
     proc, seconds = timed(lambda: subprocess.run(cmd, env=env, capture_output=True, text=True))
     if proc.returncode != 0:
@@ -102,28 +115,86 @@ def startup_seconds() -> float:
     return timed(lambda: subprocess.run(cmd, check=True, capture_output=True))[1]
 
 
-def reference_stats(model, weights, ref_paths, folder: Path, batch_size: int):
+def reference_stats(extractor: Extractor, ref_paths, folder: Path):
     """The reference statistics as the pipeline keeps them: read back when the folder exists, else
     computed and written (the reference stage's work, once per dataset)."""
     if folder.is_dir():
-        return read_reference(folder, weights.sha256), True
-    features = feat.image_features(model, ref_paths, batch_size=batch_size)
+        return read_reference(folder, extractor.weights.sha256), True
+    features = extractor.features(ref_paths)
     folder.mkdir(parents=True)
-    info = {"weights": weights.provenance(), "ids": [p.stem for p in ref_paths],
+    info = {"weights": extractor.weights.provenance(), "ids": [p.stem for p in ref_paths],
             "sets": {"train": {"n_images": len(ref_paths), "floor": None}}}  # fmt: skip
     write_reference(folder, features, {"train": feat.feature_statistics(features)}, info)
-    return read_reference(folder, weights.sha256), False
+    return read_reference(folder, extractor.weights.sha256), False
 
 
-def our_run(weights, gen_paths, ref_paths, stats_path: Path, args) -> dict:
-    model, t_load = timed(lambda: inc.load_inception(weights, args.device))
-    (ref_stats, reused), t_ref = timed(lambda: reference_stats(model, weights, ref_paths, stats_path, args.batch_size))
-    gen_features, t_gen = timed(lambda: feat.image_features(model, gen_paths, batch_size=args.batch_size))
-    value, t_fd = timed(lambda: fidm.frechet_distance(*feat.feature_statistics(gen_features),
-                                                       ref_stats.mu, ref_stats.sigma))
+def load(weights, args, precision: str = "fp32") -> Extractor:
+    """The stages' extractor (:func:`animegen.metrics.extractor.load_extractor` minus params.yaml)."""
+    net = InferenceInception(inc.load_inception(weights, args.device), precision)
+    return Extractor(net, weights, torch.device(args.device), args.batch_size)
+
+
+def our_run(weights, gen_paths, ref_paths, stats_path: Path, args, precision: str = "fp32") -> dict:
+    extractor, t_load = timed(lambda: load(weights, args, precision))
+    (ref_stats, reused), t_ref = timed(lambda: reference_stats(extractor, ref_paths, stats_path))
+    gen_features, t_gen = timed(lambda: extractor.features(gen_paths))
+    value, t_fd = timed(lambda: ref_stats.frechet.distance_to_features(gen_features))
     lowrank, t_lr = timed(lambda: fidm.fid_from_features(gen_features, ref_stats.features))
     return {"load": t_load, "ref": t_ref, "reused": reused, "gen": t_gen, "frechet": t_fd,
             "total": t_load + t_ref + t_gen + t_fd, "fid": value, "lowrank": lowrank, "t_lowrank": t_lr}
+
+
+def matmul_peak_gflops(device: torch.device, n: int) -> float:
+    """The machine's float32 matmul rate (best of 3 n x n x n products): the roofline's peak."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    with feat.full_fp32():
+        (a @ b).sum().item()
+        best = min(timed(lambda: (a @ b).sum().item())[1] for _ in range(3))
+    return 2 * n**3 / best / 1e9
+
+
+def network_table(weights, gen_paths, args) -> None:
+    """pytorch-fid's plain forward vs ours on the same images, and the roofline of ours."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = torch.device(args.device)
+    images = feat.read_images(gen_paths[: args.n_plain])
+    plain = inc.load_inception(weights, device)
+    ours = load(weights, args).net
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        plain(torch.rand(1, 3, 299, 299, device=device))
+    gflop = counter.get_total_flops() / 1e9
+    rows = []
+    for _ in range(2):  # alternating, best of 2: the cores are shared
+        for name, net in (("plain", plain), ("ours", ours)):
+            f, t = timed(lambda: feat.image_features(net, images, batch_size=args.batch_size, device=device))
+            rows.append((name, f, t))
+    best = {name: min(t for n, _, t in rows if n == name) for name in ("plain", "ours")}
+    diff = float(np.abs(rows[0][1] - rows[1][1]).max())
+    peak = matmul_peak_gflops(device, 4096 if device.type == "cuda" else 1024)
+    n = len(images)
+    print(f"\nThe network alone: {n} images of {images.shape[1]} px, batch {args.batch_size}, best of 2 (seconds)")
+    print("| network | seconds | images/s | achieved GFLOP/s | share of fp32 matmul peak | plain / ours |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in ("plain", "ours"):
+        rate = n / best[name]
+        print(f"| {'pytorch-fid InceptionV3 (plain)' if name == 'plain' else 'ours (BN folded, channels-last)'} "
+              f"| {best[name]:.2f} | {rate:.2f} | {rate * gflop:.1f} | {rate * gflop / peak:.1%} "
+              f"| {best['plain'] / best[name]:.2f} |")
+    print(f"Inception forward at 299 px: {gflop:.2f} GFLOP per image (flop counter); fp32 matmul peak "
+          f"{peak:.0f} GFLOP/s; largest |feature difference| ours vs plain: {diff:.1e}")
+
+
+def precision_table(weights, gen_paths, ref_paths, root: Path, args, fp32_fid: float, fp32_gen: float) -> None:
+    """On CUDA: each reduced precision's generated-features time and FID difference to fp32."""
+    if torch.device(args.device).type != "cuda":
+        print("\nReduced precision (tf32, bf16): not measured, no CUDA device (fp32 only on the CPU).")
+        return
+    print("\n| precision | generated features s | fp32 / this | FID | FID - FID fp32 |\n|---|---:|---:|---:|---:|")
+    for precision in ("tf32", "bf16"):
+        run = our_run(weights, gen_paths, ref_paths, root / f"reference-{precision}", args, precision)
+        print(f"| {precision} | {run['gen']:.2f} | {fp32_gen / run['gen']:.2f} | {run['fid']:.4f} | {run['fid'] - fp32_fid:+.2e} |")
 
 
 def general_eigensolver_fid(mu1, s1, mu2, s2) -> float:
@@ -171,7 +242,10 @@ def main(argv=None) -> None:
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=50)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--num-workers", type=int, default=0, help="pytorch_fid's data-loader workers")
+    ap.add_argument("--num-workers", type=int, default=None, help="pytorch_fid's data-loader workers (default: its own)")
+    ap.add_argument("--gen", type=Path, default=None, help="a folder of generated images (real images; with --ref)")
+    ap.add_argument("--ref", type=Path, default=None, help="a folder of reference images (with --gen)")
+    ap.add_argument("--n-plain", type=int, default=128, help="images of the plain-vs-ours network table")
     ap.add_argument("--cache-dir", type=Path, default=None, help="converted-weights cache (default $ANIMEGEN_CACHE "
                                                                  "or ~/.cache/animegen)")
     ap.add_argument("--weights", default=None, help="explicit weights file (else resolved as the library does)")
@@ -181,16 +255,23 @@ def main(argv=None) -> None:
     ap.add_argument("--points", type=int, default=3, help="sets scored per reference in the Frechet table")
     args = ap.parse_args(argv)
 
+    if (args.gen is None) != (args.ref is None):
+        sys.exit("--gen and --ref go together")
     weights = inc.resolve_weights(args.weights, cache_dir=args.cache_dir)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        gen_dir, ref_dir = root / "gen", root / "ref"
-        write_folder(gen_dir, synthetic_images(args.n_gen, args.size, args.seed, "generated"))
-        write_folder(ref_dir, synthetic_images(args.n_ref, args.size, args.seed + 1, "reference"))
+        if args.gen is None:
+            gen_dir, ref_dir = root / "gen", root / "ref"
+            write_folder(gen_dir, synthetic_images(args.n_gen, args.size, args.seed, "generated"))
+            write_folder(ref_dir, synthetic_images(args.n_ref, args.size, args.seed + 1, "reference"))
+        else:
+            gen_dir, ref_dir = args.gen, args.ref
         torch_home = root / "torch_home"
         (torch_home / "hub" / "checkpoints").mkdir(parents=True)
         os.symlink(weights.path, torch_home / "hub" / "checkpoints" / inc.PYTORCH_FID_FILENAME)
         gen_paths, ref_paths = feat.list_images(gen_dir), feat.list_images(ref_dir)
+        args.n_gen, args.n_ref = len(gen_paths), len(ref_paths)
+        size = "x".join(map(str, Image.open(gen_paths[0]).size))
         stats_path = root / "reference"
 
         startup = startup_seconds()
@@ -199,36 +280,41 @@ def main(argv=None) -> None:
         second = our_run(weights, gen_paths, ref_paths, stats_path, args)
         assert not first["reused"] and second["reused"]
 
-    print(f"FID benchmark: {args.n_gen} generated vs {args.n_ref} reference PNGs at {args.size} px; device "
-          f"{args.device}; batch {args.batch_size}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"{platform.processor() or platform.machine()}")
-    print(f"weights: {weights.origin} sha256 {weights.sha256[:16]}... (the same file for both)\n")
-    rows = [
-        ("python -m pytorch_fid GEN REF (subprocess)", t_pf, ""),
-        ("  of which: python start + imports (measured alone)", startup, ""),
-        ("ours, first model: load network", first["load"], ""),
-        ("ours, first model: reference features -> stats (cached)", first["ref"], ""),
-        ("ours, first model: generated features", first["gen"], ""),
-        ("ours, first model: Frechet distance (statistics)", first["frechet"], ""),
-        ("ours, first model: total (in-process, no startup)", first["total"], f"{first['total'] / t_pf:.2f}"),
-        ("ours, second model: load network", second["load"], ""),
-        ("ours, second model: reference stats from cache", second["ref"], ""),
-        ("ours, second model: generated features + Frechet", second["gen"] + second["frechet"], ""),
-        ("ours, second model: total (in-process, no startup)", second["total"], f"{second['total'] / t_pf:.2f}"),
-        ("ours, second model + python start-up", second["total"] + startup,
-         f"{(second['total'] + startup) / t_pf:.2f}"),
-        ("(alternative: exact low-rank FID from cached features)", second["t_lowrank"], ""),
-    ]
-    width = max(len(r[0]) for r in rows)
-    print(f"{'step':<{width}}  {'seconds':>8}  {'ours/pytorch_fid':>16}")
-    for name, seconds, ratio in rows:
-        print(f"{name:<{width}}  {seconds:8.2f}  {ratio:>16}")
-    print()
-    print(f"FID pytorch_fid          {fid_pf:.6f}")
-    print(f"FID ours (first model)   {first['fid']:.6f}")
-    print(f"FID ours (second model)  {second['fid']:.6f}")
-    print(f"FID ours, exact low-rank {second['lowrank']:.6f}")
-    print(f"|FID_ours - FID_pytorch_fid| = {abs(first['fid'] - fid_pf):.2e}")
+        print(f"FID benchmark: {args.n_gen} generated vs {args.n_ref} reference images at {size} px "
+              f"({'from ' + str(gen_dir) if args.gen else 'synthetic PNGs'}); device {args.device}; batch "
+              f"{args.batch_size}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+              f"{platform.processor() or platform.machine()}")
+        print(f"weights: {weights.origin} sha256 {weights.sha256[:16]}... (the same file for both)\n")
+        rows = [
+            ("python -m pytorch_fid GEN REF (subprocess)", t_pf, ""),
+            ("  of which: python start + imports (measured alone)", startup, ""),
+            ("ours cold (first model): load network", first["load"], ""),
+            ("ours cold (first model): reference features -> stats (cached)", first["ref"], ""),
+            ("ours cold (first model): generated features", first["gen"], ""),
+            ("ours cold (first model): Frechet distance", first["frechet"], ""),
+            ("ours cold (first model): total (in-process, no startup)", first["total"], f"{t_pf / first['total']:.2f}"),
+            ("ours cold + python start-up", first["total"] + startup, f"{t_pf / (first['total'] + startup):.2f}"),
+            ("ours warm (second model): load network", second["load"], ""),
+            ("ours warm (second model): reference stats from cache", second["ref"], ""),
+            ("ours warm (second model): generated features + Frechet", second["gen"] + second["frechet"], ""),
+            ("ours warm (second model): total (in-process, no startup)", second["total"], f"{t_pf / second['total']:.2f}"),
+            ("ours warm + python start-up", second["total"] + startup,
+             f"{t_pf / (second['total'] + startup):.2f}"),
+            ("(alternative: exact low-rank FID from cached features)", second["t_lowrank"], ""),
+        ]
+        width = max(len(r[0]) for r in rows)
+        print(f"{'step':<{width}}  {'seconds':>8}  {'pytorch_fid/ours':>16}")
+        for name, seconds, ratio in rows:
+            print(f"{name:<{width}}  {seconds:8.2f}  {ratio:>16}")
+        print()
+        print(f"FID pytorch_fid          {fid_pf:.6f}")
+        print(f"FID ours (first model)   {first['fid']:.6f}")
+        print(f"FID ours (second model)  {second['fid']:.6f}")
+        print(f"FID ours, exact low-rank {second['lowrank']:.6f}")
+        print(f"|FID_ours - FID_pytorch_fid| = {abs(first['fid'] - fid_pf):.2e}")
+
+        network_table(weights, gen_paths, args)
+        precision_table(weights, gen_paths, ref_paths, root, args, first["fid"], first["gen"])
     frechet_table(args)
 
 

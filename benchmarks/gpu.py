@@ -149,15 +149,16 @@ def bench_sampling(row: dict, m: dict, device: torch.device, n: int, repeat: int
 
 def bench_inception(device: torch.device, n: int, batch: int, size: int) -> dict:
     from animegen.metrics.extractor import load_extractor  # noqa: PLC0415
-    from animegen.metrics.features import image_features  # noqa: PLC0415
     from animegen.metrics.fid import FrechetReference  # noqa: PLC0415
 
-    net, weights, device = load_extractor({"weights": None, "device": str(device), "cpu_threads": 0}, REPO)
+    settings = {"weights": None, "device": str(device), "cpu_threads": 0, "batch_size": batch, "precision": "fp32",
+                "compile": False}  # fmt: skip
+    extractor = load_extractor(settings, REPO)  # the stages' extractor: BN folded, channels-last, fp32
     images = np.random.default_rng(0).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-    image_features(net, images[:batch], batch, device)  # warm-up
+    extractor.features(images[:batch])  # warm-up
     sync(device)
     t0 = time.perf_counter()
-    feats = image_features(net, images, batch, device)
+    feats = extractor.features(images)
     sync(device)
     per_image = (time.perf_counter() - t0) / n
     ref = np.random.default_rng(1).standard_normal((4096, 2048))
@@ -165,7 +166,7 @@ def bench_inception(device: torch.device, n: int, batch: int, size: int) -> dict
     FrechetReference(ref.mean(0), np.cov(ref, rowvar=False)).distance_to_features(feats)
     frechet = time.perf_counter() - t0
     return {"images_per_s": 1 / per_image, "fid_1024_s": 1024 * per_image + frechet, "fid_10000_s": 10000 * per_image + frechet,
-            "weights": weights.origin}  # fmt: skip
+            "weights": extractor.weights.origin}  # fmt: skip
 
 
 def main() -> int:

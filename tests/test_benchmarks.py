@@ -16,8 +16,9 @@ TINY = {
     "preprocess.py": (["--n-demo", "4", "--n-large", "4", "--size", "64"], "ratio = anchor seconds"),
     "cam.py": (["--n", "8", "--batch-size", "4", "--repeats", "1"], "resnet18 @ 128 px"),
     "track.py": (["--steps", "4", "--every", "2", "--repeats", "1", "--size", "16"], "identical trained weights: True"),
-    "fid.py": (["--n-gen", "8", "--n-ref", "6", "--size", "16", "--batch-size", "8", "--device", "cpu",
+    "fid.py": (["--n-gen", "8", "--n-ref", "6", "--size", "16", "--batch-size", "8", "--device", "cpu", "--n-plain", "4",
                 "--frechet-dim", "64", "--frechet-ref", "100", "--points", "2"], "| 100 vectors (rank 64) |"),  # fmt: skip
+    "mae.py": (["--n-gen", "4", "--n-ref", "6", "--sizes", "16"], "| 16 | anchor: one cdist in float32 |"),
     "translation.py": (["--size", "32", "--ngf", "4", "--batch", "2", "--arch", "small_cnn", "--steps", "1"],
                        "| cam cached |"),  # fmt: skip
     "gpu.py": (["--dry-run"], "| ddpm_hourglass | 32 | 2 | fp32 |"),  # on a machine without CUDA it refuses (tested below)

@@ -24,6 +24,7 @@ from animegen.metrics import fid as fidm
 from animegen.metrics import inception as inc
 from animegen.metrics import kid as kidm
 from animegen.metrics import mae as maem
+from animegen.metrics.extractor import Extractor, InferenceInception, auto_batch_size
 
 N_DIR1, N_DIR2, PX, BATCH = 16, 20, 32, 16
 
@@ -527,6 +528,36 @@ def test_features_of_paths_equal_features_of_arrays(model, png_dirs, dir_feature
     from_arrays = feat.image_features(model, arrays["dir1"][:3], batch_size=2)
     np.testing.assert_array_equal(from_arrays, from_paths)
     np.testing.assert_allclose(from_paths, dir_features[0][:3], rtol=1e-4, atol=1e-5)  # other batch sizes
+
+
+def test_the_prepared_network_equals_the_plain_one(model, png_dirs, dir_features):
+    """The stages' network (BN folded, channels-last, threads decoding) gives pytorch-fid's features to
+    float rounding, and the FID to 1e-6 relative (issue 17)."""
+    d1, d2, _ = png_dirs
+    fast = InferenceInception(model)
+    assert fast.describe() == {"precision": "fp32", "bn_folded": True, "channels_last": True, "compiled": False}
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())  # every BN folded away
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 94  # and the plain one untouched
+    f1 = feat.image_features(fast, feat.list_images(d1), batch_size=BATCH)
+    f2 = feat.image_features(fast, feat.list_images(d2), batch_size=BATCH)
+    np.testing.assert_allclose(f1, dir_features[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(f2, dir_features[1], rtol=1e-5, atol=1e-5)
+    plain = fidm.fid_from_features(*dir_features)
+    assert abs(fidm.fid_from_features(f1, f2) - plain) <= 1e-6 * plain
+
+
+def test_bf16_is_a_recorded_choice_that_changes_the_features(model, png_dirs, dir_features):
+    d1, _, arrays = png_dirs
+    bf16 = InferenceInception(model, "bf16")
+    f = feat.image_features(bf16, arrays["dir1"][:4], batch_size=4)
+    assert f.dtype == np.float64 and np.isfinite(f).all()
+    assert np.abs(f - dir_features[0][:4]).max() > 1e-3  # reduced precision is not fp32 ...
+    np.testing.assert_allclose(f, dir_features[0][:4], atol=0.2)  # ... but the same network
+    ex = Extractor(bf16, model.weights, torch.device("cpu"), auto_batch_size("auto", torch.device("cpu")))
+    assert ex.batch_size == 8 and auto_batch_size("auto", torch.device("cuda")) == 200 and auto_batch_size(7, None) == 7
+    assert ex.record()["precision"] == "bf16" and ex.record()["sha256"] == model.weights.sha256
+    with pytest.raises(ValueError, match="precision must be one of fp32, tf32, bf16"):
+        InferenceInception(model, "fp16")
 
 
 def test_features_reject_mixed_sizes_and_float_arrays(model, tmp_path):

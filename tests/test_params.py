@@ -174,6 +174,11 @@ def _broken(mutate):
         (lambda p: p["inception"].update(weights="../../../../etc/passwd"), "inception.weights: must be a path inside the workspace"),
         (lambda p: p["inception"].update(weights="/etc/passwd"), "inception.weights: must be a path inside the workspace"),
         (lambda p: p["cutout"].update(onnx_model="../model.onnx"), "cutout.onnx_model: must be a path inside the workspace"),
+        # the feature extractor (issue 17): reduced precision is a named choice, the batch a number or auto
+        (lambda p: p["inception"].update(precision="fp16"), "inception.precision: 'fp16' is not one of"),
+        (lambda p: p["inception"].update(batch_size="big"), "inception.batch_size: "),
+        (lambda p: p["inception"].update(batch_size=0), "inception.batch_size: "),
+        (lambda p: p["inception"].update(compile="no"), "inception.compile: expected boolean"),
     ],
 )
 def test_schema_errors_name_the_key(mutate, expected):

@@ -23,6 +23,7 @@ from animegen import paths
 from animegen.artifacts.records import write_result
 from animegen.errors import PipelineError
 from animegen.io import atomic_dir, write_text_atomic
+from animegen.metrics.extractor import Extractor
 from animegen.metrics.suite import fid_against
 from animegen.plots import ema, training_curves_png
 from animegen.train import snapshot_generator
@@ -55,8 +56,8 @@ def record_untracked(root: Path, name: str, result: dict, section: str) -> dict:
 
 
 def measure_snapshots(model, snapshots: Iterable[tuple[int, dict]], use_ema: tuple[str, bool],
-                      images_of: Callable[[torch.nn.Module], np.ndarray], reference, extractor: torch.nn.Module,
-                      device: torch.device, batch_size: int, label: str) -> tuple[list[int], list[float]]:  # fmt: skip
+                      images_of: Callable[[torch.nn.Module], np.ndarray], reference, extractor: Extractor,
+                      label: str) -> tuple[list[int], list[float]]:  # fmt: skip
     """(steps, FIDs): each snapshot's generator (its EMA one when ``use_ema``, a (params key, value) pair,
     says so) makes images through ``images_of(net)``, scored against ``reference``.  :class:`TrackError`
     naming the key when it asks for an EMA the model was trained without."""
@@ -64,12 +65,12 @@ def measure_snapshots(model, snapshots: Iterable[tuple[int, dict]], use_ema: tup
     steps, fids = [], []
     for step, snap in snapshots:
         try:
-            net = snapshot_generator(model, snap, want_ema).to(device).eval()
+            net = snapshot_generator(model, snap, want_ema).to(extractor.device).eval()
         except ValueError as e:
             raise TrackError(f"{key}: {e}") from None
         images = images_of(net)
         steps.append(step)
-        fids.append(fid_against(images, reference, extractor, device, batch_size))
+        fids.append(fid_against(images, reference, extractor))
         print(f"{label}: step {step}: FID {fids[-1]:.3f} ({len(images)} images)", flush=True)
     return steps, fids
 

@@ -284,7 +284,9 @@ SCHEMA = obj(
         "inception": obj(
             {
                 "weights": OPT_STR,
-                "batch_size": POS_INT,
+                "batch_size": {"anyOf": [POS_INT, {"const": "auto"}]},
+                "precision": {"enum": ["fp32", "tf32", "bf16"]},
+                "compile": BOOL,
                 "device": DEVICE,
                 "cpu_threads": NONNEG_INT,
             }

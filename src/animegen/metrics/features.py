@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Sequence, Union
 
@@ -82,7 +84,8 @@ def read_images(paths: Sequence[str | os.PathLike]) -> np.ndarray:
     if not paths:
         raise ValueError("no images given")
     _check_same_size(paths)
-    return np.stack([read_image_array(p) for p in paths])
+    with ThreadPoolExecutor(_decode_workers(), thread_name_prefix="decode") as pool:
+        return np.stack(list(pool.map(read_image_array, paths)))
 
 
 @contextlib.contextmanager
@@ -111,6 +114,43 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def _decode_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _path_batches(paths: Sequence[Path], batch_size: int) -> Iterator[np.ndarray]:
+    """The decoded batches of ``paths`` (uint8 (B, H, W, 3)), decoded by a few threads while the caller
+    computes: the decodes of the next batch are queued before the current one is handed out (Pillow's
+    decoders release the GIL), so decoding overlaps the network instead of preceding it."""
+    with ThreadPoolExecutor(_decode_workers(), thread_name_prefix="decode") as pool:
+        pending: deque = deque()
+        queued = 0
+
+        def fill(upto: int) -> int:
+            nonlocal queued
+            while queued < min(upto, len(paths)):
+                pending.append(pool.submit(read_image_array, paths[queued]))
+                queued += 1
+            return queued
+
+        for start in range(0, len(paths), batch_size):
+            stop = min(start + batch_size, len(paths))
+            fill(stop)
+            batch = np.stack([pending.popleft().result() for _ in range(stop - start)])
+            fill(stop + batch_size)  # the next batch decodes while this one runs
+            yield batch
+
+
+def _to_device(batch: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float32 (B, 3, H, W) in [0, 1] on ``device``; on a GPU the uint8 pixels travel
+    (4x less than floats, from pinned memory, asynchronously) and are converted there."""
+    t = torch.from_numpy(np.ascontiguousarray(batch))
+    if device.type == "cuda":
+        t = t.pin_memory().to(device, non_blocking=True)
+        return t.permute(0, 3, 1, 2).to(torch.float32).div(255)
+    return _uint8_to_tensor(batch)
+
+
 @torch.no_grad()
 def image_features(
     model: torch.nn.Module,
@@ -122,11 +162,13 @@ def image_features(
 ) -> np.ndarray:
     """Pool3 features ``(N, 2048)`` float64 of image files or of a uint8 array ``(N, H, W, 3)``.
 
-    ``model`` is :func:`animegen.metrics.inception.load_inception`'s network (or pytorch-fid's own
-    ``InceptionV3``, whose list output is handled).  ``device`` defaults to the model's device.
-    Every image is used (as in pytorch-fid 0.3.0, whose loader has ``drop_last=False``); the last batch
-    may be shorter.  Use the same ``batch_size`` as a pytorch-fid run to get bit-identical features.
-    On a GPU the network runs in full FP32 (see :func:`full_fp32`) unless ``allow_tf32``.
+    ``model`` is :func:`animegen.metrics.inception.load_inception`'s network, the stages' prepared one
+    (:class:`animegen.metrics.extractor.InferenceInception`, which applies its own precision), or
+    pytorch-fid's own ``InceptionV3`` (whose list output is handled).  ``device`` defaults to the model's
+    device.  Every image is used (as in pytorch-fid 0.3.0, whose loader has ``drop_last=False``); the
+    last batch may be shorter.  Files are decoded by a few threads while the network runs.  With the plain
+    network and pytorch-fid's batch size the features are bit-identical to a pytorch-fid run.  On a GPU
+    the plain network runs in full FP32 (see :func:`full_fp32`) unless ``allow_tf32``.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -138,29 +180,31 @@ def image_features(
             raise ValueError("no images given")
         _check_same_size(paths)
         n = len(paths)
+        batches = _path_batches(paths, batch_size)
     else:
         if len(arr) == 0:
             raise ValueError("no images given")
         n = len(arr)
+        batches = (arr[start:start + batch_size] for start in range(0, n, batch_size))
 
     model.eval()
     out = np.empty((n, 0), dtype=np.float64)
-    starts = range(0, n, batch_size)
     if progress:
         from tqdm import tqdm
 
-        starts = tqdm(starts, total=(n + batch_size - 1) // batch_size, desc="inception", unit="batch")
-    with contextlib.nullcontext() if allow_tf32 else full_fp32():
-        for start in starts:
-            stop = min(start + batch_size, n)
-            batch = arr[start:stop] if arr is not None else np.stack([read_image_array(p) for p in paths[start:stop]])
-            pred = model(_uint8_to_tensor(batch).to(device))
+        batches = tqdm(batches, total=(n + batch_size - 1) // batch_size, desc="inception", unit="batch")
+    own_precision = allow_tf32 or getattr(model, "handles_precision", False)
+    start = 0
+    with contextlib.nullcontext() if own_precision else full_fp32():
+        for batch in batches:
+            pred = model(_to_device(batch, device))
             if isinstance(pred, (list, tuple)):  # pytorch-fid's InceptionV3 returns [tensor (B, 2048, 1, 1)]
                 pred = pred[0]
             pred = pred.reshape(pred.shape[0], -1).cpu().numpy()
             if out.shape[1] == 0:
                 out = np.empty((n, pred.shape[1]), dtype=np.float64)
-            out[start:stop] = pred
+            out[start:start + len(pred)] = pred
+            start += len(pred)
     return out
 
 

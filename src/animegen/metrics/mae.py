@@ -35,6 +35,13 @@ jobs shared the cores, while ``cdist`` (one large operation per chunk) did not. 
 means ``cdist`` on every device; on a GPU it is a dedicated CUDA kernel without large intermediates
 (1024 x 10,000 images at 128 px = 5e11 absolute differences; not measured here, no GPU was available).
 ``absdiff`` stays available as an independent cross-check.
+
+Memory is bounded whatever the number of images: beyond the two uint8 inputs (read without a copy on
+the CPU; the training images are copied once, as uint8, to a GPU), one call holds at most two float
+chunks of ``chunk_bytes`` each (64 MiB on the CPU, 256 MiB on a GPU), their small block of distances,
+and ``gen_chunk`` x M int64 sums (20 MiB for 256 x 10,000): about 150 MiB on the CPU for study scale
+(1024 generated x 10,000 training images, at 128 or 256 px), where converting both sets to float32
+at once would take 2.2 GiB (128 px) or 8.8 GiB (256 px).  ``benchmarks/mae.py`` measures time and peak.
 """
 
 from __future__ import annotations

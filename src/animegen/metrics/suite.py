@@ -14,9 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from animegen.metrics.features import image_features
+from animegen.metrics.extractor import Extractor
 from animegen.metrics.kid import kernel_inception_distance
 from animegen.metrics.mae import MAEResult, nearest_train_mae, nwi
 
@@ -29,35 +28,33 @@ class MetricSettings:
     kid_subset_size: int
     memorisation_threshold: float
     seed: int
-    batch_size: int
 
     @classmethod
-    def from_params(cls, metrics: dict, inception: dict) -> "MetricSettings":
-        return cls(metrics["kid_subsets"], metrics["kid_subset_size"], metrics["memorisation_threshold"],
-                   metrics["seed"], inception["batch_size"])  # fmt: skip
+    def from_params(cls, metrics: dict) -> "MetricSettings":
+        return cls(metrics["kid_subsets"], metrics["kid_subset_size"], metrics["memorisation_threshold"], metrics["seed"])
 
 
-def fid_against(images: np.ndarray, reference, net: torch.nn.Module, device: torch.device, batch_size: int) -> float:
+def fid_against(images: np.ndarray, reference, extractor: Extractor) -> float:
     """FID of uint8 ``images`` (N, H, W, 3) against the reference statistics."""
-    return reference.frechet.distance_to_features(image_features(net, images, batch_size=batch_size, device=device))
+    return reference.frechet.distance_to_features(extractor.features(images))
 
 
-def fid_and_kid(candidate: np.ndarray, reference, net: torch.nn.Module, device: torch.device, settings: MetricSettings):
+def fid_and_kid(candidate: np.ndarray, reference, extractor: Extractor, settings: MetricSettings):
     """(FID, :class:`~animegen.metrics.kid.KIDResult`) of uint8 ``candidate`` against the reference statistics:
     the distribution part of :func:`score`, and all of a translator's evaluation but its classifier."""
-    feats = image_features(net, candidate, batch_size=settings.batch_size, device=device)
+    feats = extractor.features(candidate)
     fid = reference.frechet.distance_to_features(feats)
     kid = kernel_inception_distance(reference.features, feats, settings.kid_subsets, settings.kid_subset_size, settings.seed)
     return fid, kid
 
 
-def score(candidate: np.ndarray, ref_images: np.ndarray, reference, net: torch.nn.Module, device: torch.device,
+def score(candidate: np.ndarray, ref_images: np.ndarray, reference, extractor: Extractor,
           settings: MetricSettings) -> tuple[dict, MAEResult]:  # fmt: skip
     """FID, KID, MAE, NWI and the memorisation rate of ``candidate`` (uint8 N x H x W x 3) against the
     reference set; returns the metrics (plain values) and the per-image nearest-neighbour result."""
     s = settings
-    fid, kid = fid_and_kid(candidate, reference, net, device, s)
-    mae = nearest_train_mae(candidate, ref_images, threshold=s.memorisation_threshold, device=device)
+    fid, kid = fid_and_kid(candidate, reference, extractor, s)
+    mae = nearest_train_mae(candidate, ref_images, threshold=s.memorisation_threshold, device=extractor.device)
     metrics = {
         "fid": fid, "kid": kid.mean, "kid_std": kid.std, "kid_subset_size": kid.subset_size,
         "kid_subsets": kid.num_subsets, "mae": mae.mae, "nwi": nwi(mae.mae, fid),

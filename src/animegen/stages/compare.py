@@ -29,19 +29,19 @@ METRICS = ("fid", "kid", "kid_std", "mae", "nwi", "memorisation_rate", "floor_fi
 
 def run(params: dict, pair: str, root: Path) -> dict:
     spec = params["compare"]["pairs"][pair]
-    settings = MetricSettings.from_params(params["metrics"], params["inception"])
+    settings = MetricSettings.from_params(params["metrics"])
     images = {role: load_split_images(root, spec[role], spec["images"]) for role in ("reference", "candidate")}
     ref_images, cand_images = images["reference"][1], images["candidate"][1]
     if ref_images.shape[1:] != cand_images.shape[1:]:
         raise StageError(f"compare.pairs.{pair}: {spec['reference']} is {ref_images.shape[1:3]} px but "
                          f"{spec['candidate']} is {cand_images.shape[1:3]} px; MAE needs one size")  # fmt: skip
-    net, weights, device = load_extractor(params["inception"], root)
-    refs = {role: read_reference(root / paths.REFERENCE.format(dataset=spec[role]), weights.sha256, spec["images"],
+    extractor = load_extractor(params["inception"], root)
+    refs = {role: read_reference(root / paths.REFERENCE.format(dataset=spec[role]), extractor.weights.sha256, spec["images"],
                                  images[role][0])
             for role in ("reference", "candidate")}  # fmt: skip
-    metrics, _ = score(cand_images, ref_images, refs["reference"], net, device, settings)
+    metrics, _ = score(cand_images, ref_images, refs["reference"], extractor, settings)
     floors = {role: r.info["floor"] and r.info["floor"]["mean"] for role, r in refs.items()}
     result = {"pair": pair, **spec, **metrics, "floor_fid_reference": floors["reference"],
-              "floor_fid_candidate": floors["candidate"], "inception_weights": weights.provenance()}  # fmt: skip
+              "floor_fid_candidate": floors["candidate"], "inception_weights": extractor.weights.provenance(), "inception": extractor.record()}  # fmt: skip
     write_result(root / paths.COMPARE.format(pair=pair), root / paths.COMPARE_RECORD.format(pair=pair), "compare", result, METRICS)
     return {k: result[k] for k in ("pair", "fid", "mae", "nwi")}

@@ -39,7 +39,7 @@ METRICS = ("fid", "kid", "kid_std", "mae", "nwi", "memorisation_rate", "floor_fi
 
 def run(params: dict, name: str, root: Path) -> dict:
     m = params["models"][name]
-    settings = MetricSettings.from_params(params["metrics"], params["inception"])
+    settings = MetricSettings.from_params(params["metrics"])
     dataset = m["dataset"]
     names, samples, sample_info = read_samples(root / paths.SAMPLES.format(model=name))
     against = m["reference"]
@@ -48,14 +48,15 @@ def run(params: dict, name: str, root: Path) -> dict:
         raise StageError(f"evaluate {name}: {dataset} has {len(ids)} image(s) in {against!r}; nearest/second-nearest needs 2")
     if samples.shape[1:] != train.shape[1:]:
         raise StageError(f"evaluate {name}: samples are {samples.shape[1:3]}, {dataset} is {train.shape[1:3]}; resample")
-    net, weights, device = load_extractor(params["inception"], root)
-    reference = read_reference(root / paths.REFERENCE.format(dataset=dataset), weights.sha256, against, ids)
-    metrics, mae = score(samples, train, reference, net, device, settings)
+    extractor = load_extractor(params["inception"], root)
+    reference = read_reference(root / paths.REFERENCE.format(dataset=dataset), extractor.weights.sha256, against, ids)
+    metrics, mae = score(samples, train, reference, extractor, settings)
     result = {
         "model": name, "family": m["family"], "dataset": dataset, "reference_images": against, **metrics,
         "floor_fid": reference.info["floor"] and reference.info["floor"]["mean"],
         "floor_fid_std": reference.info["floor"] and reference.info["floor"]["std"],
-        "trained_steps": sample_info["trained_steps"], "inception_weights": weights.provenance(),
+        "trained_steps": sample_info["trained_steps"], "inception_weights": extractor.weights.provenance(),
+        "inception": extractor.record(),
     }  # fmt: skip
     threshold = settings.memorisation_threshold
     with atomic_dir(root / paths.EVALUATE.format(model=name)) as tmp:

@@ -42,9 +42,10 @@ def run(params: dict, name: str, root: Path) -> dict:
     if len(ids) < 2:
         raise StageError(f"evaluate_translation {name}: {len(ids)} translated image(s); FID needs at least 2")
     target, source, against = t["target"]["dataset"], t["source"]["dataset"], t["reference"]
-    net, weights, device = load_extractor(params["inception"], root)
-    reference = read_dataset_reference(root, target, weights.sha256, against)
-    fid, kid = fid_and_kid(outputs, reference, net, device, MetricSettings.from_params(params["metrics"], params["inception"]))
+    extractor = load_extractor(params["inception"], root)
+    device = extractor.device
+    reference = read_dataset_reference(root, target, extractor.weights.sha256, against)
+    fid, kid = fid_and_kid(outputs, reference, extractor, MetricSettings.from_params(params["metrics"]))
     fid = float(fid)
 
     classifier, meta = read_classifier(root / paths.CAM_CLASSIFIER.format(classifier=t["classifier"]), device)
@@ -65,7 +66,8 @@ def run(params: dict, name: str, root: Path) -> dict:
         "source_character_ratio": before["share"],
         "classifier": t["classifier"], "target_class": meta["classes"][str(cls)],
         "bootstrap": boot["bootstrap"], "floor_fid": reference.info["floor"] and reference.info["floor"]["mean"],
-        "trained_steps": info["trained_steps"], "inception_weights": weights.provenance(),
+        "trained_steps": info["trained_steps"], "inception_weights": extractor.weights.provenance(),
+        "inception": extractor.record(),
     }  # fmt: skip
     write_result(root / paths.TRANSLATION_METRICS.format(model=name), root / paths.TRANSLATION_RECORD.format(model=name),
                  "evaluate_translation", result, METRICS)

@@ -21,7 +21,7 @@ from animegen.artifacts.reference import write_reference
 from animegen.artifacts.split import load_split_images, split_ids
 from animegen.io import atomic_dir
 from animegen.metrics.extractor import load_extractor
-from animegen.metrics.features import feature_statistics, image_features
+from animegen.metrics.features import feature_statistics
 from animegen.metrics.fid import real_vs_real_floor
 from animegen.stages import StageError
 
@@ -32,8 +32,9 @@ def run(params: dict, dataset: str, root: Path) -> dict:
     n_train = len(split_ids(root, dataset, "train"))
     if n_train < 2:
         raise StageError(f"reference {dataset}: the train split has {n_train} image(s); FID needs at least 2")
-    net, weights, device = load_extractor(params["inception"], root)
-    features = image_features(net, images, batch_size=params["inception"]["batch_size"], device=device)
+    extractor = load_extractor(params["inception"], root)
+    weights = extractor.weights
+    features = extractor.features(images)
     stats, sets = {}, {}
     for name, n in (("train", n_train), ("all", len(ids))):
         if name == "all" and n == n_train:  # no test split: "all" is the train split
@@ -45,6 +46,7 @@ def run(params: dict, dataset: str, root: Path) -> dict:
     info = {
         "dataset": dataset, "n_images": len(ids), "ids": ids, "image_size": int(images.shape[1]), "sets": sets,
         "weights": weights.provenance(),
+        "inception": extractor.record(),
         "floor_note": "FID between random halves of the image set (n_per_half images each)",
     }  # fmt: skip
     with atomic_dir(root / paths.REFERENCE.format(dataset=dataset)) as tmp:

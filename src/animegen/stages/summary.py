@@ -71,10 +71,14 @@ def run(params: dict, target: str | None, root: Path) -> dict:
         "compare": {r["pair"]: {k: r[k] for k in ("fid", "mae", "nwi", "kid")} for r in pairs},
         "translation": {r["model"]: {k: r[k] for k in TRANSLATION_SUMMARY} for r in translators},
         "inception_weights": [weights[w] for w in sorted(weights)],
+        "inception_precision": sorted({r["inception"]["precision"] for r in models + pairs + translators}),
     }  # fmt: skip
     write_json_atomic(root / paths.SUMMARY, summary)
     note = ("FID and KID: pytorch-fid's Inception-V3 pool3 features, weights " +
             ", ".join(f"{w['origin']} sha256 {w['sha256'][:12]}" for w in summary["inception_weights"]) +
+            f", computed in {' and '.join(summary['inception_precision']) or 'fp32'}" +
+            ("" if summary["inception_precision"] in ([], ["fp32"]) else " (inception.precision: values from "
+             "reduced precision are not comparable with fp32 FIDs)") +
             ". MAE: mean absolute 0-255 error to the nearest reference image; NWI = MAE - FID. FID floor: "
             "FID between random halves of the reference images (small-sample bias). 'vs images' / 'images': "
             "the dataset's train split or all its images (train and test).\n")  # fmt: skip

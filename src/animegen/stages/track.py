@@ -34,7 +34,7 @@ from animegen.tracking import measure_snapshots, record_untracked, write_curve
 
 def run(params: dict, name: str, root: Path) -> dict:
     m = params["models"][name]
-    t, inc = params["track"], params["inception"]
+    t = params["track"]
     model_dir = root / paths.MODEL.format(model=name)
     trained = read_train_record(model_dir)
     every = trained.get("track_fid_every", 0)
@@ -44,18 +44,20 @@ def run(params: dict, name: str, root: Path) -> dict:
 
     snapshots = read_snapshots(model_dir, trained["fingerprint"], trained.get("snapshot_steps", []))
     model, blob = read_model(model_dir, m["family"], m["net"])
-    extractor, weights, device = load_extractor(params["inception"], root)
-    reference = read_dataset_reference(root, m["dataset"], weights.sha256, m["reference"])
+    extractor = load_extractor(params["inception"], root)
+    device = extractor.device
+    reference = read_dataset_reference(root, m["dataset"], extractor.weights.sha256, m["reference"])
     model.to(device)
     seed = t["seed"] + blob["seed_offset"]
     use_ema = params["sample"]["use_ema"]
     steps, fids = measure_snapshots(model, snapshots, ("sample.use_ema", use_ema),
                                     lambda net: generate(model, net, t["n"], t["batch_size"], seed, device, m["sample"]),
-                                    reference, extractor, device, inc["batch_size"], f"track {name}")  # fmt: skip
+                                    reference, extractor, f"track {name}")  # fmt: skip
     result.update({
         "track_fid_every": every, "n_per_point": t["n"], "seed": seed, "generator": "ema" if use_ema else "live",
         "reference_images": m["reference"], "n_reference": len(reference.info["ids"]),
-        "inception_weights": weights.provenance(),
+        "inception_weights": extractor.weights.provenance(),
+        "inception": extractor.record(),
         "note": f"FID of {t['n']} images per point: biased upwards, comparable within this curve, not with evaluate's FID",
     })  # fmt: skip
     title = f"{name}: FID of {t['n']} samples vs {m['dataset']} ({m['reference']}), over training"

@@ -50,18 +50,19 @@ def run(params: dict, name: str, root: Path) -> dict:
         raise StageError(f"track_translator {name}: {source} has {len(ids)} {s['images']!r} image(s) to translate; FID needs at least 2")
     snapshots = read_snapshots(model_dir, trained["fingerprint"], trained.get("snapshot_steps", []))
     model, blob = read_model(model_dir, t["family"], t["net"])
-    extractor, weights, device = load_extractor(inc, root)
-    reference = read_dataset_reference(root, target, weights.sha256, against)
+    extractor = load_extractor(inc, root)
+    device = extractor.device
+    reference = read_dataset_reference(root, target, extractor.weights.sha256, against)
     model.to(device)
     model.train(False)
     attach_cam_maps(model, root, t, device, blob["image_size"])
     steps, fids = measure_snapshots(model, snapshots, ("translate.use_ema", s["use_ema"]),
                                     lambda net: translate_images(model, net, images, s["batch_size"], device),
-                                    reference, extractor, device, inc["batch_size"], f"track_translator {name}")  # fmt: skip
+                                    reference, extractor, f"track_translator {name}")  # fmt: skip
     result.update({
         "track_fid_every": every, "n_per_point": len(ids), "translated_images": s["images"],
         "generator": "ema" if s["use_ema"] else "live", "reference_images": against,
-        "n_reference": len(reference.info["ids"]), "inception_weights": weights.provenance(),
+        "n_reference": len(reference.info["ids"]), "inception_weights": extractor.weights.provenance(), "inception": extractor.record(),
         "note": f"FID of {len(ids)} translations per point: biased upwards, comparable within this curve, "
                 "not with evaluate_translation's FID",
     })  # fmt: skip

@@ -21,8 +21,8 @@ It times, in one session:
   also shown: the exact low-rank FID from the cached reference features (``fid_from_features``);
 * the network alone on ``--n-plain`` generated images: pytorch-fid's plain forward vs ours (largest
   feature difference), and the roofline: GFLOP per image of the forward at 299 px (``torch.utils.
-  flop_counter``), images/s, achieved GFLOP/s, and their share of the machine's peak measured by a
-  float32 matmul in the same process;
+  flop_counter``), images/s, achieved GFLOP/s, and their share of the machine's peak measured in the
+  same process (the faster of a float32 matmul and a 3 x 3 convolution);
 * on CUDA, each reduced precision (``tf32``, ``bf16``): its time and its FID difference to fp32.
 
 It prints wall times, ratios (pytorch_fid / ours; above 1 means faster) and |FID_ours - FID_pytorch_fid|.
@@ -36,7 +36,7 @@ statistics or, for ``--n-gen`` < rank, the feature form), with the largest relat
 Times are reported, never asserted.
 
 Usage: python benchmarks/fid.py [--gen DIR --ref DIR | --n-gen 1024 --n-ref 158 --size 32]
-                                [--batch-size 50] [--device cpu] [--num-workers N] [--n-plain 128]
+                                [--batch-size 50] [--our-batch-size auto] [--device cpu] [--num-workers N] [--n-plain 128]
                                 [--cache-dir DIR] [--weights FILE]
                                 [--frechet-dim 2048] [--frechet-ref 4000] [--points 3]
 """
@@ -61,7 +61,7 @@ from animegen.artifacts.reference import read_reference, write_reference
 from animegen.metrics import features as feat
 from animegen.metrics import fid as fidm
 from animegen.metrics import inception as inc
-from animegen.metrics.extractor import Extractor, InferenceInception
+from animegen.metrics.extractor import Extractor, InferenceInception, auto_batch_size
 
 
 def synthetic_images(n: int, size: int, seed: int, kind: str) -> np.ndarray:
@@ -131,7 +131,8 @@ def reference_stats(extractor: Extractor, ref_paths, folder: Path):
 def load(weights, args, precision: str = "fp32") -> Extractor:
     """The stages' extractor (:func:`animegen.metrics.extractor.load_extractor` minus params.yaml)."""
     net = InferenceInception(inc.load_inception(weights, args.device), precision)
-    return Extractor(net, weights, torch.device(args.device), args.batch_size)
+    device = torch.device(args.device)
+    return Extractor(net, weights, device, auto_batch_size(args.our_batch_size, device))
 
 
 def our_run(weights, gen_paths, ref_paths, stats_path: Path, args, precision: str = "fp32") -> dict:
@@ -144,13 +145,24 @@ def our_run(weights, gen_paths, ref_paths, stats_path: Path, args, precision: st
             "total": t_load + t_ref + t_gen + t_fd, "fid": value, "lowrank": lowrank, "t_lowrank": t_lr}
 
 
-def matmul_peak_gflops(device: torch.device, n: int) -> float:
-    """The machine's float32 matmul rate (best of 3 n x n x n products): the roofline's peak."""
+def _best_rate(fn, flop: float) -> float:
+    fn()
+    return flop / min(timed(fn)[1] for _ in range(3)) / 1e9
+
+
+def measured_peak(device: torch.device) -> dict:
+    """The machine's float32 rate, measured (best of 3): an n x n x n matmul (MKL or cuBLAS) and a
+    channels-last 3 x 3 convolution (oneDNN or cuDNN) of 256 channels at 64 x 64; the roofline's peak is
+    the larger.  Both matter on a CPU: MKL's sgemm runs far below the AVX-512 peak on some AMD CPUs,
+    where oneDNN's convolutions do not."""
+    n = 4096 if device.type == "cuda" else 2048
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    with feat.full_fp32():
-        (a @ b).sum().item()
-        best = min(timed(lambda: (a @ b).sum().item())[1] for _ in range(3))
-    return 2 * n**3 / best / 1e9
+    x = torch.randn(8, 256, 64, 64, device=device).contiguous(memory_format=torch.channels_last)
+    conv = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False).to(device, memory_format=torch.channels_last)
+    with feat.full_fp32(), torch.no_grad():
+        matmul = _best_rate(lambda: (a @ b).sum().item(), 2 * n**3)
+        convolution = _best_rate(lambda: conv(x).sum().item(), 2 * 8 * 64 * 64 * 256 * 256 * 9)
+    return {"matmul": matmul, "conv": convolution, "peak": max(matmul, convolution)}
 
 
 def network_table(weights, gen_paths, args) -> None:
@@ -160,30 +172,33 @@ def network_table(weights, gen_paths, args) -> None:
     device = torch.device(args.device)
     images = feat.read_images(gen_paths[: args.n_plain])
     plain = inc.load_inception(weights, device)
-    ours = load(weights, args).net
+    ours = load(weights, args)
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         plain(torch.rand(1, 3, 299, 299, device=device))
     gflop = counter.get_total_flops() / 1e9
     rows = []
     for _ in range(2):  # alternating, best of 2: the cores are shared
-        for name, net in (("plain", plain), ("ours", ours)):
-            f, t = timed(lambda: feat.image_features(net, images, batch_size=args.batch_size, device=device))
+        for name, net, batch in (("plain", plain, args.batch_size), ("ours", ours.net, ours.batch_size)):
+            f, t = timed(lambda: feat.image_features(net, images, batch_size=batch, device=device))
             rows.append((name, f, t))
     best = {name: min(t for n, _, t in rows if n == name) for name in ("plain", "ours")}
     diff = float(np.abs(rows[0][1] - rows[1][1]).max())
-    peak = matmul_peak_gflops(device, 4096 if device.type == "cuda" else 1024)
+    rates = measured_peak(device)
+    peak = rates["peak"]
     n = len(images)
-    print(f"\nThe network alone: {n} images of {images.shape[1]} px, batch {args.batch_size}, best of 2 (seconds)")
-    print("| network | seconds | images/s | achieved GFLOP/s | share of fp32 matmul peak | plain / ours |")
+    print(f"\nThe network alone: {n} images of {images.shape[1]} px, batch {args.batch_size} (plain, pytorch-fid's) "
+          f"and {ours.batch_size} (ours), best of 2 (seconds)")
+    print("| network | seconds | images/s | achieved GFLOP/s | share of measured fp32 peak | plain / ours |")
     print("|---|---:|---:|---:|---:|---:|")
     for name in ("plain", "ours"):
         rate = n / best[name]
         print(f"| {'pytorch-fid InceptionV3 (plain)' if name == 'plain' else 'ours (BN folded, channels-last)'} "
               f"| {best[name]:.2f} | {rate:.2f} | {rate * gflop:.1f} | {rate * gflop / peak:.1%} "
               f"| {best['plain'] / best[name]:.2f} |")
-    print(f"Inception forward at 299 px: {gflop:.2f} GFLOP per image (flop counter); fp32 matmul peak "
-          f"{peak:.0f} GFLOP/s; largest |feature difference| ours vs plain: {diff:.1e}")
+    print(f"Inception forward at 299 px: {gflop:.2f} GFLOP per image (flop counter, a multiply-add = 2); measured "
+          f"fp32 peak {peak:.0f} GFLOP/s (matmul {rates['matmul']:.0f}, 3x3 convolution {rates['conv']:.0f}); "
+          f"largest |feature difference| ours vs plain: {diff:.1e}")
 
 
 def precision_table(weights, gen_paths, ref_paths, root: Path, args, fp32_fid: float, fp32_gen: float) -> None:
@@ -240,7 +255,8 @@ def main(argv=None) -> None:
     ap.add_argument("--n-gen", type=int, default=1024)
     ap.add_argument("--n-ref", type=int, default=158)
     ap.add_argument("--size", type=int, default=32)
-    ap.add_argument("--batch-size", type=int, default=50)
+    ap.add_argument("--batch-size", type=int, default=50, help="pytorch_fid's batch size (its default: 50)")
+    ap.add_argument("--our-batch-size", default="auto", help="ours: a number or auto (inception.batch_size)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--num-workers", type=int, default=None, help="pytorch_fid's data-loader workers (default: its own)")
     ap.add_argument("--gen", type=Path, default=None, help="a folder of generated images (real images; with --ref)")
@@ -282,7 +298,7 @@ def main(argv=None) -> None:
 
         print(f"FID benchmark: {args.n_gen} generated vs {args.n_ref} reference images at {size} px "
               f"({'from ' + str(gen_dir) if args.gen else 'synthetic PNGs'}); device {args.device}; batch "
-              f"{args.batch_size}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+              f"{args.batch_size} (pytorch_fid) and {args.our_batch_size} (ours); torch {torch.__version__}, {torch.get_num_threads()} threads; "
               f"{platform.processor() or platform.machine()}")
         print(f"weights: {weights.origin} sha256 {weights.sha256[:16]}... (the same file for both)\n")
         rows = [

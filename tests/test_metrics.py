@@ -302,7 +302,7 @@ def _flat(value: int, shape=(2, 2, 3)) -> np.ndarray:
     return np.full(shape, value, dtype=np.uint8)
 
 
-@pytest.mark.parametrize("method", ["absdiff", "cdist"])
+@pytest.mark.parametrize("method", ["opencv", "absdiff", "cdist"])
 def test_mae_hand_made_images(method):
     train = np.stack([_flat(0), _flat(100), _flat(200)])
     near_copy = _flat(200).copy()
@@ -348,8 +348,13 @@ def test_mae_matches_brute_force_across_chunks():
     gen = rng.integers(0, 256, (11, 6, 5, 3), dtype=np.uint8)
     full = np.abs(gen[:, None].astype(np.int64) - train[None]).reshape(11, 13, -1).mean(-1)
     order = np.sort(full, axis=1)
-    for method in ("absdiff", "cdist"):
+    train[5] = train[2]  # a tie: the lower index is the nearest, and the second distance equals the first
+    gen[3] = train[2]
+    full = np.abs(gen[:, None].astype(np.int64) - train[None]).reshape(11, 13, -1).mean(-1)
+    order = np.sort(full, axis=1)
+    for method in ("opencv", "absdiff", "cdist"):
         res = maem.nearest_train_mae(gen, torch.from_numpy(train), method=method, gen_chunk=4, chunk_bytes=200)
+        assert res.method == method and res.nearest_index[3] == 2 and res.d2[3] == 0
         np.testing.assert_array_equal(res.nearest_index, full.argmin(1))
         np.testing.assert_allclose(res.d1, order[:, 0], rtol=0, atol=1e-12)
         np.testing.assert_allclose(res.d2, order[:, 1], rtol=0, atol=1e-12)
@@ -363,6 +368,10 @@ def test_mae_errors():
         maem.nearest_train_mae(np.stack([_flat(1, (3, 2, 3))]), train)
     with pytest.raises(ValueError, match="uint8"):
         maem.nearest_train_mae(np.stack([_flat(1)]).astype(np.float32), train)
+    assert maem.nearest_train_mae(np.stack([_flat(1)]), train).method == "opencv"  # the CPU's default
+    big = np.zeros((2, 2048, 2048, 3), dtype=np.uint8)  # 3 * 2^22 * 255 > 2^31: int32 sums could overflow
+    with pytest.raises(ValueError, match="'opencv' sums in int32"):
+        maem.nearest_train_mae(big[:1], big, method="opencv")
 
 
 def test_nwi():

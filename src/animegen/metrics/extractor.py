@@ -23,7 +23,6 @@ the 2-core dev box, BENCHMARKS.md) and 200 on a GPU.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,23 +31,11 @@ import torch
 from torch import nn
 
 from animegen.device import setup
-from animegen.metrics.features import ImagesLike, full_fp32, image_features
+from animegen.metrics.features import ImagesLike, fp32_precision, image_features
 from animegen.metrics.inception import FIDInception, InceptionWeights, load_inception, resolve_weights
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 AUTO_BATCH = {"cpu": 8, "cuda": 200}
-
-
-@contextlib.contextmanager
-def _tf32() -> "contextlib.AbstractContextManager[None]":
-    conv, mm = torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
-    torch.backends.cudnn.conv.fp32_precision = "tf32"
-    torch.backends.cuda.matmul.fp32_precision = "tf32"
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.conv.fp32_precision = conv
-        torch.backends.cuda.matmul.fp32_precision = mm
 
 
 class InferenceInception(nn.Module):
@@ -79,7 +66,7 @@ class InferenceInception(nn.Module):
     def _precision(self, device: torch.device):
         if self.precision == "bf16":
             return torch.autocast(device.type, dtype=torch.bfloat16)
-        return _tf32() if self.precision == "tf32" else full_fp32()
+        return fp32_precision("tf32" if self.precision == "tf32" else "ieee")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:

@@ -89,23 +89,29 @@ def read_images(paths: Sequence[str | os.PathLike]) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def full_fp32() -> Iterator[None]:
+def fp32_precision(mode: str) -> Iterator[None]:
+    """cuDNN convolutions and CUDA float32 matmuls in ``mode`` (``"ieee"``: full FP32, or ``"tf32"``) inside
+    the block, restoring the flags after.  A no-op on the CPU."""
+    # The fp32_precision API only: torch raises when the legacy allow_tf32 flags and this API are mixed
+    # in one process, and the training loop (animegen.device.set_tf32) uses this one.
+    conv, mm = torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
+    torch.backends.cudnn.conv.fp32_precision = mode
+    torch.backends.cuda.matmul.fp32_precision = mode
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.conv.fp32_precision = conv
+        torch.backends.cuda.matmul.fp32_precision = mm
+
+
+def full_fp32() -> "contextlib.AbstractContextManager[None]":
     """Disable TF32 for cuDNN convolutions and CUDA matmuls inside the block, restoring the flags after.
 
     PyTorch enables TF32 for cuDNN convolutions by default, and training code often enables it for
     matmuls too (study A trains with TF32); Inception features would then depend on the GPU model.
     A no-op on the CPU.
     """
-    # The fp32_precision API only: torch raises when the legacy allow_tf32 flags and this API are mixed
-    # in one process, and the training loop (animegen.device.set_tf32) uses this one.
-    conv, mm = torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
-    torch.backends.cudnn.conv.fp32_precision = "ieee"
-    torch.backends.cuda.matmul.fp32_precision = "ieee"
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.conv.fp32_precision = conv
-        torch.backends.cuda.matmul.fp32_precision = mm
+    return fp32_precision("ieee")
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:

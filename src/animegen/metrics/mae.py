@@ -20,28 +20,30 @@ and does not.  If d2 = 0 (the sample equals two identical training images) the r
 
 NWI ("new work index") = MAE - FID: high when samples are close in style (low FID) but not copies.
 
-Computation: all generated x training distances are exact sums of |a - b| over H*W*C uint8 values, in
-bounded chunks (torch, on any device), never a matrix product.  Two kernels give identical integers:
-``"cdist"`` (``torch.cdist(p=1)`` in float32, exact while H*W*C*255 < 2^24, i.e. up to 128 x 128 x 4;
-float64 beyond) and ``"absdiff"`` (max(a, b) - min(a, b) in uint8 into two reused buffers of ~1 MiB,
-summed in int64).  Measured on this project's shared 2-core CPU (best of 2-3 runs):
+Computation: all generated x training distances are exact integer sums of |a - b| over H*W*C uint8
+values, never a matrix product, and never a full distance matrix.  Three kernels give identical integers:
 
-    64 x 158 images at 32 px:     absdiff 0.011 s   cdist 0.015 s
-    64 x 158 images at 128 px:    absdiff 0.29 s    cdist 0.22 s
-    1024 x 158 images at 128 px:  absdiff 4.9 s     cdist 3.6 s   (study A's full audit)
+* ``"opencv"`` (the default on the CPU): OpenCV's ``cv2.batchDistance(NORM_L1, K=2)``, which sums
+  absolute byte differences with SIMD (sum-of-absolute-differences instructions) in int32 and keeps the
+  two nearest per row while it scans, equal distances keeping the lower index; exact while
+  H*W*C*255 < 2^31 (up to 1024 x 1024 x 3);
+* ``"cdist"`` (the default on a GPU): ``torch.cdist(p=1)`` in float32 (exact while H*W*C*255 < 2^24, i.e.
+  up to 128 x 128 x 4; float64 beyond), in bounded chunks; on a GPU a dedicated CUDA kernel;
+* ``"absdiff"``: max(a, b) - min(a, b) in uint8 into two reused buffers of ~1 MiB, summed in int64: an
+  independent cross-check.
 
-and ``absdiff``, which issues thousands of small parallel operations, slowed down 10-40x whenever other
-jobs shared the cores, while ``cdist`` (one large operation per chunk) did not.  ``"auto"`` therefore
-means ``cdist`` on every device; on a GPU it is a dedicated CUDA kernel without large intermediates
-(1024 x 10,000 images at 128 px = 5e11 absolute differences; not measured here, no GPU was available).
-``absdiff`` stays available as an independent cross-check.
+On this project's 2-core CPU (1024 generated x 10,000 training images at 128 px, BENCHMARKS.md):
+cdist 156 s; OpenCV about 4x faster (64 x 200 images at 256 px: 0.40 s vs 1.78 s).  ``absdiff`` was
+slower than cdist and slowed down 10-40x whenever other jobs shared the cores.  The kernel used is
+recorded as ``method`` beside the values.
 
 Memory is bounded whatever the number of images: beyond the two uint8 inputs (read without a copy on
-the CPU; the training images are copied once, as uint8, to a GPU), one call holds at most two float
-chunks of ``chunk_bytes`` each (64 MiB on the CPU, 256 MiB on a GPU), their small block of distances,
-and ``gen_chunk`` x M int64 sums (20 MiB for 256 x 10,000): about 150 MiB on the CPU for study scale
-(1024 generated x 10,000 training images, at 128 or 256 px), where converting both sets to float32
-at once would take 2.2 GiB (128 px) or 8.8 GiB (256 px).  ``benchmarks/mae.py`` measures time and peak.
+the CPU; the training images are copied once, as uint8, to a GPU), OpenCV holds the two nearest per
+row; cdist holds at most two float chunks of ``chunk_bytes`` each (64 MiB on the CPU, 256 MiB on a
+GPU), their small block of distances, and ``gen_chunk`` x M int64 sums (20 MiB for 256 x 10,000):
+about 150 MiB at most for study scale (1024 generated x 10,000 training images, at 128 or 256 px), where
+converting both sets to float32 at once would take 2.2 GiB (128 px) or 8.8 GiB (256 px).
+``benchmarks/mae.py`` measures time and peak.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ import torch
 
 DEFAULT_THRESHOLD = 1.0 / 3.0
 _FLOAT32_EXACT = 2 ** 24
+_INT32_EXACT = 2 ** 31
 
 
 @dataclass
@@ -130,7 +133,7 @@ def pairwise_l1_sums(
                 torch.minimum(g, t, out=lw)
                 out[i:i + gc, j:j + tc] = h.sub_(lw).sum(-1, dtype=torch.int64)
     else:
-        raise ValueError(f"unknown method {method!r}: use 'absdiff', 'cdist' or 'auto'")
+        raise ValueError(f"unknown method {method!r}: use 'opencv', 'absdiff', 'cdist' or 'auto'")
     return out
 
 
@@ -172,10 +175,42 @@ def nearest_train_mae(
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
     device = torch.device(device)
-    if method == "auto":
-        method = "cdist"
-    n, m = gen_t.shape[0], train_t.shape[0]
     d = int(np.prod(gen_t.shape[1:]))
+    if method == "auto":
+        method = "opencv" if device.type == "cpu" and d * 255 < _INT32_EXACT else "cdist"
+    if method == "opencv":
+        nearest, s1, s2 = _two_nearest_opencv(gen_t, train_t, d, gen_chunk)
+    else:
+        nearest, s1, s2 = _two_nearest_torch(gen_t, train_t, d, device, method, gen_chunk, chunk_bytes)
+    d1 = s1.astype(np.float64) / d
+    d2 = s2.astype(np.float64) / d
+    ratio = _ratio(d1, d2)
+    return MAEResult(nearest_index=nearest, d1=d1, d2=d2, ratio=ratio, mae=float(d1.mean()),
+                     memorisation_rate=float(np.mean(ratio < threshold)), threshold=float(threshold),
+                     method=method)
+
+
+def _two_nearest_opencv(gen_t: torch.Tensor, train_t: torch.Tensor, d: int, gen_chunk: int):
+    """(nearest index, smallest sum, second-smallest sum) per generated image with OpenCV's
+    ``batchDistance(NORM_L1, K=2)``: exact int32 sums of |a - b| over uint8 rows, two nearest kept while
+    scanning (equal distances keep the lower index), no distance matrix."""
+    import cv2  # noqa: PLC0415 - the CPU kernel only
+
+    if d * 255 >= _INT32_EXACT:
+        raise ValueError(f"method 'opencv' sums in int32: {d} values per image can overflow; use 'cdist'")
+    train_np = np.ascontiguousarray(train_t.reshape(train_t.shape[0], d).cpu().numpy())
+    n = gen_t.shape[0]
+    nearest, s1, s2 = (np.empty(n, dtype=np.int64) for _ in range(3))
+    for i in range(0, n, gen_chunk):
+        g = np.ascontiguousarray(gen_t[i:i + gen_chunk].reshape(-1, d).cpu().numpy())
+        dist, idx = cv2.batchDistance(g, train_np, cv2.CV_32S, normType=cv2.NORM_L1, K=2)
+        nearest[i:i + len(g)], s1[i:i + len(g)], s2[i:i + len(g)] = idx[:, 0], dist[:, 0], dist[:, 1]
+    return nearest, s1, s2
+
+
+def _two_nearest_torch(gen_t, train_t, d: int, device: torch.device, method: str, gen_chunk: int, chunk_bytes):
+    """As :func:`_two_nearest_opencv`, from :func:`pairwise_l1_sums` on ``device`` in bounded chunks."""
+    n, m = gen_t.shape[0], train_t.shape[0]
     train_flat = train_t.reshape(m, d).to(device)
     nearest = np.empty(n, dtype=np.int64)
     s1 = np.empty(n, dtype=np.int64)
@@ -190,12 +225,7 @@ def nearest_train_mae(
         nearest[i:i + len(g)] = idx.cpu().numpy()
         s1[i:i + len(g)] = best.cpu().numpy()
         s2[i:i + len(g)] = second.cpu().numpy()
-    d1 = s1.astype(np.float64) / d
-    d2 = s2.astype(np.float64) / d
-    ratio = _ratio(d1, d2)
-    return MAEResult(nearest_index=nearest, d1=d1, d2=d2, ratio=ratio, mae=float(d1.mean()),
-                     memorisation_rate=float(np.mean(ratio < threshold)), threshold=float(threshold),
-                     method=method)
+    return nearest, s1, s2
 
 
 def nwi(mae: float, fid: float) -> float:

@@ -93,6 +93,10 @@ def test_evaluate_scores_samples_and_audits_the_closest(ws):
     assert metrics["memorisation_rate"] == pytest.approx(1 / 5)
     assert record["reference_images"] == "train" and record["n_reference"] == 6 and record["model"] == "dcgan"
     assert len(record["inception_weights"]["sha256"]) == 64
+    # how the network ran, beside the values (the test's params set batch_size 8); the CPU's MAE kernel
+    assert record["inception"] == {"precision": "fp32", "bn_folded": True, "channels_last": True, "compiled": False,
+                                   "batch_size": 8, "device": "cpu"}  # fmt: skip
+    assert record["mae_method"] == "opencv"
     audit = Image.open(ws / "data/evaluate/dcgan/audit.png")
     assert audit.height >= 3 * 128  # three rows of enlarged pairs
     assert fid_from_features(feats, feats) == pytest.approx(0, abs=1e-6)

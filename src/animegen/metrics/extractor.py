@@ -99,10 +99,10 @@ class Extractor:
         return image_features(self.net, images, batch_size=self.batch_size, device=self.device, progress=progress)
 
     def record(self) -> dict:
-        """What a record needs beside a value computed with this extractor: the weights' origin and SHA-256,
-        and how the network ran (precision, layout, folding, compilation, batch size, device)."""
+        """How the network ran (precision, folding, layout, compilation, batch size, device): what a record
+        holds as ``inception`` beside a value computed with it (the weights go in ``inception_weights``)."""
         describe = self.net.describe() if isinstance(self.net, InferenceInception) else {"precision": "fp32"}
-        return {**self.weights.provenance(), **describe, "batch_size": self.batch_size, "device": self.device.type}
+        return {**describe, "batch_size": self.batch_size, "device": self.device.type}
 
 
 def load_extractor(settings: dict, root: Path) -> Extractor:

@@ -568,6 +568,8 @@ def test_bf16_is_a_recorded_choice_that_changes_the_features(model, png_dirs, di
                            "batch_size": 8, "device": "cpu"}
     with pytest.raises(ValueError, match="precision must be one of fp32, tf32, bf16"):
         InferenceInception(model, "fp16")
+    InferenceInception(model, fuse_bn=False)  # channels-last alone: on a copy
+    assert all(p.is_contiguous() for p in model.parameters())  # the shared plain network is untouched
 
 
 def test_features_reject_mixed_sizes_and_float_arrays(model, tmp_path):

@@ -23,6 +23,7 @@ the 2-core dev box, BENCHMARKS.md) and 200 on a GPU.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,8 @@ class InferenceInception(nn.Module):
             from torch.fx.experimental.optimization import fuse
 
             net = fuse(net)  # a copy: conv + eval-mode BatchNorm -> one conv with folded weights and bias
+        else:
+            net = copy.deepcopy(net)  # the caller's network stays as it was (Module.to works in place)
         if channels_last:
             net = net.to(memory_format=torch.channels_last)
         self.inception = net

@@ -51,6 +51,8 @@ OTHER_STAGES = {
 # (animegen.gpus), before torch starts.
 GPU_STAGES = frozenset({"train", "sample", "reference", "evaluate", "track", "compare", "cam_classifier", "cam_select",
                         *TRANSLATOR_STAGES})  # fmt: skip
+# The data stages that run over a process pool (animegen.parallel): their `--workers N` overrides the param.
+POOLED_STAGES = frozenset({"collect", "cutout", "resize"})
 # (stages, the flag naming their target, the params.yaml section that declares the targets)
 GROUPS = (
     (DATASET_STAGES, "--dataset", "datasets"),
@@ -75,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
         for name, text in stages.items():
             p = sub.add_parser(name, help=text, description=_stage_doc(name), formatter_class=argparse.RawDescriptionHelpFormatter)
             p.add_argument(flag, required=True, help=flag_help)
+            if name in POOLED_STAGES:
+                p.add_argument("--workers", type=int, metavar="N", help=f"processes, overriding {name}.workers "
+                               "(Snakemake passes the cores it gave the job); the outputs are the same for any N")
     for name, text in OTHER_STAGES.items():
         sub.add_parser(name, help=text, description=_stage_doc(name), formatter_class=argparse.RawDescriptionHelpFormatter)
     return parser
@@ -102,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.command in stages:
                 target = getattr(args, flag.lstrip("-"))
                 entry(params, section, target)  # a name not declared is a params error, before any work
+        if getattr(args, "workers", None) is not None and args.workers < 1:
+            raise ParamsError(f"--workers: must be at least 1, got {args.workers}")
     except ParamsError as e:
         print(f"animegen: {params_path}: {e}", file=sys.stderr)
         return EXIT_PARAMS
@@ -110,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.command in GPU_STAGES else None  # fmt: skip
         stage = importlib.import_module(f"animegen.stages.{args.command}")
         t0, started = time.perf_counter(), time.time()  # once the GPU is ours
-        report = stage.run(params, target, params_path.resolve().parent)
+        extra = {"workers": args.workers} if getattr(args, "workers", None) is not None else {}
+        report = stage.run(params, target, params_path.resolve().parent, **extra)
     except PipelineError as e:  # a stage, an artifact, a device or missing FID weights: the message says why
         where = "" if isinstance(e, StageError) else f"{args.command}: "  # a stage's own message names it already
         print(f"animegen: {where}{e}", file=sys.stderr)

@@ -87,6 +87,13 @@ def cpu_threads(section):
     return config[section]["cpu_threads"] or len(os.sched_getaffinity(0))
 
 
+def data_workers(section):
+    """A data stage's process count (collect, cutout, resize: `workers`, 0 = every available CPU), booked
+    as the job's threads; Snakemake caps it at --cores and the shell passes what it gave (--workers)."""
+    return lambda wc: config["datasets"][wc.dataset][section].get("workers", config[section]["workers"]) \
+        or len(os.sched_getaffinity(0))
+
+
 def model_param(key):
     """`key` below models.<model>, for a rule's params (e.g. model_param("net"))."""
     return lambda wc: P(f"models.{wc.model}.{key}")

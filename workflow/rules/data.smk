@@ -12,10 +12,11 @@ rule collect:
         sources=dataset_param("sources"),
         collect=P("collect"),
         recipe=dataset_param("collect"),
+    threads: data_workers("collect")
     log:
         "logs/collect/{dataset}.log",
     shell:
-        "animegen collect --dataset {wildcards.dataset} > {log} 2>&1"
+        "animegen collect --dataset {wildcards.dataset} --workers {threads} > {log} 2>&1"
 
 
 rule cutout:
@@ -23,14 +24,21 @@ rule cutout:
         RAW,
         code=CODE["cutout"],
     output:
-        directory(CUTOUT),
+        report(
+            directory(CUTOUT),
+            patterns=["{sheet,contact_sheet|onnx_vs_grabcut}.png"],
+            caption="../report/contact_sheet.rst",
+            category="Data",
+            labels={"dataset": "{dataset}", "figure": "{sheet}"},
+        ),
     params:
         cutout=P("cutout"),
         recipe=dataset_param("cutout"),
+    threads: data_workers("cutout")
     log:
         "logs/cutout/{dataset}.log",
     shell:
-        "animegen cutout --dataset {wildcards.dataset} > {log} 2>&1"
+        "animegen cutout --dataset {wildcards.dataset} --workers {threads} > {log} 2>&1"
 
 
 rule resize:
@@ -44,10 +52,11 @@ rule resize:
         crop=dataset_param("crop"),
         resize=P("resize"),
         recipe=dataset_param("resize"),
+    threads: data_workers("resize")
     log:
         "logs/resize/{dataset}.log",
     shell:
-        "animegen resize --dataset {wildcards.dataset} > {log} 2>&1"
+        "animegen resize --dataset {wildcards.dataset} --workers {threads} > {log} 2>&1"
 
 
 rule split:

@@ -25,7 +25,7 @@ from PIL import Image
 
 from animegen.artifacts import ArtifactError
 from animegen.artifacts.records import read_record, write_record
-from animegen.io import Rejected, read_csv, read_image_array, read_image_file, save_png, write_csv
+from animegen.io import CsvRows, Rejected, encode_png, read_csv, read_image_array, read_image_file
 
 KIND, VERSION = "image_set", 1
 ID = re.compile(r"[0-9a-f]{16}")
@@ -68,29 +68,68 @@ def start(folder: Path, masks: bool = False) -> None:
 
 
 def write_image(folder: Path, file: str, image, compress_level: int = 6) -> None:
-    """A Pillow image, or a uint8 array (H, W, 3) RGB or (H, W) mask, at ``file`` inside the set.
+    """A Pillow image, or a uint8 array (H, W, 3) RGB or (H, W) mask, at ``file`` inside the set
+    (encoded by :func:`animegen.io.encode_png`).
 
     Intermediate sets pass ``compress_level=1``: 3-4x faster to encode for ~20% more bytes."""
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(np.ascontiguousarray(image), "L" if image.ndim == 2 else "RGB")
-    save_png(image, folder / file, compress_level=compress_level)
+    (folder / file).write_bytes(encode_png(image, compress_level))
 
 
 def write_image_set(folder: Path, dataset: str, kept: list[dict], rejects: list[dict],
                     manifest_columns: list[str], reject_columns: list[str], **extra) -> dict:  # fmt: skip
     """Write ``manifest.csv``, ``rejects.csv`` and ``report.json`` into ``folder`` (the stage's atomic
     directory, whose ``images/`` it has filled); returns the report."""
-    report = {
-        "dataset": dataset,
-        "kept": len(kept),
-        "rejected": len(rejects),
-        "rejects_by_reason": count_reasons(rejects),
-        **extra,
-    }
-    write_csv(folder / "manifest.csv", manifest_columns, kept)
-    write_csv(folder / "rejects.csv", reject_columns, rejects)
-    write_record(folder / "report.json", KIND, VERSION, report)
-    return report
+    with ImageSetWriter(folder, dataset, manifest_columns, reject_columns) as out:
+        for row in kept:
+            out.keep(row)
+        for row in rejects:
+            out.reject(row)
+        return out.finish(**extra)
+
+
+class ImageSetWriter:
+    """An image set's ``manifest.csv`` and ``rejects.csv`` written row by row as a stage goes (a
+    100,000-image set never holds its manifest in memory), then ``report.json`` by :meth:`finish`.
+    Lives inside the stage's atomic directory ``folder``.  The rejects are also kept in
+    :attr:`rejects` (a stage where nothing survives names them, :func:`animegen.stages.require_kept`)."""
+
+    def __init__(self, folder: Path, dataset: str, manifest_columns: list[str], reject_columns: list[str]):
+        self.folder, self.dataset = folder, dataset
+        self._manifest = CsvRows(folder / "manifest.csv", manifest_columns)
+        self._rejects = CsvRows(folder / "rejects.csv", reject_columns)
+        self.kept = 0
+        self.rejects: list[dict] = []
+
+    def keep(self, row: dict) -> None:
+        self._manifest.write(row)
+        self.kept += 1
+
+    def reject(self, row: dict) -> None:
+        self._rejects.write(row)
+        self.rejects.append(row)
+
+    def close(self) -> None:
+        self._manifest.close()
+        self._rejects.close()
+
+    def finish(self, **extra) -> dict:
+        """Close the CSV files and write ``report.json`` (counts, rejects by reason, ``extra``); returns it."""
+        self.close()
+        report = {
+            "dataset": self.dataset,
+            "kept": self.kept,
+            "rejected": len(self.rejects),
+            "rejects_by_reason": count_reasons(self.rejects),
+            **extra,
+        }
+        write_record(self.folder / "report.json", KIND, VERSION, report)
+        return report
+
+    def __enter__(self) -> "ImageSetWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def read_manifest(folder: Path) -> list[dict]:

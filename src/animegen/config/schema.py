@@ -52,6 +52,9 @@ _SOURCE_TYPES = {
                     {"type": "array", "items": UNIT, "minItems": 2, "maxItems": 2},
                 ]
             },
+            # cutout failure cases (the cutout gate's demo): the character on its own skin or hair colour,
+            # or cut by the frame; mixed takes them in turn
+            "hazard": {"enum": [None, "skin_background", "hair_background", "cut_by_frame", "mixed"]},
         },
         ["type", "kind", "style", "variant", "n", "seed"],
     ),
@@ -66,8 +69,11 @@ SOURCE = {
     ],
 }
 
+WORKERS = {"type": "integer", "minimum": 0, "maximum": 1024}  # processes of a data stage; 0 = every available CPU
+
 COLLECT = obj(
     {
+        "workers": WORKERS,
         "max_pixels": POS_INT,
         "min_side": POS_INT,
         "max_aspect_ratio": {"type": "number", "minimum": 1},
@@ -112,6 +118,17 @@ CUTOUT = obj(
         "work_max_side": {"type": "integer", "minimum": 32},
         "min_foreground": {"type": "number", "minimum": 0, "maximum": 1},
         "max_foreground": {"type": "number", "minimum": 0, "maximum": 1},
+        "workers": WORKERS,
+        "gate": obj(
+            {
+                "action": {"enum": ["reject", "flag", "off"]},
+                "min_largest_part": UNIT,
+                "max_holes": UNIT,
+                "max_border": UNIT,
+                "min_seed_kept": UNIT,
+                "contact_sheet": {"type": "integer", "minimum": 0, "maximum": 200},
+            }
+        ),
     }
 )
 RESIZE = obj(
@@ -121,6 +138,7 @@ RESIZE = obj(
         "trim_to_foreground": BOOL,
         "margin": {"type": "number", "minimum": 0, "maximum": 1},
         "shoulders_ratio": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "workers": WORKERS,
     }
 )
 SPLIT = obj({"test": NONNEG_NUM, "seed": NONNEG_INT})  # test: 0 = no held-out images

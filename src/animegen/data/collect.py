@@ -22,17 +22,18 @@ import io
 import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from PIL import Image
 
 from animegen.data import synthetic
 from animegen.data.archive import ArchiveCaps, iter_archive
-from animegen.data.clean import DuplicateIndex, Filters, check_filters, perceptual_hashes
+from animegen.data.clean import DuplicateIndex, Filters, Hashes, check_filters, perceptual_hashes
 from animegen.data.fetch import FetchError, FetchPolicy, fetch, read_url_list
-from animegen.io import DecodedImage, Rejected, decode_image, pixel_sha256
+from animegen.io import DecodedImage, Rejected, decode_image, encode_png, pixel_sha256
+from animegen.parallel import OrderedPool
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 
@@ -145,10 +146,10 @@ def iter_url_list(path: Path, label: str, policy: FetchPolicy, workers: int, lic
 
 
 def iter_synthetic(
-    kind: str, style: str, variant: str, n: int, seed: int, parts_clarity: float | None = None
+    kind: str, style: str, variant: str, n: int, seed: int, parts_clarity: float | None = None, hazard: str | None = None
 ) -> Iterator[RawItem]:
-    label = f"synthetic:{kind}-{style}-{variant}"
-    for s in synthetic.generate(kind, style, variant, n, seed, parts_clarity):
+    label = f"synthetic:{kind}-{style}-{variant}" + (f"-{hazard}" if hazard else "")
+    for s in synthetic.generate(kind, style, variant, n, seed, parts_clarity, hazard):
         buf = io.BytesIO()
         s.image.save(buf, format="PNG", compress_level=1)
         extra = {"parts": s.parts, "background": s.background, "clarity": round(float(s.clarity), 4)}
@@ -158,40 +159,65 @@ def iter_synthetic(
 
 @dataclass
 class Kept:
-    image: Image.Image
+    png: bytes  # the decoded, normalised image as a PNG (level 1), ready to write
     row: dict
 
 
+@dataclass
+class Decoded:
+    """What a worker sends back for an item that decoded and passed the filters (no pixels: the PNG)."""
+
+    png: bytes
+    sha: str
+    hashes: Hashes
+    size: tuple[int, int]  # (width, height) after EXIF rotation
+    dec: DecodedImage  # its ``image`` dropped (None): the PNG carries the pixels
+
+
+def prepare(item: RawItem, filters: Filters, max_pixels: int) -> tuple[RawItem, Decoded | Rejected]:
+    """The per-image work of collect, independent of every other image (so it runs in a worker):
+    decode once with the one safe reader, the noise filters, the pixel SHA-256, the perceptual hashes
+    and the PNG encoding.  Returns the item without its bytes, and the result or the reason."""
+    meta = replace(item, data=None)
+    if item.rejected is not None:
+        return meta, item.rejected
+    try:
+        dec = decode_image(item.data, max_pixels=max_pixels)
+        check_filters(dec.image, filters)
+    except Rejected as r:
+        return meta, r
+    img = dec.image
+    return meta, Decoded(encode_png(img, 1), pixel_sha256(img), perceptual_hashes(img), img.size, replace(dec, image=None))
+
+
 def collect_items(
-    items: Iterable[RawItem], filters: Filters, index: DuplicateIndex, max_pixels: int
+    items: Iterable[RawItem], filters: Filters, index: DuplicateIndex, max_pixels: int, pool: OrderedPool | None = None
 ) -> Iterator[Kept | dict]:
-    """Yield :class:`Kept` for each accepted image and a reject row (dict) for everything else."""
-    for item in items:
-        if item.rejected is not None:
-            yield _reject_row(item, item.rejected)
+    """Yield :class:`Kept` for each accepted image and a reject row (dict) for everything else, in the
+    items' order.  The per-image work (:func:`prepare`) runs on ``pool``'s workers; the duplicate
+    check, which depends on every image kept before, runs here in order, so the result is the same
+    for any worker count."""
+    work = partial(prepare, filters=filters, max_pixels=max_pixels)
+    results = pool.map(work, items) if pool is not None else map(work, items)
+    for item, out in results:
+        if isinstance(out, Rejected):
+            yield _reject_row(item, out)
             continue
-        try:
-            dec = decode_image(item.data, max_pixels=max_pixels)
-            check_filters(dec.image, filters)
-        except Rejected as r:
-            yield _reject_row(item, r)
-            continue
-        sha = pixel_sha256(dec.image)
-        hashes = perceptual_hashes(dec.image)
-        dup = index.find(sha, hashes)
+        dup = index.find(out.sha, out.hashes)
         if dup is not None:
             yield _reject_row(item, Rejected(f"duplicate_of:{dup[0]}", dup[1]))
             continue
-        image_id = sha[:16]
-        index.add(image_id, sha, hashes)
-        yield Kept(dec.image, _manifest_row(image_id, item, dec, sha, hashes))
+        image_id = out.sha[:16]
+        index.add(image_id, out.sha, out.hashes)
+        yield Kept(out.png, _manifest_row(image_id, item, out))
 
 
 def _reject_row(item: RawItem, r: Rejected) -> dict:
     return {"source": item.source, "origin": item.origin, "reason": r.reason, "detail": r.detail}
 
 
-def _manifest_row(image_id: str, item: RawItem, dec: DecodedImage, sha: str, hashes) -> dict:
+def _manifest_row(image_id: str, item: RawItem, out: Decoded) -> dict:
+    dec, hashes = out.dec, out.hashes
     return {
         "id": image_id,
         "file": f"images/{image_id}.png",
@@ -199,9 +225,9 @@ def _manifest_row(image_id: str, item: RawItem, dec: DecodedImage, sha: str, has
         "origin": item.origin,
         "license": item.license,
         "credit": item.credit,
-        "sha256": sha,
-        "width": dec.image.width,
-        "height": dec.image.height,
+        "sha256": out.sha,
+        "width": out.size[0],
+        "height": out.size[1],
         "original_width": dec.original_size[0],
         "original_height": dec.original_size[1],
         "original_mode": dec.original_mode,

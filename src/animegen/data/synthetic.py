@@ -55,6 +55,7 @@ from PIL import Image, ImageDraw
 KINDS = ("face", "body")
 STYLES = ("a", "b", "photo")
 VARIANTS = ("early", "later")
+HAZARDS = ("skin_background", "hair_background", "cut_by_frame")  # cutout failure cases, see generate()
 BACKGROUNDS = ("plain", "gradient", "texture", "transparent")
 
 _BACKGROUND_CYCLE = ("plain", "plain", "gradient", "texture", "transparent")  # shuffled per block of 5
@@ -1278,6 +1279,7 @@ class _Sample:
     image: SyntheticImage
     character: Image.Image  # RGBA
     backdrop: Image.Image | None  # RGB, None when transparent
+    hair: Color = (0, 0, 0)
 
 
 def _group_key(seed: int, kind: str, style: str, variant: str) -> int:
@@ -1330,7 +1332,46 @@ def _sample(kind: str, style: str, variant: str, key: int, index: int, attempt: 
     else:
         image = Image.alpha_composite(backdrop.convert("RGBA"), character).convert("RGB")
     name = f"{kind}-{style}-{variant}-{index:04d}"
-    return _Sample(SyntheticImage(name, image, background, parts, clarity), character, backdrop)
+    return _Sample(SyntheticImage(name, image, background, parts, clarity), character, backdrop, hair)
+
+
+def _skin(character: Image.Image, parts: dict[str, list[int]]) -> Color:
+    """The character's skin colour: the median of a small patch of the cheek, below the left eye."""
+    x0, _, x1, y1 = parts["left_eye"]
+    my0 = parts["mouth"][1]
+    cx, cy = (x0 + x1) // 2, (y1 + my0) // 2
+    patch = np.asarray(character)[max(0, cy - 2) : cy + 3, max(0, cx - 2) : cx + 3, :3].reshape(-1, 3)
+    return tuple(int(v) for v in np.median(patch, axis=0))
+
+
+def _with_hazard(sample: _Sample, hazard: str) -> SyntheticImage:
+    """The cutout failure cases the gate must catch, from an image's own layers: the character on a
+    plain background of its own skin (``skin_background``) or hair (``hair_background``) colour, or
+    its picture cropped so that the frame cuts the figure on three sides (``cut_by_frame``: a third
+    off the left, a tenth off the top, a fifth off the bottom).  The part boxes are dropped (a crop moves them); ``background`` names the hazard."""
+    img, char = sample.image, sample.character
+    if hazard == "cut_by_frame":
+        x0, y0, x1, y1 = char.getchannel("A").getbbox()
+        box = (x0 + (x1 - x0) // 3, y0 + (y1 - y0) // 10, img.image.width, y1 - (y1 - y0) // 5)
+        picture = img.image.crop(box)
+    else:
+        colour = _skin(char, img.parts) if hazard == "skin_background" else sample.hair
+        picture = Image.alpha_composite(Image.new("RGBA", char.size, (*colour, 255)), char).convert("RGB")
+    return replace(img, name=f"{img.name}-{hazard}", image=picture, background=hazard, parts={})
+
+
+def hazard_cases(kind: str, style: str, n: int, seed: int) -> Iterator[tuple[SyntheticImage, np.ndarray]]:
+    """``n`` cutout failure cases (the hazards in turn, as ``generate(..., hazard="mixed")``), each with
+    the true character mask (bool, in the hazard image's frame): what a cutout should have kept."""
+    _check(kind, style, "early", n, seed, None)
+    for i, sample in enumerate(_samples(kind, style, "early", n, seed, None)):
+        hazard = HAZARDS[i % len(HAZARDS)]
+        case = _with_hazard(sample, hazard)
+        alpha = np.asarray(sample.character.getchannel("A")) > 127
+        if hazard == "cut_by_frame":
+            x0, y0, x1, y1 = sample.character.getchannel("A").getbbox()
+            alpha = alpha[y0 + (y1 - y0) // 10 : y1 - (y1 - y0) // 5, x0 + (x1 - x0) // 3 :]
+        yield case, alpha
 
 
 def _drawn_character(rng: np.random.Generator, kind: str, st: _Style, size: tuple[int, int],
@@ -1409,15 +1450,22 @@ def _check(kind: str, style: str, variant: str, n: int, seed: int, parts_clarity
 
 
 def generate(
-    kind: str, style: str, variant: str, n: int, seed: int, parts_clarity: float | tuple[float, float] | None = None
+    kind: str, style: str, variant: str, n: int, seed: int, parts_clarity: float | tuple[float, float] | None = None,
+    hazard: str | None = None,
 ) -> Iterator[SyntheticImage]:
     """Yield the first ``n`` images of one (kind, style, variant) group.
 
     Image i depends on (seed, kind, style, variant, i) only, never on ``n``, and is no
     near-duplicate of an earlier image of the group.  ``parts_clarity`` fixes how visibly eyes
     and mouth are drawn (0 absent, 1 bold); None draws it per image uniformly from [0.3, 1.0], and a
-    (lo, hi) tuple uniformly from [lo, hi].
+    (lo, hi) tuple uniformly from [lo, hi].  ``hazard`` turns each image into a case cutout gets
+    wrong (one of :data:`HAZARDS`; ``mixed`` takes them in turn), for the cutout gate's tests and demo.
     Arguments are checked at call time, images are drawn lazily.
     """
     _check(kind, style, variant, n, seed, parts_clarity)
-    return (sample.image for sample in _samples(kind, style, variant, n, seed, parts_clarity))
+    if hazard is not None and hazard not in (*HAZARDS, "mixed"):
+        raise ValueError(f"unknown hazard {hazard!r}; expected one of {', '.join((*HAZARDS, 'mixed'))}")
+    samples = _samples(kind, style, variant, n, seed, parts_clarity)
+    if hazard is None:
+        return (sample.image for sample in samples)
+    return (_with_hazard(sample, HAZARDS[i % len(HAZARDS)] if hazard == "mixed" else hazard) for i, sample in enumerate(samples))

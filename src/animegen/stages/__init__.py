@@ -21,8 +21,8 @@ class StageError(PipelineError):
     """A stage cannot produce a trustworthy output from its inputs (exit code 1, nothing written)."""
 
 
-def require_kept(stage: str, dataset: str, kept: list, rejects: list[dict], root: Path) -> None:
-    """An image stage where nothing survives is an error: its message counts the rejects by reason and
+def require_kept(stage: str, dataset: str, kept, rejects: list[dict], root: Path) -> None:
+    """An image stage where nothing survives (``kept``: a count or the kept rows) is an error: its message counts the rejects by reason and
     shows the first ones with their details, and every reject goes to ``logs/rejects/<stage>/<dataset>.csv``
     (the output folder is not written), so a user sees why each input was refused."""
     if kept:

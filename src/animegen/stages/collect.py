@@ -6,7 +6,9 @@ Writes: ``data/raw/<name>/`` with ``images/<id>.png`` (decoded, normalised to RG
         ``manifest.csv`` (one row per kept image: id, source, origin, licence, credit, pixel SHA-256,
         sizes, original mode, hashes, ...), ``rejects.csv`` (one row per refused input with a named
         reason) and ``report.json`` (counts).
-Guarantees: the folder appears complete or not at all; a dataset where nothing survives is an error.
+Guarantees: the folder appears complete or not at all; a dataset where nothing survives is an error;
+the outputs are byte-identical for any ``collect.workers`` (decoding, checks, hashes and PNG encoding
+run in worker processes, the duplicate check in order in this one).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from animegen import paths
-from animegen.artifacts.images import start, write_image, write_image_set
+from animegen.artifacts.images import ImageSetWriter, start
 from animegen.data.archive import ArchiveCaps
 from animegen.data.clean import DuplicateIndex, Filters
 from animegen.data.collect import (
@@ -32,6 +34,7 @@ from animegen.data.collect import (
 )  # fmt: skip
 from animegen.data.fetch import FetchPolicy
 from animegen.io import atomic_dir
+from animegen.parallel import OrderedPool, resolve_workers
 from animegen.recipes import dataset_section, overridden
 from animegen.stages import require_kept
 
@@ -52,9 +55,8 @@ def iter_sources(specs: list[dict], src_root: Path, c: dict):
         t = spec["type"]
         lic = {"license": spec.get("license", ""), "credit": spec.get("credit", "")}
         if t == "synthetic":
-            yield from iter_synthetic(
-                spec["kind"], spec["style"], spec["variant"], spec["n"], spec["seed"], _clarity(spec.get("parts_clarity"))
-            )
+            yield from iter_synthetic(spec["kind"], spec["style"], spec["variant"], spec["n"], spec["seed"],
+                                      _clarity(spec.get("parts_clarity")), spec.get("hazard"))  # fmt: skip
         elif t == "folder":
             yield from iter_folder(src_root / spec["path"], f"folder:{spec['path']}", **lic)
         elif t == "archive":
@@ -65,27 +67,26 @@ def iter_sources(specs: list[dict], src_root: Path, c: dict):
             raise ValueError(f"unknown source type {t!r}")
 
 
-def run(params: dict, dataset: str, root: Path) -> dict:
+def run(params: dict, dataset: str, root: Path, workers: int | None = None) -> dict:
     ds = params["datasets"][dataset]
     c = dataset_section(params, dataset, "collect")
     filters = Filters(c["min_side"], c["max_aspect_ratio"], c["min_colours"])
     nd = c["near_duplicate"]
     index = DuplicateIndex(nd["phash_max_distance"], nd["colorhash_max_distance"])
-    items = iter_sources(ds["sources"], root / paths.SOURCES.format(dataset=dataset), c)
-    kept, rejects = [], []
+    kept_by_source = Counter()
     with atomic_dir(root / paths.RAW.format(dataset=dataset)) as tmp:
         start(tmp)
-        results = collect_items(items, filters, index, c["max_pixels"])
-        for r in tqdm(results, desc=f"collect {dataset}", unit="img", disable=None):
-            if isinstance(r, Kept):
-                write_image(tmp, r.row["file"], r.image, compress_level=1)
-                kept.append(r.row)
-            else:
-                rejects.append(r)
-        require_kept("collect", dataset, kept, rejects, root)
-        report = write_image_set(
-            tmp, dataset, kept, rejects, MANIFEST_COLUMNS, REJECT_COLUMNS,
-            kept_by_source=dict(sorted(Counter(r["source"] for r in kept).items())),
-            recipe=overridden(params, dataset, "collect"),
-        )  # fmt: skip
+        # the workers fork here, before the URL fetcher's threads start (iter_sources is lazy)
+        with OrderedPool(resolve_workers(c["workers"] if workers is None else workers)) as pool, \
+                ImageSetWriter(tmp, dataset, MANIFEST_COLUMNS, REJECT_COLUMNS) as out:  # fmt: skip
+            items = iter_sources(ds["sources"], root / paths.SOURCES.format(dataset=dataset), c)
+            for r in tqdm(collect_items(items, filters, index, c["max_pixels"], pool), desc=f"collect {dataset}", unit="img", disable=None):
+                if isinstance(r, Kept):
+                    (tmp / r.row["file"]).write_bytes(r.png)
+                    out.keep(r.row)
+                    kept_by_source[r.row["source"]] += 1
+                else:
+                    out.reject(r)
+            require_kept("collect", dataset, out.kept, out.rejects, root)
+            report = out.finish(kept_by_source=dict(sorted(kept_by_source.items())), recipe=overridden(params, dataset, "collect"))
     return report

@@ -6,19 +6,22 @@ Writes: ``data/processed/<name>/`` with ``images/<id>.png`` (RGB, size x size), 
         crop box, scale, whether it was upscaled, part boxes mapped to normalised output coordinates
         when the source recorded them), ``rejects.csv`` and ``report.json`` (counts, upscaled count).
 Guarantees: the folder appears complete or not at all; no image is upscaled unless
-``resize.allow_upscale`` is true, and every upscaled image is counted.
+``resize.allow_upscale`` is true, and every upscaled image is counted; the outputs are byte-identical
+for any ``resize.workers``.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from tqdm import tqdm
 
 from animegen import paths
-from animegen.artifacts.images import image_file, pixel_digest, read_image, read_manifest, start, write_image, write_image_set
+from animegen.artifacts.images import ImageSetWriter, image_file, pixel_digest, read_image, read_manifest, start, write_image
 from animegen.data.resize import ResizeParams, pad_and_resize
 from animegen.io import Rejected, atomic_dir
+from animegen.parallel import OrderedPool, resolve_workers
 from animegen.recipes import dataset_section, overridden
 from animegen.stages import require_kept
 
@@ -34,32 +37,41 @@ def _map_parts(extra: dict, transform, size: int) -> dict:
     return {**extra, "parts": mapped, "parts_coords": "normalised_output"}
 
 
-def run(params: dict, dataset: str, root: Path) -> dict:
+def resize_one(row: dict, src: Path, out: Path, p: ResizeParams) -> tuple[dict | None, dict | None]:
+    """The per-image work (in a worker): crop, pad and resize one cut-out, write it into ``out``;
+    returns (manifest row, None) or (None, reject row)."""
+    try:
+        rgb, mask = read_image(src, row["file"]), read_image(src, row["mask"], "L")
+        image, tf = pad_and_resize(rgb, mask, p)
+    except Rejected as r:
+        return None, {"id": row["id"], "reason": r.reason, "detail": r.detail}
+    write_image(out, image_file(row["id"]), image)
+    return {
+        "id": row["id"], "file": image_file(row["id"]), "pixel_sha256": pixel_digest(image), "size": p.size,
+        "crop_box": list(tf.crop), "scale": round(tf.scale, 6), "upscaled": tf.upscaled,
+        "extra": _map_parts(row["extra"], tf, p.size),
+    }, None  # fmt: skip
+
+
+def run(params: dict, dataset: str, root: Path, workers: int | None = None) -> dict:
     ds = params["datasets"][dataset]
-    p = ResizeParams(size=ds["size"], crop=ds["crop"], **dataset_section(params, dataset, "resize"))
+    section = dataset_section(params, dataset, "resize")
+    n_workers = section.pop("workers")
+    p = ResizeParams(size=ds["size"], crop=ds["crop"], **section)
     src = root / paths.CUTOUT.format(dataset=dataset)
     rows = read_manifest(src)
-    kept, rejects = [], []
+    upscaled = 0
     with atomic_dir(root / paths.PROCESSED.format(dataset=dataset)) as tmp:
         start(tmp)
-        for row in tqdm(rows, desc=f"resize {dataset}", unit="img", disable=None):
-            try:
-                rgb, mask = read_image(src, row["file"]), read_image(src, row["mask"], "L")
-                out, tf = pad_and_resize(rgb, mask, p)
-            except Rejected as r:
-                rejects.append({"id": row["id"], "reason": r.reason, "detail": r.detail})
-                continue
-            write_image(tmp, image_file(row["id"]), out)
-            extra = _map_parts(row["extra"], tf, p.size)
-            kept.append({
-                "id": row["id"], "file": image_file(row["id"]), "pixel_sha256": pixel_digest(out), "size": p.size,
-                "crop_box": list(tf.crop),
-                "scale": round(tf.scale, 6), "upscaled": tf.upscaled, "extra": extra,
-            })  # fmt: skip
-        require_kept("resize", dataset, kept, rejects, root)
-        report = write_image_set(
-            tmp, dataset, kept, rejects, MANIFEST_COLUMNS, REJECT_COLUMNS,
-            size=p.size, crop=p.crop, upscaled=sum(1 for r in kept if r["upscaled"]),
-            recipe=overridden(params, dataset, "resize"),
-        )  # fmt: skip
+        n_proc = resolve_workers(n_workers if workers is None else workers, len(rows))
+        with OrderedPool(n_proc) as pool, ImageSetWriter(tmp, dataset, MANIFEST_COLUMNS, REJECT_COLUMNS) as out:
+            results = pool.map(partial(resize_one, src=src, out=tmp, p=p), rows)
+            for kept, reject in tqdm(results, total=len(rows), desc=f"resize {dataset}", unit="img", disable=None):
+                if kept is None:
+                    out.reject(reject)
+                    continue
+                out.keep(kept)
+                upscaled += kept["upscaled"]
+            require_kept("resize", dataset, out.kept, out.rejects, root)
+            report = out.finish(size=p.size, crop=p.crop, upscaled=upscaled, recipe=overridden(params, dataset, "resize"))
     return report

@@ -13,7 +13,7 @@ from conftest import REPO
 
 BIN = Path(sys.executable).parent
 TINY = {
-    "preprocess.py": (["--n-demo", "4", "--n-large", "4", "--size", "64"], "ratio = anchor seconds"),
+    "preprocess.py": (["--n-demo", "4", "--n-large", "4", "--size", "64", "--sequential", "--scale", "12"], "dvc status (again)"),
     "cam.py": (["--n", "8", "--batch-size", "4", "--repeats", "1"], "resnet18 @ 128 px"),
     "track.py": (["--steps", "4", "--every", "2", "--repeats", "1", "--size", "16"], "identical trained weights: True"),
     "fid.py": (["--n-gen", "8", "--n-ref", "6", "--size", "16", "--batch-size", "8", "--device", "cpu", "--n-plain", "4",

@@ -114,11 +114,11 @@ def test_failed_cutouts_are_named():
     assert e.value.reason == "cutout_no_background"
 
 
-def test_onnx_segmenter_is_used_when_configured(tmp_path):
+def red_mask_model(path, size: int = 64):
+    """A real ONNX graph: mask = 1 where the red channel is above 0.5, for ``size`` x ``size`` inputs."""
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
-    # A real ONNX graph: mask = 1 where the red channel is above 0.5 (our figure is red, background not).
     nodes = [
         helper.make_node("Slice", ["img", "s", "e", "ax"], ["red"]),
         helper.make_node("Greater", ["red", "half"], ["gt"]),
@@ -127,12 +127,17 @@ def test_onnx_segmenter_is_used_when_configured(tmp_path):
     inits = [helper.make_tensor("s", TensorProto.INT64, [1], [0]), helper.make_tensor("e", TensorProto.INT64, [1], [1]),
              helper.make_tensor("ax", TensorProto.INT64, [1], [1]), helper.make_tensor("half", TensorProto.FLOAT, [], [0.5])]  # fmt: skip
     graph = helper.make_graph(
-        nodes, "redmask", [helper.make_tensor_value_info("img", TensorProto.FLOAT, [1, 3, 64, 64])],
-        [helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 1, 64, 64])], inits,
+        nodes, "redmask", [helper.make_tensor_value_info("img", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 1, size, size])], inits,
     )  # fmt: skip
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
-    path = tmp_path / "seg.onnx"
     onnx.save(model, path)
+    return path
+
+
+def test_onnx_segmenter_is_used_when_configured(tmp_path):
+    # our figure is red, the background not
+    path = red_mask_model(tmp_path / "seg.onnx", 64)
     img = Image.new("RGB", (100, 60), (20, 120, 20))
     ImageDraw.Draw(img).rectangle((30, 10, 70, 50), fill=(230, 30, 30))
     cut = remove_background(img, CutoutParams(method="auto"), OnnxSegmenter(path, size=64))

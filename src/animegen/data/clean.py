@@ -86,9 +86,8 @@ def perceptual_hashes(img: Image.Image) -> Hashes:
     Computed on a copy at most ``HASH_MAX_SIDE`` px (pHash looks at 32 x 32 anyway; the colour hash at
     histogram shares), which makes hashing a 1024 px image ~10x cheaper.
     """
-    rgb = composite_on_black(img)
+    rgb = composite_on_black(img)  # a new image already (RGB: a converted copy)
     if max(rgb.size) > HASH_MAX_SIDE:
-        rgb = rgb.copy()
         rgb.thumbnail((HASH_MAX_SIDE, HASH_MAX_SIDE), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return Hashes(str(imagehash.phash(rgb, hash_size=8)), str(imagehash.colorhash(rgb, binbits=COLORHASH_BINBITS)))
 

@@ -27,7 +27,6 @@ from functools import partial
 from pathlib import Path
 from typing import Iterable, Iterator
 
-
 from animegen.data import synthetic
 from animegen.data.archive import ArchiveCaps, iter_archive
 from animegen.data.clean import DuplicateIndex, Filters, Hashes, check_filters, perceptual_hashes
@@ -187,7 +186,16 @@ def prepare(item: RawItem, filters: Filters, max_pixels: int) -> tuple[RawItem, 
     except Rejected as r:
         return meta, r
     img = dec.image
-    return meta, Decoded(encode_png(img, 1), pixel_sha256(img), perceptual_hashes(img), img.size, replace(dec, image=None))
+    png = item.data if _is_plain_png(dec) else encode_png(img, 1)
+    return meta, Decoded(png, pixel_sha256(img), perceptual_hashes(img), img.size, replace(dec, image=None))
+
+
+def _is_plain_png(dec: DecodedImage) -> bool:
+    """Whether the input's own bytes are a PNG of exactly the kept pixels, so they are kept as they are
+    (decoded once, never re-encoded): one frame, 8-bit RGB or RGBA as stored, no EXIF rotation and
+    no normalisation (``notes`` empty).  Any PNG reader decodes those bytes to these pixels."""
+    return (dec.format == "PNG" and dec.n_frames == 1 and not dec.exif_rotated and not dec.notes
+            and dec.original_mode == dec.image.mode and dec.image.mode in ("RGB", "RGBA"))  # fmt: skip
 
 
 def collect_items(

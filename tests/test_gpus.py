@@ -105,3 +105,20 @@ def test_the_gpu_stages_are_the_rules_that_declare_a_gpu():
             if re.search(r"^\s+gpu=1,", body, re.M):
                 declared.add(rule)
     assert declared == cli.GPU_STAGES
+
+
+def test_a_gpu_stage_on_the_cpu_or_pinned_to_a_gpu_claims_none():
+    from conftest import REPO
+
+    from animegen.config import load_params
+
+    params = load_params(REPO / "params.yaml")
+    assert all(cli.claims_gpu(stage, params) for stage in cli.GPU_STAGES)  # the demo's devices are auto
+    assert not cli.claims_gpu("collect", params)
+    for stage in cli.GPU_STAGES:
+        section = cli.DEVICE_SECTIONS.get(stage, "inception")
+        for device, claims in (("cpu", False), ("cuda:1", False), ("cuda", True), ("auto", True)):
+            changed = {**params, section: {**params[section], "device": device}}
+            assert cli.claims_gpu(stage, changed) is claims, (stage, section, device)
+    # every section named is one whose device that stage really reads
+    assert set(cli.DEVICE_SECTIONS.values()) | {"inception"} == {s for s in params if isinstance(params[s], dict) and "device" in params[s]}

@@ -53,6 +53,19 @@ GPU_STAGES = frozenset({"train", "sample", "reference", "evaluate", "track", "co
                         *TRANSLATOR_STAGES})  # fmt: skip
 # The data stages that run over a process pool (animegen.parallel): their `--workers N` overrides the param.
 POOLED_STAGES = frozenset({"collect", "cutout", "resize"})
+# The params section whose `device` each GPU stage computes on (the others: inception, the feature extractor).
+DEVICE_SECTIONS = {"train": "train", "train_translator": "train", "sample": "sample", "translate": "translate",
+                   "cam_classifier": "cam", "cam_select": "cam"}  # fmt: skip
+
+
+def claims_gpu(stage: str, params: dict) -> bool:
+    """Whether ``stage`` claims a GPU of its own (animegen.gpus): a GPU stage whose device is ``auto`` or
+    ``cuda``.  One set to ``cpu`` needs none, and one pinned to ``cuda:N`` keeps the GPU its user chose."""
+    if stage not in GPU_STAGES:
+        return False
+    return params[DEVICE_SECTIONS.get(stage, "inception")]["device"] in ("auto", "cuda")
+
+
 # (stages, the flag naming their target, the params.yaml section that declares the targets)
 GROUPS = (
     (DATASET_STAGES, "--dataset", "datasets"),
@@ -114,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_PARAMS
     try:
         gpu = gpus.claim(log=lambda msg: print(f"animegen {args.command}: {msg}", file=sys.stderr, flush=True)) \
-            if args.command in GPU_STAGES else None  # fmt: skip
+            if claims_gpu(args.command, params) else None  # fmt: skip
         stage = importlib.import_module(f"animegen.stages.{args.command}")
         t0, started = time.perf_counter(), time.time()  # once the GPU is ours
         extra = {"workers": args.workers} if getattr(args, "workers", None) is not None else {}

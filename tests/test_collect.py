@@ -7,6 +7,7 @@ import http.server
 import io
 import json
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -198,3 +199,27 @@ def test_hostile_folder_entries_get_named_rejects_and_nothing_outside_is_read(wo
         "linked.png": "symlink", "linked_folder": "symlink",
     }  # fmt: skip
     assert "/dev/zero" in rejects["zero.png"][1] and "symlinked folder" in rejects["linked_folder"][1]
+
+
+def test_a_url_list_is_fetched_a_bounded_window_ahead(server: str, tmp_path: Path):
+    """100,000 URLs must not all be downloaded before the first is used: at most 2 x workers in flight."""
+    from animegen.data.collect import iter_url_list
+    from animegen.data.fetch import FetchPolicy
+
+    seen = []
+    handler_get = _Handler.do_GET
+
+    def counting_get(self):
+        seen.append(self.path)
+        handler_get(self)
+
+    _Handler.do_GET = counting_get
+    try:
+        (tmp_path / "urls.txt").write_text("".join(f"{server}/u1.png?{i}\n" for i in range(40)))
+        items = iter_url_list(tmp_path / "urls.txt", "urls:urls.txt", FetchPolicy(allow_private=True), workers=2)
+        first = next(items)
+        time.sleep(0.5)  # give any runaway prefetch the time to show
+        assert first.origin.endswith("?0") and len(seen) <= 4, len(seen)
+        assert len([first, *items]) == 40 and len(seen) == 40
+    finally:
+        _Handler.do_GET = handler_get

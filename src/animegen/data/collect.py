@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -137,11 +138,20 @@ def iter_url_list(path: Path, label: str, policy: FetchPolicy, workers: int, lic
             return None, Rejected(e.reason, e.detail)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for entry, (data, rej) in zip(entries, pool.map(get, entries)):
-            yield RawItem(
-                label, entry.url, data=data, rejected=rej,
-                license=entry.license or license, credit=entry.credit or credit,
-            )  # fmt: skip
+        # at most 2 x workers downloads held at once (Executor.map would fetch the whole list ahead)
+        pending: deque = deque()
+        for entry in entries:
+            pending.append((entry, pool.submit(get, entry)))
+            if len(pending) >= 2 * workers:
+                yield _fetched(*pending.popleft(), label, license, credit)
+        while pending:
+            yield _fetched(*pending.popleft(), label, license, credit)
+
+
+def _fetched(entry, future, label: str, license: str, credit: str) -> RawItem:
+    data, rej = future.result()
+    return RawItem(label, entry.url, data=data, rejected=rej,
+                   license=entry.license or license, credit=entry.credit or credit)  # fmt: skip
 
 
 def iter_synthetic(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -310,7 +311,9 @@ def test_snakefile_and_dvc_yaml_declare_the_same_stages(ran: Path):
         job = jobs[0]
         assert all(j["rule"] == rule and j["shellcmd"] == job["shellcmd"] for j in jobs), name
         assert stage["cmd"] == (f"animegen {rule} {FLAGS[rule]} {target}" if target else f"animegen {rule}")
-        assert job["shellcmd"].startswith(stage["cmd"] + " > logs/")
+        # the data stages' process pools: Snakemake passes the cores it gave the job (DVC reads the param)
+        workers = re.match(r" --workers [1-9][0-9]*", job["shellcmd"][len(stage["cmd"]):]) if rule in cli.POOLED_STAGES else None
+        assert job["shellcmd"].startswith(stage["cmd"] + (workers.group(0) if workers else "") + " > logs/"), job["shellcmd"]
         smk_inputs = set(job["input-file(s)"].split(","))
         # Snakemake lists each file below data/sources/<dataset>/ too (directory dates miss nested edits),
         # and summary's files where dvc.yaml (which cannot template lists) names their folders

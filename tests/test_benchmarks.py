@@ -3,6 +3,7 @@ people, never asserted: only that they run to the end and print their table)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -49,3 +50,19 @@ def test_the_gpu_benchmark_refuses_in_one_line_without_cuda():
         pytest.skip("this machine has CUDA: the benchmark would run")
     r = subprocess.run([sys.executable, str(REPO / "benchmarks/gpu.py")], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and r.stdout == "" and r.stderr.count("\n") == 1 and "no CUDA device here" in r.stderr, r.stderr
+
+
+def test_the_mutation_script_counts_mutmut_results_per_module(tmp_path):
+    """scripts/mutation.py is not run in CI (hours); its table is, on mutmut's own meta format."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mutation", REPO / "scripts/mutation.py")
+    mutation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mutation)
+    meta = tmp_path / "src/animegen/metrics/kid.py.meta"
+    meta.parent.mkdir(parents=True)
+    codes = {"a": 1, "b": 1, "c": 0, "d": 36, "e": 33, "f": None, "g": 3}
+    meta.write_text(json.dumps({"exit_code_by_key": {f"animegen.metrics.kid.x_f__mutmut_{k}": v for k, v in codes.items()}}))
+    table, by_module = mutation.summary(tmp_path)
+    assert by_module == {"animegen.metrics.kid": {"killed": 3, "survived": 1, "timeout": 1, "no tests": 1}}
+    assert "| animegen.metrics.kid | 6 | 3 | 1 | 1 | 1 | 0 | 60.0 % |" in table  # 3 killed of 5 judged

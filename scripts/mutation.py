@@ -68,6 +68,8 @@ def main() -> int:
         if mutmut is None:
             print("mutation.py: mutmut is not installed: pip install 'mutmut==3.8.1'", file=sys.stderr)
             return 2
+        # mutmut copies also_copy's files without their folders: .dvc/config needs mutants/.dvc first
+        (REPO / "mutants/.dvc").mkdir(parents=True, exist_ok=True)
         done = subprocess.run([mutmut, "run", "--max-children", str(args.max_children), *args.names], cwd=REPO)
         if done.returncode:
             return done.returncode

@@ -12,7 +12,8 @@ reach which function (in process), and runs only those tests per mutant.  Tests 
 only through a subprocess (the CLI tests) cannot kill its mutants: such a mutant is counted "no tests"
 when no in-process test reaches it, which is why the selection in pyproject.toml is the fast,
 in-process test files.  The table (killed / survived / timeout / no tests per module, and the score
-killed / (killed + survived + timeout)) is printed and written to ``mutants/summary.md`` for
+(killed + timeout) / (killed + survived + timeout): a mutant that makes the tests run past mutmut's
+time limit is detected, as mutation tools count it) is printed and written to ``mutants/summary.md`` for
 BENCHMARKS.md; ``mutmut results`` lists the survivors by name and ``mutmut show <name>`` shows one.
 """
 
@@ -53,7 +54,7 @@ def summary(mutants: Path) -> tuple[str, dict[str, Counter]]:
 
 def _row(name: str, c: Counter) -> str:
     judged = c["killed"] + c["survived"] + c["timeout"]
-    score = f"{100 * c['killed'] / judged:.1f} %" if judged else "-"
+    score = f"{100 * (c['killed'] + c['timeout']) / judged:.1f} %" if judged else "-"
     return f"| {name} | {sum(c.values())} | " + " | ".join(str(c[k]) for k in COLUMNS) + f" | {score} |"
 
 

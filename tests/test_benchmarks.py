@@ -65,4 +65,4 @@ def test_the_mutation_script_counts_mutmut_results_per_module(tmp_path):
     meta.write_text(json.dumps({"exit_code_by_key": {f"animegen.metrics.kid.x_f__mutmut_{k}": v for k, v in codes.items()}}))
     table, by_module = mutation.summary(tmp_path)
     assert by_module == {"animegen.metrics.kid": {"killed": 3, "survived": 1, "timeout": 1, "no tests": 1}}
-    assert "| animegen.metrics.kid | 6 | 3 | 1 | 1 | 1 | 0 | 60.0 % |" in table  # 3 killed of 5 judged
+    assert "| animegen.metrics.kid | 6 | 3 | 1 | 1 | 1 | 0 | 80.0 % |" in table  # 3 killed + 1 timeout of 5 judged

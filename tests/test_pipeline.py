@@ -623,6 +623,10 @@ def test_the_report_has_every_section_and_caption(ran: Path, report: Path):
         assert f"data/models/{name}/curves.png" in html
         assert (f"metrics/track/{name}/fid.png" in html) == (models[name]["train"]["track_fid_every"] > 0)
     assert "data/cam/selections/face_a_cam/overlay_top.png" in html and "metrics/table.csv" in html
+    # every dataset's cutout contact sheet (issue 13), least plausible first
+    assert "Cutouts of dataset" in html
+    for dataset in load_yaml(ran / "params.yaml")["datasets"]:
+        assert f"data/interim/cutout/{dataset}/contact_sheet.png" in html, dataset
     for caption in Path(REPO / "workflow/report").glob("*.rst"):
         assert caption.read_text().strip(), f"empty caption {caption.name}"
 

@@ -39,7 +39,7 @@ def _image_set(folder):
         images.write_image(folder, images.image_file(i), np.full((8, 8, 3), ord(i[0]), np.uint8))
     rows = [{"id": i, "file": images.image_file(i), "extra": {"parts": {"eye": [0, 0, 1, 1]}} if i == a else {}}
             for i in (a, b)]  # fmt: skip
-    images.write_image_set(folder, "ds", rows, [{"id": "c" * 16, "reason": "truncated"}], ["id", "file", "extra"], ["id", "reason"])
+    _write_set(folder, rows, [{"id": "c" * 16, "reason": "truncated"}], ["id", "file", "extra"])
     return folder / "report.json", lambda: images.read_manifest(folder)
 
 
@@ -209,7 +209,7 @@ def test_a_processed_image_replaced_after_its_stage_is_refused(tmp_path):
     for i, arr in arrays.items():
         images.write_image(folder, images.image_file(i), arr)
         rows.append({"id": i, "file": images.image_file(i), "pixel_sha256": images.pixel_digest(arr)})
-    images.write_image_set(folder, "ds", rows, [], ["id", "file", "pixel_sha256"], ["id", "reason"])
+    _write_set(folder, rows, [], ["id", "file", "pixel_sha256"])
     assert images.read_images(folder, [A, B]).shape == (2, 8, 8, 3)
     Image.fromarray(np.full((8, 8, 3), 11, np.uint8)).save(folder / images.image_file(A))  # another valid image
     with pytest.raises(ArtifactError, match=rf"images/{A}\.png: its pixels differ from the checksum"):
@@ -320,3 +320,13 @@ def test_metrics_files_hold_numbers_only_and_the_record_holds_the_rest(tmp_path)
     assert records.numbers_of({"a": 1, "b": True, "c": "x", "d": {"e": 2.5, "f": [1]}, "g": {"h": None}, "i": None}) == {
         "a": 1, "d": {"e": 2.5}}
     assert list(records.pick({"b": 1, "a": 0, "c": None, "d": 2.0}, ["a", "b", "c", "e"])) == ["a", "b"]  # order of keys; 0 kept
+
+
+def _write_set(folder, kept, rejects, columns):
+    """An image set's manifest, rejects and report, as a stage writes them (ImageSetWriter)."""
+    with images.ImageSetWriter(folder, "ds", columns, ["id", "reason"]) as out:
+        for row in kept:
+            out.keep(row)
+        for row in rejects:
+            out.reject(row)
+        out.finish()

@@ -75,18 +75,6 @@ def write_image(folder: Path, file: str, image, compress_level: int = 6) -> None
     (folder / file).write_bytes(encode_png(image, compress_level))
 
 
-def write_image_set(folder: Path, dataset: str, kept: list[dict], rejects: list[dict],
-                    manifest_columns: list[str], reject_columns: list[str], **extra) -> dict:  # fmt: skip
-    """Write ``manifest.csv``, ``rejects.csv`` and ``report.json`` into ``folder`` (the stage's atomic
-    directory, whose ``images/`` it has filled); returns the report."""
-    with ImageSetWriter(folder, dataset, manifest_columns, reject_columns) as out:
-        for row in kept:
-            out.keep(row)
-        for row in rejects:
-            out.reject(row)
-        return out.finish(**extra)
-
-
 class ImageSetWriter:
     """An image set's ``manifest.csv`` and ``rejects.csv`` written row by row as a stage goes (a
     100,000-image set never holds its manifest in memory), then ``report.json`` by :meth:`finish`.

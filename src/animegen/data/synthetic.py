@@ -1344,16 +1344,21 @@ def _skin(character: Image.Image, parts: dict[str, list[int]]) -> Color:
     return tuple(int(v) for v in np.median(patch, axis=0))
 
 
+def _frame_cut(character: Image.Image) -> tuple[int, int, int, int]:
+    """The crop of ``cut_by_frame``: a third of the figure off the left, a tenth off the top, a fifth
+    off the bottom (x0, y0, x1, y1 in the picture)."""
+    x0, y0, x1, y1 = character.getchannel("A").getbbox()
+    return x0 + (x1 - x0) // 3, y0 + (y1 - y0) // 10, character.width, y1 - (y1 - y0) // 5
+
+
 def _with_hazard(sample: _Sample, hazard: str) -> SyntheticImage:
     """The cutout failure cases the gate must catch, from an image's own layers: the character on a
     plain background of its own skin (``skin_background``) or hair (``hair_background``) colour, or
-    its picture cropped so that the frame cuts the figure on three sides (``cut_by_frame``: a third
-    off the left, a tenth off the top, a fifth off the bottom).  The part boxes are dropped (a crop moves them); ``background`` names the hazard."""
+    its picture cropped so that the frame cuts the figure on three sides (``cut_by_frame``,
+    :func:`_frame_cut`).  The part boxes are dropped (a crop moves them); ``background`` names the hazard."""
     img, char = sample.image, sample.character
     if hazard == "cut_by_frame":
-        x0, y0, x1, y1 = char.getchannel("A").getbbox()
-        box = (x0 + (x1 - x0) // 3, y0 + (y1 - y0) // 10, img.image.width, y1 - (y1 - y0) // 5)
-        picture = img.image.crop(box)
+        picture = img.image.crop(_frame_cut(char))
     else:
         colour = _skin(char, img.parts) if hazard == "skin_background" else sample.hair
         picture = Image.alpha_composite(Image.new("RGBA", char.size, (*colour, 255)), char).convert("RGB")
@@ -1367,11 +1372,10 @@ def hazard_cases(kind: str, style: str, n: int, seed: int) -> Iterator[tuple[Syn
     for i, sample in enumerate(_samples(kind, style, "early", n, seed, None)):
         hazard = HAZARDS[i % len(HAZARDS)]
         case = _with_hazard(sample, hazard)
-        alpha = np.asarray(sample.character.getchannel("A")) > 127
+        alpha = sample.character.getchannel("A")
         if hazard == "cut_by_frame":
-            x0, y0, x1, y1 = sample.character.getchannel("A").getbbox()
-            alpha = alpha[y0 + (y1 - y0) // 10 : y1 - (y1 - y0) // 5, x0 + (x1 - x0) // 3 :]
-        yield case, alpha
+            alpha = alpha.crop(_frame_cut(sample.character))
+        yield case, np.asarray(alpha) > 127
 
 
 def _drawn_character(rng: np.random.Generator, kind: str, st: _Style, size: tuple[int, int],

@@ -25,6 +25,7 @@ rule all:
     input:
         expand(SPLIT, dataset=DATASETS),
         expand(REFERENCE, dataset=DATASETS),  # dvc.yaml makes one per dataset: same DAG in both tools
+        expand(DERIVED, dataset=DATASETS),  # (likewise)
         expand(CAM_SELECTION_METRICS, selection=SELECTIONS),
         expand(SAMPLES, model=MODELS),
         expand(TRACK_METRICS, model=MODELS),  # one per model in both tools; an untracked model's says so

@@ -88,6 +88,7 @@ def find_chromium() -> str:
 
 
 def without_study_c(params: dict) -> None:
-    """Drop study C's classifiers, selections, translators and survey: for tests whose datasets leave them out."""
+    """Drop the translators (studies C, D), their classifiers, selections, derived data and survey: for tests whose datasets leave them out."""
     params.update(cam_classifier={}, cam_select={}, translators={})
     params["survey"]["models"] = []
+    params["derive"].update(edge_smooth=[], faces={})  # what AnimeGAN needed of study C's and D's datasets

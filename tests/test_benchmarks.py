@@ -22,6 +22,7 @@ TINY = {
     "mae.py": (["--n-gen", "4", "--n-ref", "6", "--sizes", "16"], "| 16 | anchor: one cdist in float32 |"),
     "translation.py": (["--size", "32", "--ngf", "4", "--batch", "2", "--arch", "small_cnn", "--steps", "1"],
                        "| cam cached |"),  # fmt: skip
+    "animegan.py": (["--size", "32", "--ch", "4", "--batch", "2", "--steps", "1"], "| study D |"),
     "gpu.py": (["--dry-run"], "| ddpm_hourglass | 32 | 2 | fp32 |"),  # on a machine without CUDA it refuses (tested below)
     # the memory part builds study A's full-size networks (minutes on a CPU): run it by hand
     "models.py": (["--steps", "2", "--size", "16", "--batch", "16", "--dim", "8", "--ddim-n", "2", "--ddim-counts", "2,4",

@@ -108,6 +108,38 @@ def test_the_study_c_profile_is_valid_and_holds_the_studys_comparison_and_ablati
         assert t["target"]["dataset"] == "animeface" and t["train"]["seed_offset"] == 0
 
 
+def test_the_study_d_profile_is_valid_and_holds_the_studys_comparison(tmp_path):
+    """workflow/params/study_d.yaml: same keys as the demo, study D's data, weights and its four models."""
+    import torch
+    import torchvision
+
+    study = parse_yaml((REPO / "workflow/params/study_d.yaml").read_text())
+    demo = load_params(REPO / "params.yaml")
+    for name in ("photos", "anime"):
+        (tmp_path / f"data/sources/{name}/images").mkdir(parents=True)
+    with pytest.raises(ParamsError, match=r"translators\.animegan\.net\.content_backbone\.weights: no such file: weights/vgg19"):
+        validate(study, tmp_path)  # VGG19 and ResNet101 are the user's files
+    (tmp_path / "weights").mkdir()
+    for arch, file in (("vgg19", "vgg19-dcbb9e9d.pth"), ("resnet101", "resnet101-63fe2227.pth")):
+        torch.save(getattr(torchvision.models, arch)(weights=None).state_dict(), tmp_path / "weights" / file)
+    validate(study, tmp_path)
+    assert set(study) == set(demo) and study["models"] == {} and study["cam_select"] == {}
+    assert {ds["size"] for ds in study["datasets"].values()} == {256}
+    assert study["derive"]["edge_smooth"] == ["anime"] and study["derive"]["faces"] == {"photos": "mtcnn"}
+    nets = {name: t["net"] for name, t in study["translators"].items()}
+    assert list(nets) == ["animegan", "animegan_skin", "animegan_skin_face", "animegan_d"]
+    assert [(n["skin_weight"], n["face_weight"], n["huber"], n["content_backbone"]["arch"]) for n in nets.values()] == [
+        (0.0, 0.0, [], "vgg19"), (2.8, 0.0, [], "vgg19"), (2.8, 2.0, [], "vgg19"),
+        (2.8, 2.0, ["content", "gram", "color", "skin", "face"], "mobilenet_v2")]  # fmt: skip
+    for name, t in study["translators"].items():
+        n = t["net"]
+        assert t.keys() == demo["translators"]["animegan"].keys() and n.keys() == demo["translators"]["animegan"]["net"].keys()
+        assert (n["lr_g"], n["lr_d"], n["adv_weight"], n["color_weight"], n["ch"], n["huber_delta"]) == (8e-5, 1.6e-4, 300.0, 10.0, 64, 1.0)
+        assert (n["content_weight"], n["gram_weight"]) == ((1.5, 3.0) if name == "animegan" else (3.0, 3.5))
+        assert t["train"]["steps"] == 100 * 834 and t["train"]["batch_size"] == 6 and n["init_steps"] == 5 * 834
+    assert study["survey"]["scale"] == [0, 10] and study["survey"]["per_model"] * 2 == 100
+
+
 @pytest.mark.parametrize("text, value", [("5e-05", 5e-05), ("2e-4", 2e-4), ("2.0e-4", 2e-4), ("yes", "yes"), ("on", "on"),
                                          ("0o17", 15), ("1e+16", 1e16)])  # fmt: skip
 def test_params_are_read_as_dvc_reads_them(text, value):

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-DATA_STAGES = ["collect", "cutout", "resize", "split", "reference"]
+DATA_STAGES = ["collect", "cutout", "resize", "split", "reference", "derive"]
 MODEL_STAGES = ["train", "sample", "evaluate", "track"]
 TRANSLATOR_STAGES = ["train_translator", "translate", "evaluate_translation", "track_translator"]
 FLAGS = {**dict.fromkeys(DATA_STAGES, "--dataset"), **dict.fromkeys(MODEL_STAGES + TRANSLATOR_STAGES, "--model"), "compare": "--pair",
@@ -43,6 +43,7 @@ TINY_NETS = {
     "stylegan2": {"z_dim": 16, "w_dim": 16, "channel_base": 128, "channel_max": 16},
     "ddpm": {"dim": 8, "timesteps": 50},
     "cyclegan": {"ngf": 4, "ndf": 4, "n_blocks": 2},
+    "animegan": {"ch": 4, "n_res": 1, "init_steps": 1},
 }
 
 
@@ -346,16 +347,16 @@ FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
     "mutate, changed, stale",
     [
         (lambda p: p["resize"].update(margin=0.05), ["resize@*"],
-         ["resize@*", "split@*", *CAM, *ALL_MODELS, *TRANSLATION, *FROM_REFERENCE]),
+         ["resize@*", "split@*", "derive@*", *CAM, *ALL_MODELS, *TRANSLATION, *FROM_REFERENCE]),
         (lambda p: p["datasets"]["body_a"].update(size=48), ["resize@body_a"],
-         ["resize@body_a", "split@body_a", "reference@body_a"]),
+         ["resize@body_a", "split@body_a", "reference@body_a", "derive@body_a"]),
         (lambda p: p["datasets"]["face_b_later"]["sources"][0].update(seed=40), ["collect@face_b_later"],
-         ["collect@face_b_later", "cutout@face_b_later", "resize@face_b_later", "split@face_b_later",
+         ["collect@face_b_later", "cutout@face_b_later", "resize@face_b_later", "split@face_b_later", "derive@face_b_later",
           "reference@face_b_later", "compare@b_early_vs_b_later", "compare@a_later_vs_b_later", "summary"]),
         (lambda p: p["split"].update(seed=1), ["split@*"], ["split@*", *CAM, *ALL_MODELS, *TRANSLATION, *FROM_REFERENCE]),
         # a dataset's recipe (its own keys of a data section) reruns that dataset's stage and what follows it
         (lambda p: p["datasets"]["face_b_later"]["cutout"].update(method="none"), ["cutout@face_b_later"],
-         ["cutout@face_b_later", "resize@face_b_later", "split@face_b_later", "reference@face_b_later",
+         ["cutout@face_b_later", "resize@face_b_later", "split@face_b_later", "reference@face_b_later", "derive@face_b_later",
           "compare@b_early_vs_b_later", "compare@a_later_vs_b_later", "summary"]),
         (lambda p: p["datasets"]["body_a"]["split"].update(test=3), ["split@body_a"], ["split@body_a", "reference@body_a"]),
         # which images a model is measured against: its evaluation and curve only, never its training
@@ -364,7 +365,7 @@ FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
         # the classifier's negative class feeds the classifier, the selection and the models on it only
         (lambda p: p["datasets"]["face_a_faceless"]["sources"][0].update(seed=12), ["collect@face_a_faceless"],
          ["collect@face_a_faceless", "cutout@face_a_faceless", "resize@face_a_faceless", "split@face_a_faceless",
-          "reference@face_a_faceless", *CAM_A, *[f"{s}@{m}" for m in STUDY_C for s in MODEL_STAGES],
+          "reference@face_a_faceless", "derive@face_a_faceless", *CAM_A, *[f"{s}@{m}" for m in STUDY_C for s in MODEL_STAGES],
           "summary"]),
         # a CAM param reruns the selection and the models trained on it, nothing else
         (lambda p: p["cam_select"]["face_a_cam"].update(topk_percent=5.0), ["cam_select@face_a_cam"],
@@ -376,6 +377,9 @@ FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
          ["cam_classifier@photo_vs_anime", "cam_select@photo_cam", *TRANSLATION, "summary"]),
         (lambda p: p["translators"]["cyclegan_cam"]["net"].update(lambda_cyc=5.0), ["train_translator@cyclegan_cam"],
          [f"{s}@cyclegan_cam" for s in TRANSLATOR_STAGES] + ["survey", "survey_score", "summary"]),
+        # AnimeGAN's derived data: every dataset's derive job, and every translator depends on its two
+        # datasets' folders (dvc.yaml cannot make that depend on the family)
+        (lambda p: p["derive"].update(smooth_kernel=7), ["derive@*"], ["derive@*", *TRANSLATION, "summary"]),
         (lambda p: p["translate"].update(grid=3), ["translate@*"],
          ["translate@*", "evaluate_translation@*", "survey", "survey_score", "summary"]),
         # the rating page's settings rebuild the page; the bootstrap only rescores the answers
@@ -409,7 +413,7 @@ FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
     ],
     ids=["resize-section", "one-dataset-size", "one-dataset-sources", "split-seed", "one-dataset-cutout",
          "one-dataset-split", "one-model-reference", "cam-negative-class",
-         "cam-selection", "cam-classifier", "translator-classifier", "translator-net", "translate-section",
+         "cam-selection", "cam-classifier", "translator-classifier", "translator-net", "derive-section", "translate-section",
          "survey-page", "survey-bootstrap", "evaluate-translation-section", "collect-nested", "reorder",
          "one-model-net", "one-model-tracking", "track-section", "one-model-sampling", "sample-section", "train-section", "metrics-section",
          "evaluate-section", "compare-pair", "reference-section"],
@@ -444,7 +448,8 @@ def test_a_params_change_makes_exactly_its_stages_stale_in_both_tools(ran: Path,
         ("src/animegen/config/schema.py", []),
         ("src/animegen/models/registry.py",  # maps a family to its module: the model stages, no data stage
          [f"{s}@*" for s in ("train", "sample", "evaluate", "track", *TRANSLATOR_STAGES)] + ["survey", "survey_score", "summary"]),
-        ("src/animegen/models/cyclegan.py", [f"{s}@*" for s in TRANSLATOR_STAGES] + ["survey", "survey_score", "summary"]),
+        ("src/animegen/models/cyclegan.py",  # its translators only (the AnimeGANs are another family)
+         [f"{s}@{m}" for s in TRANSLATOR_STAGES for m in ("cyclegan", "cyclegan_cam")] + ["survey", "survey_score", "summary"]),
     ],
     ids=["family-module", "validation", "registry", "translation-family"],
 )  # fmt: skip

@@ -26,6 +26,7 @@ DATASET_STAGES = {
     "resize": "crop, pad to a black square and resize to the dataset's size without silent upscaling",
     "split": "deterministic train/test split by image id",
     "reference": "Inception features and FID floor of a dataset's train split (reused by every model)",
+    "derive": "what AnimeGAN needs once per dataset: edge-smoothed copies (style sets), face masks (photo sets)",
 }
 MODEL_STAGES = {
     "train": "train one model of params.yaml's models: (resumes from its last checkpoint)",

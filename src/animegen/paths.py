@@ -34,6 +34,7 @@ TRACK_METRICS = "metrics/track/{model}.json"  # track: best and last tracked FID
 TRACK_RECORD = "metrics/track/{model}.record.json"  # track: whether tracked and why, the points, provenance
 COMPARE = "metrics/compare/{pair}.json"  # compare: FID, KID, MAE, NWI between two datasets (numbers only)
 COMPARE_RECORD = "metrics/compare/{pair}.record.json"  # compare: the same with provenance
+DERIVED = "data/derived/{dataset}"  # derive: smooth/<id>.png, faces/<id>.png, faces.csv, derive.json (artifacts.derived)
 TRANSLATIONS = "data/translations/{model}"  # translate: images/<id>.png, grid.png, translate.json (artifacts.translations)
 TRANSLATION_METRICS = "metrics/translation/{model}.json"  # evaluate_translation: FID, KID x100, character ratio (numbers)
 TRANSLATION_RECORD = "metrics/translation/{model}.record.json"  # evaluate_translation: the same with provenance

@@ -159,11 +159,23 @@ class ImageBank:
 
 def image_banks(images, kind: str, device: torch.device, seed: int, hflip: bool) -> dict[str, ImageBank]:
     """The batch's banks: ``{"image"}`` for an unconditional model, ``{"a", "b"}`` (unpaired: each domain
-    in its own order) for a translation model, whose ``images`` are ``{"a": ..., "b": ...}``."""
+    in its own order) for a translation model, whose ``images`` are ``{"a": ..., "b": ...}``.
+
+    A translation model may also take per-image companions of a domain, keyed ``a_<what>`` or
+    ``b_<what>`` (AnimeGAN: ``b_smooth``, the edge-smoothed copy of each anime image; ``a_face``, each
+    photo's face mask): one array per domain image, in the same order, drawn in the domain's order with
+    its flips, so a batch's companion rows belong to the batch's images."""
     if kind == "translation":
-        if not isinstance(images, dict) or set(images) != {"a", "b"}:
+        if not isinstance(images, dict) or not {"a", "b"} <= set(images):
             raise ValueError("a translation model trains on {'a': images, 'b': images}")
-        return {k: ImageBank(images[k], device, seed, hflip, stream=i) for i, k in enumerate(("a", "b"))}
+        streams = {"a": 0, "b": 1}
+        for k in images:
+            domain = k.split("_", 1)[0]
+            if k not in streams and (domain not in streams or "_" not in k):
+                raise ValueError(f"unknown translation batch key {k!r} (a, b, or a_<what> / b_<what>)")
+            if len(images[k]) != len(images[domain]):
+                raise ValueError(f"{k} has {len(images[k])} images but domain {domain} has {len(images[domain])}")
+        return {k: ImageBank(images[k], device, seed, hflip, stream=streams[k.split("_", 1)[0]]) for k in images}
     if isinstance(images, dict):
         raise ValueError(f"a {kind} model trains on one image array, not {sorted(images)}")
     return {"image": ImageBank(images, device, seed, hflip)}

@@ -1,9 +1,24 @@
 # Image-to-image translation: train_translator -> translate -> evaluate_translation, and track_translator
 # (FID over training), one job each per translator declared under translators: in params.yaml (studies
-# B-D).  The four carry gpu=1 like the
-# generators' stages.  Every translator depends on its classifier: the character ratio needs it, and
+# B-D).  The four carry gpu=1 like the generators' stages.  derive makes, once per dataset, what AnimeGAN
+# needs (edge-smoothed style images, face masks of photos; a dataset that needs neither gets its record
+# alone), and every translator depends on its two datasets' derived folders, for the same reason.  Every translator depends on its classifier: the character ratio needs it, and
 # CycleGAN + CAM multiplies its Grad-CAM maps in (dvc.yaml cannot make that dependency conditional, so
 # neither does this file: both tools keep one DAG).
+
+
+rule derive:
+    input:
+        images=PROCESSED,
+        code=CODE["derive"],
+    output:
+        directory(DERIVED),
+    params:
+        derive=P("derive"),
+    log:
+        "logs/derive/{dataset}.log",
+    shell:
+        "animegen derive --dataset {wildcards.dataset} > {log} 2>&1"
 
 
 rule train_translator:
@@ -13,6 +28,8 @@ rule train_translator:
         target=translator_input(PROCESSED, "target"),
         target_split=translator_split("target"),
         classifier=translator_classifier,
+        source_derived=translator_input(DERIVED, "source"),
+        target_derived=translator_input(DERIVED, "target"),
         code=translator_code("train_translator"),
     output:
         model=report(

@@ -32,7 +32,8 @@ def check(params: dict, root: Path) -> None:
         _check_recipe(params, name, root)
     _check_models(params)
     _check_cam(params, root)
-    _check_translators(params)
+    _check_derive(params)
+    _check_translators(params, root)
     _check_survey(params)
     workspace_file("inception.weights", params["inception"]["weights"], root)
     for name, ds in params["datasets"].items():
@@ -134,7 +135,7 @@ def split_names(params: dict, dataset_name: str) -> list[str]:
     return [dataset_name] + [n for s in sel for n in (s, s + RANDOM_SUFFIX)]
 
 
-def _check_translators(params: dict) -> None:
+def _check_translators(params: dict, root: Path) -> None:
     datasets = params["datasets"]
     for name, t in params["translators"].items():
         key = f"translators.{name}"
@@ -173,6 +174,48 @@ def _check_translators(params: dict) -> None:
         _check_track_every(t["train"], key)
         if t["train"]["ema"]["beta"] == 0 and params["translate"]["use_ema"]:
             raise ParamsError(f"{key}.train.ema.beta: 0 keeps no EMA, but translate.use_ema is true")
+        if t["family"] == "animegan":
+            _check_animegan(params, key, t, root)
+
+
+def _check_derive(params: dict) -> None:
+    d, datasets = params["derive"], params["datasets"]
+    for i, name in enumerate(d["edge_smooth"]):
+        if name not in datasets:
+            raise ParamsError(f"derive.edge_smooth[{i}]: no such dataset {name!r} (declared: {', '.join(sorted(datasets))})")
+    for name in d["faces"]:
+        if name not in datasets:
+            raise ParamsError(f"derive.faces.{name}: no such dataset (declared: {', '.join(sorted(datasets))})")
+    if d["smooth_kernel"] % 2 == 0:
+        raise ParamsError(f"derive.smooth_kernel: must be odd (a centred Gaussian), got {d['smooth_kernel']}")
+    if d["canny"][0] > d["canny"][1]:
+        raise ParamsError("derive.canny: [low, high] with low <= high")
+
+
+def _check_animegan(params: dict, key: str, t: dict, root: Path) -> None:
+    """AnimeGAN's inputs: its style set edge-smoothed, its photos' faces when a face loss is on, its backbones."""
+    net, d = t["net"], params["derive"]
+    target, source = t["target"]["dataset"], t["source"]["dataset"]
+    if target not in d["edge_smooth"]:
+        raise ParamsError(f"{key}.target.dataset: AnimeGAN's discriminator needs the edge-smoothed copies of {target!r}; "
+                          f"add it to derive.edge_smooth")  # fmt: skip
+    if (net["skin_weight"] > 0 or net["face_weight"] > 0) and source not in d["faces"]:
+        raise ParamsError(f"{key}.net.skin_weight: the skin and face losses need face regions of {source!r}; "
+                          f"add {source}: boxes or mtcnn to derive.faces")  # fmt: skip
+    if net["init_steps"] > 0 and net["content_weight"] == 0:
+        raise ParamsError(f"{key}.net.init_steps: the initialisation phase trains on the content loss alone, "
+                          "but net.content_weight is 0")  # fmt: skip
+    used = {"content_backbone": net["content_weight"] > 0 or net["gram_weight"] > 0, "face_backbone": net["face_weight"] > 0}
+    for which, needed in used.items():
+        b = net[which]
+        if not needed or b["weights"] == "random":
+            continue
+        if b["weights"] == "packaged":
+            if b["arch"] != "mobilenet_v2":
+                raise ParamsError(f"{key}.net.{which}.weights: no package ships {b['arch']} weights (only mobilenet_v2); "
+                                  "name a local state dict inside the workspace")  # fmt: skip
+            continue
+        workspace_file(f"{key}.net.{which}.weights", b["weights"], root)
 
 
 def _check_survey(params: dict) -> None:

@@ -9,7 +9,8 @@ Sections and who reads them: ``datasets`` (every data stage), ``collect``, ``cut
 and ``track``), ``reference``, ``metrics`` (KID, memorisation and seed of ``evaluate`` and ``compare``),
 ``evaluate``, ``compare``, ``track``, ``models``, ``translators`` (image-to-image models: their
 training, ``translate`` and ``evaluate_translation``), ``survey`` (the blind rating kit: ``survey`` and
-``survey_score``).  ``summary`` has no settings.  No key overrides
+``survey_score``), ``derive`` (what AnimeGAN needs once per dataset: edge-smoothed style images, face
+masks of photos).  ``summary`` has no settings.  No key overrides
 another, except a dataset's recipe (``datasets.<d>.collect``, ``.cutout``, ``.resize``, ``.split``:
 partial sections laid over those sections for that dataset, see :mod:`animegen.recipes`).
 """
@@ -350,6 +351,16 @@ SCHEMA = obj(
             }
         ),
         "translators": named(TRANSLATOR),
+        "derive": obj(
+            {
+                "edge_smooth": {"type": "array", "items": STR, "uniqueItems": True},  # datasets (AnimeGAN style sets)
+                "faces": {"type": "object", "additionalProperties": {"enum": ["boxes", "mtcnn"]}},  # dataset: method
+                "smooth_kernel": {"type": "integer", "minimum": 3, "maximum": 15, "multipleOf": 1},
+                "canny": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 1000}, "minItems": 2, "maxItems": 2},
+                "face_shape": {"enum": ["ellipse", "box"]},
+                "mtcnn_min_confidence": UNIT,
+            }
+        ),
         "survey": obj(
             {
                 "models": {"type": "array", "items": STR, "uniqueItems": True},  # translators (2 or more; [] = no survey)

@@ -53,6 +53,12 @@ class GenerativeModel:
 
     kind = "unconditional"
 
+    @staticmethod
+    def companions(net: dict) -> list[str]:
+        """A translation model's per-image companions of its domains (``a_<what>``, ``b_<what>``; see
+        :func:`animegen.train.image_banks`), made by the ``derive`` stage; none by default."""
+        return []
+
     def __init__(self, net: dict, image_size: int, channels: int = 3):
         self.cfg = net
         self.image_size = image_size

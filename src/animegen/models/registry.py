@@ -14,7 +14,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-from animegen.schema_types import BETAS, BOOL, NONNEG_INT, NONNEG_NUM, POS_INT, POS_NUM, UNIT, obj
+from animegen.schema_types import BETAS, BOOL, NONNEG_INT, NONNEG_NUM, POS_INT, POS_NUM, STR, UNIT, obj
 
 
 def _power_of_two(minimum: int):
@@ -39,6 +39,24 @@ def _cyclegan_check(model: dict, size: int):
     if size < 32 or size % 4:
         return "dataset", f"CycleGAN needs an image size of at least 32 px divisible by 4 (two halvings), got {size}"
     return None
+
+
+def _animegan_check(model: dict, size: int):
+    if size < 16 or size % 4:
+        return "dataset", f"AnimeGAN needs an image size of at least 16 px divisible by 4 (two halvings), got {size}"
+    return None
+
+
+# A pretrained feature network (animegen.models.backbones): a torchvision arch, its weights (`packaged`:
+# the ones an installed package ships, mobilenet_v2 only; a path inside the workspace; `random`: tests
+# only, recorded as such) and the layer whose features the loss compares ("" = the arch's default).
+BACKBONE = obj(
+    {
+        "arch": {"enum": ["vgg19", "mobilenet_v2", "resnet18", "resnet50", "resnet101"]},
+        "weights": STR,
+        "layer": {"type": "string"},
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -133,6 +151,41 @@ FAMILIES: dict[str, Family] = {
         ),
         sample=obj({}),
         check=_cyclegan_check,
+    ),
+    # Study D: AnimeGAN (v1 networks, v2's generator as a switch) with its content, Gram, colour and
+    # adversarial losses, and study D's skin colour and face feature losses, Huber and MobileNet.
+    "animegan": Family(
+        module="animegen.models.animegan",
+        kind="translation",
+        net=obj(
+            {
+                "generator": {"enum": ["v1", "v2"]},  # v1: AnimeGAN's (InstanceNorm); v2: AnimeGANv2's (LayerNorm)
+                "ch": POS_INT,  # base width (the reference: 64)
+                "n_res": POS_INT,  # inverted residual blocks (v1: 8, v2: 4)
+                "n_dis": {"type": "integer", "minimum": 1, "maximum": 6},  # discriminator scales (reference: 3)
+                "spectral_norm": BOOL,  # on every discriminator conv (reference: true)
+                "lr_g": POS_NUM,
+                "lr_d": POS_NUM,
+                "betas": BETAS,
+                "init_steps": NONNEG_INT,  # G alone on the content loss first (reference: 5 epochs)
+                "init_lr": POS_NUM,
+                "adv_weight": NONNEG_NUM,  # G's LSGAN weight (reference: 300)
+                "d_adv_weight": POS_NUM,  # D's (reference: 300)
+                "d_weights": {"type": "array", "items": NONNEG_NUM, "minItems": 4, "maxItems": 4},  # real, fake, gray, smooth
+                "content_weight": NONNEG_NUM,
+                "gram_weight": NONNEG_NUM,
+                "color_weight": NONNEG_NUM,
+                "tv_weight": NONNEG_NUM,  # AnimeGANv2's total variation (v1: 0)
+                "skin_weight": NONNEG_NUM,  # study D: 2.8 (0: off)
+                "face_weight": NONNEG_NUM,  # study D: 2 (0: off)
+                "huber": {"type": "array", "items": {"enum": ["content", "gram", "color", "skin", "face"]}, "uniqueItems": True},
+                "huber_delta": POS_NUM,
+                "content_backbone": BACKBONE,
+                "face_backbone": BACKBONE,
+            }
+        ),
+        sample=obj({}),
+        check=_animegan_check,
     ),
 }
 

@@ -8,6 +8,9 @@ Reads:  the train splits of its two domains, ``data/processed/<source.dataset>/i
         whose Grad-CAM maps are multiplied into the networks; ``target_class`` names its class of
         domain b, the other class is domain a); ``params.yaml`` sections ``train`` (the loop) and
         ``translators.<name>``.
+        ``data/derived/<source.dataset>/`` and ``data/derived/<target.dataset>/`` (AnimeGAN: the style
+        images' edge-smoothed copies and the photos' face masks, in the domains' order; the
+        pretrained backbones its losses name, whose origin and SHA-256 go into ``train.json``).
 Writes: ``data/models/<name>/`` (``model.pt``, ``train.json``, ``curves.png``, as ``train``) and
         ``metrics/train/<name>/`` (the dvclive curves).  Batches are unpaired: each domain in its own
         seeded order.
@@ -20,35 +23,64 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from animegen import paths
 from animegen.artifacts.classifier import attach_cam_maps
+from animegen.artifacts.derived import read_companions, read_derived_record
 from animegen.artifacts.split import load_split_images
 from animegen.fitting import FitError, fit
+from animegen.models import backbones, registry
 from animegen.stages import StageError
+
+ROLES = {"a": "source", "b": "target"}
 
 
 def run(params: dict, name: str, root: Path) -> dict:
     t = params["translators"][name]
-    images, record = {}, {}
-    for domain, role in (("a", "source"), ("b", "target")):
+    images, record, domain_ids = {}, {}, {}
+    for domain, role in ROLES.items():
         d = t[role]
         ids, imgs = load_split_images(root, d["dataset"], split=d["split"])
         if len(ids) < 2:
             raise StageError(f"train_translator {name}: the {role} split {d['split']} of {d['dataset']} has "
                              f"{len(ids)} image(s); need at least 2")  # fmt: skip
-        images[domain] = imgs
+        images[domain], domain_ids[domain] = imgs, ids
         record[role] = {"dataset": d["dataset"], "split": d["split"], "n_train_images": len(ids)}
+    for key in registry.model_class(t["family"]).companions(t["net"]):  # AnimeGAN: smoothed anime, face masks
+        domain, what = key.split("_", 1)
+        folder = root / paths.DERIVED.format(dataset=t[ROLES[domain]]["dataset"])
+        images[key] = read_companions(folder, what, domain_ids[domain])
+        if what == "faces":
+            derived = read_derived_record(folder)
+            record["faces"] = {"method": derived["face_method"], "found_in_dataset": derived["faces_found"],
+                               "images_in_dataset": len(derived["ids"])}  # fmt: skip
+            if not images[key].any():
+                raise StageError(f"train_translator {name}: no face was found in the {len(domain_ids[domain])} training "
+                                 f"photos of {t['source']['dataset']} (derive.faces: {derived['face_method']}); the skin "
+                                 "and face losses would be zero")  # fmt: skip
     if images["a"].shape[1:] != images["b"].shape[1:]:
         raise StageError(f"train_translator {name}: source images are {images['a'].shape[1:3]} but target images "
                          f"{images['b'].shape[1:3]}; both domains need one size")  # fmt: skip
     size = images["a"].shape[1]
 
     def attach_cam(model, device) -> dict | None:
+        extra = {}
         meta = attach_cam_maps(model, root, t, device, size)
-        if meta is None:
-            return None
-        record["cam"] = {"classifier": t["classifier"], "layer": meta["default_target_layer"], "target_class": t["target_class"],
-                         "classifier_sha256": meta["sha256"]}  # fmt: skip
-        return {"cam": record["cam"]}  # another classifier's maps: another run (its checkpoints are refused)
+        if meta is not None:
+            record["cam"] = {"classifier": t["classifier"], "layer": meta["default_target_layer"], "target_class": t["target_class"],
+                             "classifier_sha256": meta["sha256"]}  # fmt: skip
+            extra["cam"] = record["cam"]  # another classifier's maps: another run (its checkpoints are refused)
+        if hasattr(model, "needed_backbones"):
+            nets = {}
+            for which in model.needed_backbones():
+                key = f"{which}_backbone"
+                try:
+                    nets[which] = backbones.load(t["net"][key], root)
+                except backbones.BackboneError as e:
+                    raise StageError(f"train_translator {name}: translators.{name}.net.{key}: {e}") from None
+            model.set_backbones(nets)
+            record["backbones"] = {k: b.source.record() for k, b in nets.items()}
+            extra["backbones"] = record["backbones"]  # other weights under the same path: another run
+        return extra or None
 
     a, b = t["source"], t["target"]
     try:

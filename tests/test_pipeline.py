@@ -130,6 +130,38 @@ def datasets(ws: Path) -> list[str]:
     return sorted(load_yaml(ws / "params.yaml")["datasets"])
 
 
+def test_the_animegans_trained_on_derived_data_with_recorded_backbones(ran: Path):
+    """Study D in the demo: derive made the style set's edge-smoothed copies and the photos' face masks
+    (from their manifest boxes), and the AnimeGANs' records name the packaged MobileNetV2 they used."""
+    from animegen.data.derive import edge_smooth  # noqa: PLC0415
+    from animegen.io import read_image_array  # noqa: PLC0415
+
+    derive = load_yaml(ran / "params.yaml")["derive"]
+    for ds in datasets(ran):
+        rec = json.loads((ran / f"data/derived/{ds}/derive.json").read_text())
+        assert (rec["edge_smooth"], rec["face_method"]) == (ds in derive["edge_smooth"], derive["faces"].get(ds, "none")), ds
+    style = json.loads((ran / "data/derived/face_a_early/derive.json").read_text())
+    for i in style["ids"][:3]:
+        img = read_image_array(ran / f"data/processed/face_a_early/images/{i}.png")
+        assert np.array_equal(read_image_array(ran / f"data/derived/face_a_early/smooth/{i}.png"), edge_smooth(img))
+    photos = json.loads((ran / "data/derived/face_photo/derive.json").read_text())
+    assert photos["faces_found"] == len(photos["ids"]) > 0  # every synthetic photo records its face box
+    mask = read_image_array(ran / f"data/derived/face_photo/faces/{photos['ids'][0]}.png", "L")
+    assert 0.05 < (mask > 0).mean() < 0.9 and mask[0, 0] == 0
+    train = json.loads((ran / "data/models/animegan_d/train.json").read_text())
+    assert {k: (b["arch"], b["weights"], b["sha256"][:8]) for k, b in train["backbones"].items()} == {
+        "content": ("mobilenet_v2", "packaged", "b0353104"), "face": ("mobilenet_v2", "packaged", "b0353104")}
+    assert train["faces"]["method"] == "boxes"
+    base = json.loads((ran / "data/models/animegan/train.json").read_text())
+    assert list(base["backbones"]) == ["content"] and "faces" not in base  # no face loss: no face backbone, no masks
+    record = json.loads((ran / "metrics/translation/animegan_d.record.json").read_text())
+    assert record["backbones"] == ("content: mobilenet_v2 features.6 (packaged, sha256 b0353104); "
+                                   "face: mobilenet_v2 features.6 (packaged, sha256 b0353104)")  # fmt: skip
+    assert record["face_method"] == "boxes"
+    table = (ran / "metrics/translation.md").read_text()
+    assert "pretrained networks" in table and "| cyclegan |" in table and "content: mobilenet_v2" in table
+
+
 def test_all_data_stages_ran_with_named_rejects(ran: Path):
     for ds in datasets(ran):
         split = json.loads((ran / f"data/splits/{ds}.json").read_text())
@@ -182,12 +214,12 @@ def test_every_model_trained_and_sampled(ran: Path):
 
 def test_every_translator_trained_translated_and_evaluated(ran: Path):
     params = load_yaml(ran / "params.yaml")
-    assert sorted(params["translators"]) == ["cyclegan", "cyclegan_cam"]
+    assert sorted(params["translators"]) == ["animegan", "animegan_d", "cyclegan", "cyclegan_cam"]
     for name, t in params["translators"].items():
         info = json.loads((ran / f"data/models/{name}/train.json").read_text())
-        assert info["steps_done"] == 4 and info["family"] == "cyclegan"
+        assert info["steps_done"] == 4 and info["family"] == t["family"]
         assert info["source"]["split"] == t["source"]["split"] and info["target"]["dataset"] == "face_a_early"
-        assert ("cam" in info) == t["net"]["cam_generator"]
+        assert ("cam" in info) == t["net"].get("cam_generator", False)
         test_ids = json.loads((ran / f"data/splits/{t['source']['dataset']}.json").read_text())["test"]
         record = json.loads((ran / f"data/translations/{name}/translate.json").read_text())
         assert record["ids"] == test_ids and len(test_ids) == 2
@@ -199,6 +231,9 @@ def test_every_translator_trained_translated_and_evaluated(ran: Path):
         assert m["target_class"] == "face_a_early" and m["n_translated"] == 2
         # FID over training: G_A at steps 2 and 4, each translating the same 2 test photos
         track = json.loads((ran / f"metrics/track/{name}.record.json").read_text())
+        if not t["train"]["track_fid_every"]:  # the demo tracks its CycleGANs only
+            assert not track["tracked"]
+            continue
         assert track["tracked"] and track["steps"] == [2, 4] and all(np.isfinite(track["fid"])), track
         assert track["n_per_point"] == 2 and track["target"] == "face_a_early" and track["source"] == t["source"]["dataset"]
         assert (ran / f"metrics/track/{name}/fid.tsv").read_text().count("\n") == 3
@@ -211,8 +246,8 @@ def test_every_translator_trained_translated_and_evaluated(ran: Path):
     assert page.count('class="item"') == 4 and "cyclegan" not in page and "http" not in page
     assert json.loads((ran / "metrics/survey.json").read_text())["raters"] == 0
     table = (ran / "metrics/translation.md").read_text()
-    assert "| cyclegan |" in table and "| cyclegan_cam |" in table and "character ratio" in table
-    assert set(json.loads((ran / "metrics/summary.json").read_text())["translation"]) == {"cyclegan", "cyclegan_cam"}
+    assert all(f"| {name} |" in table for name in params["translators"]) and "character ratio" in table
+    assert set(json.loads((ran / "metrics/summary.json").read_text())["translation"]) == set(params["translators"])
 
 
 def test_run_records_hold_wall_times_and_devices_and_timing_tabulates_them(ran: Path):
@@ -327,10 +362,14 @@ def test_snakefile_and_dvc_yaml_declare_the_same_stages(ran: Path):
 
 def _stale(ws: Path) -> tuple[set[str], set[str], set[str], set[str]]:
     """(every DVC stage, Snakemake 'update pending' stages, DVC `status` stages, DVC repro --dry
-    --force-downstream stages)."""
-    plan = dvc_plan(ws, ENV)
+    --force-downstream stages).  The two tools read the workspace at once (neither writes what the other reads)."""
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    with ThreadPoolExecutor(1) as pool:
+        dvc = pool.submit(dvc_plan, ws, ENV)
+        summary = _summary(ws, "-n", "--summary")
+        plan = dvc.result()
     by_out = {o: name for name, s in plan["stages"].items() for o in s["outs"]}
-    summary = _summary(ws, "-n", "--summary")
     pending = {by_out[out] for out, row in summary.items() if row["plan"] == "update pending" and out in by_out}
     return set(plan["stages"]), pending, set(plan["status"]), set(plan["would_run"])
 

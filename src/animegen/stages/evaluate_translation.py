@@ -35,6 +35,17 @@ METRICS = ("fid", "kid_x100", "kid_x100_std", "character_ratio", "character_rati
            "source_character_ratio", "floor_fid")  # fmt: skip
 
 
+def describe_backbones(backbones: dict | None) -> str | None:
+    """``content: mobilenet_v2 features.6 (packaged, sha256 b0353104...)``; ``random`` says so (tables show it)."""
+    if not backbones:
+        return None
+    parts = []
+    for role, b in sorted(backbones.items()):
+        weights = "random" if b["weights"] == "random" else f"{b['weights']}, sha256 {b['sha256'][:8]}"
+        parts.append(f"{role}: {b['arch']} {b['layer']} ({weights})")
+    return "; ".join(parts)
+
+
 def run(params: dict, name: str, root: Path) -> dict:
     t = params["translators"][name]
     boot = params["evaluate_translation"]
@@ -66,7 +77,9 @@ def run(params: dict, name: str, root: Path) -> dict:
         "source_character_ratio": before["share"],
         "classifier": t["classifier"], "target_class": meta["classes"][str(cls)],
         "bootstrap": boot["bootstrap"], "floor_fid": reference.info["floor"] and reference.info["floor"]["mean"],
-        "trained_steps": info["trained_steps"], "inception_weights": extractor.weights.provenance(),
+        "trained_steps": info["trained_steps"], "backbones": describe_backbones(info.get("backbones")),
+        "backbone_weights": info.get("backbones"), "face_method": (info.get("faces") or {}).get("method"),
+        "inception_weights": extractor.weights.provenance(),
         "inception": extractor.record(),
     }  # fmt: skip
     write_result(root / paths.TRANSLATION_METRICS.format(model=name), root / paths.TRANSLATION_RECORD.format(model=name),

@@ -29,14 +29,14 @@ COMPARE_COLUMNS = ["pair", "reference", "candidate", "images", "fid", "mae", "nw
                    "floor_fid_candidate", "n_candidate", "n_reference"]  # fmt: skip
 TRANSLATION_COLUMNS = ["model", "family", "source", "target", "reference_images", "fid", "kid_x100", "kid_x100_std",
                        "character_ratio", "character_ratio_ci95", "source_character_ratio", "floor_fid", "n_translated",
-                       "trained_steps"]  # fmt: skip
+                       "trained_steps", "backbones"]  # fmt: skip
 HEADERS = {"fid": "FID", "mae": "MAE", "nwi": "NWI", "kid": "KID x 1e3", "memorisation_rate": "memorised",
            "floor_fid": "FID floor", "floor_fid_reference": "floor (ref)", "floor_fid_candidate": "floor (cand)",
            "n_candidate": "n", "n_reference": "n ref", "trained_steps": "steps", "kid_x100": "KID x100",
            "kid_x100_std": "+-", "character_ratio": "character ratio", "character_ratio_ci95": "95 % interval",
            "source_character_ratio": "inputs' ratio", "n_translated": "n"}  # fmt: skip
-HEADERS_TEXT = {"reference_images": "vs images"}  # text columns (left-aligned)
-TRANSLATION_SUMMARY = ("fid", "kid_x100", "kid_x100_std", "character_ratio", "source_character_ratio", "floor_fid")
+HEADERS_TEXT = {"reference_images": "vs images", "backbones": "pretrained networks"}  # text columns (left-aligned)
+TRANSLATION_SUMMARY = ("fid", "kid_x100", "kid_x100_std", "character_ratio", "source_character_ratio", "floor_fid", "backbones")
 
 
 def _cell(key: str, value) -> str:

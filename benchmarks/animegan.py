@@ -31,7 +31,7 @@ from animegen.models import animegan, backbones
 from animegen.models.base import StepContext
 
 BASE = {
-    "generator": "v1", "n_dis": 3, "spectral_norm": True, "lr_g": 8e-5, "lr_d": 1.6e-4, "betas": [0.5, 0.999],
+    "generator": "v1", "n_dis": 3, "spectral_norm": True, "init": "he", "lr_g": 8e-5, "lr_d": 1.6e-4, "betas": [0.5, 0.999],
     "init_steps": 0, "init_lr": 1e-4, "adv_weight": 300.0, "d_adv_weight": 300.0, "d_weights": [1.0, 1.0, 1.0, 0.1],
     "content_weight": 1.5, "gram_weight": 3.0, "color_weight": 10.0, "tv_weight": 0.0, "skin_weight": 0.0,
     "face_weight": 0.0, "huber": [], "huber_delta": 1.0,

@@ -21,7 +21,7 @@ from animegen.train import image_banks, train
 CPU = torch.device("cpu")
 RANDOM = {"arch": "mobilenet_v2", "weights": "random", "layer": "features.6"}
 NET = {
-    "generator": "v1", "ch": 8, "n_res": 2, "n_dis": 3, "spectral_norm": True, "lr_g": 8e-5, "lr_d": 1.6e-4,
+    "generator": "v1", "ch": 8, "n_res": 2, "n_dis": 3, "spectral_norm": True, "init": "he", "lr_g": 8e-5, "lr_d": 1.6e-4,
     "betas": [0.5, 0.999], "init_steps": 2, "init_lr": 1e-4, "adv_weight": 300.0, "d_adv_weight": 300.0,
     "d_weights": [1.0, 1.0, 1.0, 0.1], "content_weight": 3.0, "gram_weight": 3.5, "color_weight": 10.0, "tv_weight": 0.0,
     "skin_weight": 2.8, "face_weight": 2.0, "huber": ["content", "gram", "color", "skin", "face"], "huber_delta": 1.0,
@@ -63,6 +63,15 @@ def test_the_generators_and_discriminator_are_the_references():
     assert all(hasattr(c, "parametrizations") for c in convs)  # spectral norm on every conv
     assert d(x).shape == (1, 1, 64, 64)
     assert isinstance(v2.block_a[0][1], torch.nn.GroupNorm) and isinstance(v1.encode[0][1], torch.nn.InstanceNorm2d)
+
+
+def test_the_init_scheme_sets_every_convs_scale():
+    he, normal = model({"ch": 16}), model({"ch": 16, "init": "normal"})
+    conv = he.networks["G"].decode[-2]  # the last 1x1 conv, 16 -> 3
+    assert float(conv.weight.detach().std()) == pytest.approx((2 / 16) ** 0.5, rel=0.3)
+    assert float(normal.networks["G"].decode[-2].weight.std()) == pytest.approx(0.02, rel=0.3)
+    first = normal.networks["D"].net[0].parametrizations.weight.original  # under spectral norm: its raw weight
+    assert float(first.detach().std()) == pytest.approx(0.02, rel=0.2)
 
 
 def test_sizes_and_huber_names_the_model_cannot_take_are_refused():
@@ -176,19 +185,13 @@ def test_the_initialisation_phase_trains_g_on_content_alone():
     assert {"d", "g", "g_adv", "g_content", "g_gram", "g_color", "g_skin", "g_face"} == set(after)
 
 
-def test_a_generator_step_moves_its_outputs_towards_real_for_the_discriminator():
-    m = model({"content_weight": 0.0, "gram_weight": 0.0, "color_weight": 0.0, "skin_weight": 0.0, "face_weight": 0.0,
-               "init_steps": 0, "lr_g": 1e-3})  # fmt: skip
-    b = batch(4)
-    G, D = m.networks["G"], m.networks["D"]
+def test_the_generators_adversarial_target_is_real():
+    m = model()
+    b = batch(3)
+    fake = m.networks["G"](b["a"])
     with torch.no_grad():
-        before = float((D(G(b["a"])) - 1).pow(2).mean())
-    fake = G(b["a"])
-    m.optimizers["G"].zero_grad()
-    m.generator_losses(b, fake)["adv"].backward()
-    m.optimizers["G"].step()
-    with torch.no_grad():
-        assert float((D(G(b["a"])) - 1).pow(2).mean()) < before
+        want = 300.0 * (m.networks["D"](fake) - 1.0).pow(2).mean()  # LSGAN: G wants D(G(p)) = 1
+        assert float(m.generator_losses(b, fake)["adv"]) == pytest.approx(float(want), rel=1e-5)
 
 
 # ------------------------------------------------------------------------------------------ the loop
@@ -243,6 +246,15 @@ def test_the_packaged_mobilenet_is_imagenet_trained_and_recorded():
     b.train(True)
     assert not b.training  # BatchNorm statistics never move
     assert b(torch.zeros(1, 3, 32, 32)).shape == (1, 32, 4, 4)  # stride 8
+    # images in [-1, 1] are mapped to [0, 1] and ImageNet's normalisation before torchvision's network
+    import torchvision  # noqa: PLC0415
+
+    net = torchvision.models.mobilenet_v2()
+    net.load_state_dict(torch.load(backbones.packaged_weights("mobilenet_v2"), weights_only=True))
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(b(x), net.eval().features[:7](((x + 1) / 2 - mean) / std), atol=1e-5)
 
 
 @pytest.mark.parametrize("arch, layer, channels", [("vgg19", "features.25", 512), ("resnet101", "layer3", 1024)])
@@ -293,6 +305,22 @@ def test_edge_smoothing_equals_the_reference_loop():
     got = edge_smooth(rgb)
     assert np.array_equal(got, reference_edge_smooth(rgb[..., ::-1].copy())[..., ::-1])
     assert (got != rgb).any() and np.array_equal(edge_smooth(np.full((16, 16, 3), 90, np.uint8)), np.full((16, 16, 3), 90, np.uint8))
+
+
+def test_derived_companions_come_back_in_the_order_asked_and_missing_ones_are_named(tmp_path):
+    from animegen.artifacts import ArtifactError, derived  # noqa: PLC0415
+
+    ids = ["0123456789abcdef", "fedcba9876543210"]
+    derived.start(tmp_path, smooth=True, faces=False)
+    for k, i in enumerate(ids):
+        derived.write_smooth(tmp_path, i, np.full((8, 8, 3), 10 * (k + 1), np.uint8))
+    derived.write_derived_record(tmp_path, {"ids": ids, "edge_smooth": True, "faces": False})
+    got = derived.read_companions(tmp_path, "smooth", ids[::-1])
+    assert got[:, 0, 0, 0].tolist() == [20, 10]  # the order of the ids asked for (the training split's)
+    with pytest.raises(ArtifactError, match="image 0000000000000000 is not in derive.json"):
+        derived.read_companions(tmp_path, "smooth", ["0000000000000000"])
+    with pytest.raises(ArtifactError, match=r"no faces were made for this dataset \(derive\.faces does not name it\)"):
+        derived.read_companions(tmp_path, "faces", ids)
 
 
 def test_face_masks_from_boxes():

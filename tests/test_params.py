@@ -25,7 +25,7 @@ def test_project_params_are_valid():
     params = load_params(REPO / "params.yaml")
     assert set(params) == {"datasets", "collect", "cutout", "resize", "split", "train", "sample", "models",
                            "inception", "reference", "metrics", "evaluate", "compare", "cam", "cam_classifier",
-                           "cam_select", "track", "translators", "translate", "evaluate_translation", "survey"}  # fmt: skip
+                           "cam_select", "track", "translators", "translate", "evaluate_translation", "survey", "derive"}  # fmt: skip
 
 
 def test_every_stage_reads_the_section_of_its_name_and_shared_settings_live_once():

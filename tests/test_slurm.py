@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 BIN = Path(sys.executable).parent
 PROFILE = "workflow/profiles/slurm"
+SLURM_PLUGINS = BIN.parent / "slurm-plugins"  # snakemake-executor-plugin-slurm(-jobstep), installed by the Makefile
 DATASETS = ["face_a_early", "face_a_later"]
 MODEL = "dcgan"
 PAIR = "a_early_vs_a_later"
@@ -56,7 +57,8 @@ def ran(cluster, tmp_path_factory) -> dict:
     without_study_c(params)  # their datasets are not in this DAG
     shrink(params)
     dump_yaml(params, ws / "params.yaml")
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    # the executor plugin lives outside the environment's path (see the Makefile); the jobs inherit this
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(SLURM_PLUGINS)}
     cmd = [
         "snakemake", "--workflow-profile", PROFILE,
         "--jobs", "3",                                   # this machine has 2 cores

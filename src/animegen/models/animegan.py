@@ -39,7 +39,7 @@ and replaces L1 by Huber (``huber_delta``, 1.0 the study's example) in the losse
 ``[]`` is the reference's choice, ``[content, gram, color, skin, face]`` study D's.  A loss of weight 0
 is not computed at all.
 
-Training: ``init_steps`` steps of G alone on ``content_weight`` x content with its own Adam
+Weights start as ``init`` says (``he`` or ``normal``, see :func:`init_weights`).  Training: ``init_steps`` steps of G alone on ``content_weight`` x content with its own Adam
 (``init_lr``, betas), then one D step and one G step per batch with Adam(``lr_g``) and Adam(``lr_d``).
 Domain ``a`` is the photo (with its ``a_faces`` mask), ``b`` the anime image (with its ``b_smooth``
 edge-smoothed copy); the batches come from :func:`animegen.train.image_banks`.
@@ -179,10 +179,16 @@ class Discriminator(nn.Module):
         return self.net(x)
 
 
-def init_weights(m: nn.Module) -> None:
-    """N(0, 0.02) for convolutions, as the PyTorch port initialises both networks."""
+def init_weights(m: nn.Module, scheme: str = "he") -> None:
+    """Every convolution: ``he`` (N(0, 2 / fan_in), TensorFlow's ``variance_scaling_initializer()`` that
+    AnimeGANv2's generator uses) or ``normal`` (N(0, 0.02), the PyTorch port's).  With N(0, 0.02) the
+    last 1x1 convolution starts near zero and a small generator spends hundreds of steps leaving grey."""
     if isinstance(m, nn.Conv2d):
-        nn.init.normal_(m.weight, 0.0, 0.02)
+        w = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
+        if scheme == "he":
+            nn.init.kaiming_normal_(w, mode="fan_in", nonlinearity="relu")
+        else:
+            nn.init.normal_(w, 0.0, 0.02)
         if m.bias is not None:
             nn.init.zeros_(m.bias)
 
@@ -261,7 +267,7 @@ class Model(GenerativeModel):
         G = GeneratorV1(net["ch"], net["n_res"]) if net["generator"] == "v1" else GeneratorV2(net["ch"], net["n_res"])
         self.networks = {"G": G, "D": Discriminator(net["ch"], net["n_dis"], net["spectral_norm"])}
         for m in self.networks.values():
-            m.apply(init_weights)
+            m.apply(lambda layer: init_weights(layer, net["init"]))
         betas = tuple(net["betas"])
         self.optimizers = {
             "G": torch.optim.Adam(G.parameters(), lr=net["lr_g"], betas=betas),

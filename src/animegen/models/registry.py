@@ -164,6 +164,7 @@ FAMILIES: dict[str, Family] = {
                 "n_res": POS_INT,  # inverted residual blocks (v1: 8, v2: 4)
                 "n_dis": {"type": "integer", "minimum": 1, "maximum": 6},  # discriminator scales (reference: 3)
                 "spectral_norm": BOOL,  # on every discriminator conv (reference: true)
+                "init": {"enum": ["he", "normal"]},  # conv weights: N(0, 2/fan_in) (AnimeGANv2's TF initialiser) | N(0, 0.02)
                 "lr_g": POS_NUM,
                 "lr_d": POS_NUM,
                 "betas": BETAS,

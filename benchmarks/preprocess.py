@@ -94,6 +94,7 @@ def one_dataset(params: dict, name: str, size: int) -> dict:
     params["datasets"] = {name: {"sources": [{"type": "folder", "path": "in"}], "size": size, "crop": "full", **NO_RECIPE}}
     params.update(models={}, cam_classifier={}, cam_select={}, translators={})
     params["survey"]["models"] = []
+    params["derive"].update(edge_smooth=[], faces={})
     params["compare"]["pairs"] = {}
     params["collect"]["max_pixels"] = 40_000_000
     return params

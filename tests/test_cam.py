@@ -137,6 +137,7 @@ def ws(tmp_path_factory) -> Path:
     params["cam_classifier"] = {"face_parts": params["cam_classifier"]["face_parts"]}
     params["cam_select"] = {"face_a_cam": params["cam_select"]["face_a_cam"]}
     params["translators"], params["survey"]["models"] = {}, []  # study C's translators: tests/test_translation.py
+    params["derive"].update(edge_smooth=[], faces={})  # and study D's derived data
     params["compare"]["pairs"] = {}
     params["cam"]["cpu_threads"] = 1
     params["train"]["cpu_threads"] = 1

@@ -97,6 +97,7 @@ def _one_folder_params(size: int = 32, **sections) -> dict:
     params = parse_yaml((REPO / "params.yaml").read_text())
     params["datasets"] = {"d": {"sources": [{"type": "folder", "path": "in"}], "size": size, "crop": "full", **NO_RECIPE}}
     params.update(models={}, cam_classifier={}, cam_select={}, translators={})
+    params["derive"].update(edge_smooth=[], faces={})
     for section, values in sections.items():
         params[section].update(values)
     return params

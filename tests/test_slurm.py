@@ -29,7 +29,7 @@ SLURM_PLUGINS = BIN.parent / "slurm-plugins"  # snakemake-executor-plugin-slurm(
 DATASETS = ["face_a_early", "face_a_later"]
 MODEL = "dcgan"
 PAIR = "a_early_vs_a_later"
-DATA_RULES = ["collect", "cutout", "resize", "split", "reference"]
+DATA_RULES = ["collect", "cutout", "resize", "split", "reference", "derive"]
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,7 @@ def test_the_one_gpu_ran_one_gpu_stage_at_a_time(ran):
 
 def test_cpu_stages_ran_in_the_cpu_partition_without_a_gpu(ran):
     cpu_jobs = {key: recs[0] for key, recs in ran["jobs"].items() if key[0] not in GPU_STAGES}
-    assert {k[0] for k in cpu_jobs} == {"collect", "cutout", "resize", "split", "summary", "survey", "survey_score"}
+    assert {k[0] for k in cpu_jobs} == {"collect", "cutout", "resize", "split", "derive", "summary", "survey", "survey_score"}
     for key, rec in cpu_jobs.items():
         assert rec["Partition"] == "cpu", (key, rec["Partition"])
         assert "TresPerNode" not in rec and "TresPerJob" not in rec, key

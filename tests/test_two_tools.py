@@ -55,7 +55,7 @@ def test_branch_switch_and_metrics_diff_with_both_tools(tmp_path: Path):
     # main: Snakemake runs everything (under the lock); DVC knows nothing of it until the helper records it
     ran = sync(ws, "run", "--", "snakemake", *SNAKEMAKE_ARGS)
     assert job_stats(ran.stdout + ran.stderr) == {"all": 1, "collect": 2, "cutout": 2, "resize": 2, "split": 2,
-                                                  "reference": 2, "train": 1, "sample": 1, "evaluate": 1,
+                                                  "reference": 2, "derive": 2, "train": 1, "sample": 1, "evaluate": 1,
                                                   "track": 1, "compare": 1, "summary": 1, "survey": 1,
                                                   "survey_score": 1}  # fmt: skip  (an empty survey: no translators)
     assert not (ws / "dvc.lock").exists() and set(dvc_status(ws)) == stages

@@ -92,3 +92,19 @@ def without_study_c(params: dict) -> None:
     params.update(cam_classifier={}, cam_select={}, translators={})
     params["survey"]["models"] = []
     params["derive"].update(edge_smooth=[], faces={})  # what AnimeGAN needed of study C's and D's datasets
+
+
+# The suite's longest chain is one pipeline build (test_pipeline.shared_pipeline) and the fresh-clone
+# `dvc repro` that must wait for it.  pytest-xdist's default order (files with the most tests first) put
+# the one-test repro file last: it started ten minutes after the build had finished and ran alone at the
+# end (CI of 622e90c: 32 min of pytest).  The Makefile turns that order off (--no-loadscope-reorder) and
+# this one holds: the build first (the other worker waits for it in the repro file, so the build has the
+# machine), the repro right after it, then the other long files, then the rest alphabetically.  Each
+# file's tests keep their order (--dist loadfile keeps a file on one worker).
+FIRST = ["test_pipeline.py", "test_pipeline_repro.py", "test_slurm.py", "test_two_tools.py", "test_train.py",
+         "test_benchmarks.py", "test_remote.py", "test_interrupt.py", "test_metrics.py"]  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(FIRST)))

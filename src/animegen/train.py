@@ -162,7 +162,7 @@ def image_banks(images, kind: str, device: torch.device, seed: int, hflip: bool)
     in its own order) for a translation model, whose ``images`` are ``{"a": ..., "b": ...}``.
 
     A translation model may also take per-image companions of a domain, keyed ``a_<what>`` or
-    ``b_<what>`` (AnimeGAN: ``b_smooth``, the edge-smoothed copy of each anime image; ``a_face``, each
+    ``b_<what>`` (AnimeGAN: ``b_smooth``, the edge-smoothed copy of each anime image; ``a_faces``, each
     photo's face mask): one array per domain image, in the same order, drawn in the domain's order with
     its flips, so a batch's companion rows belong to the batch's images."""
     if kind == "translation":

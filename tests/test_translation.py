@@ -21,7 +21,7 @@ from animegen.cam.attention import GradCamMaps
 from animegen.cam.classifier import SmallCNN
 from animegen.metrics.proportion import share_with_interval
 from animegen.models import cyclegan, registry
-from animegen.models.base import StepContext
+from animegen.models.base import StepContext, lsgan
 from animegen.train import data_fingerprint, image_banks, train
 
 STUDY_C = {
@@ -141,8 +141,8 @@ def test_no_gradient_reaches_the_classifier_and_a_live_one_is_refused():
 
 def test_lsgan_targets_and_the_linear_decay_are_the_references():
     pred = torch.tensor([0.0, 0.5, 2.0])
-    assert float(cyclegan._lsgan(pred, True)) == pytest.approx((1 + 0.25 + 1) / 3)
-    assert float(cyclegan._lsgan(pred, False)) == pytest.approx((0 + 0.25 + 4) / 3)
+    assert float(lsgan(pred, True)) == pytest.approx((1 + 0.25 + 1) / 3)
+    assert float(lsgan(pred, False)) == pytest.approx((0 + 0.25 + 4) / 3)
     # reference: 1 - max(0, epoch - n_epochs) / (n_epochs_decay + 1), here in steps
     assert [cyclegan.lr_factor(s, 100, 100) for s in (0, 100, 101, 150, 200)] == pytest.approx(
         [1.0, 1.0, 1 - 1 / 101, 1 - 50 / 101, 1 - 100 / 101])  # fmt: skip

@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from animegen.models.base import GenerativeModel, StepContext
+from animegen.models.base import GenerativeModel, StepContext, lsgan
 
 LOSSES = ("content", "gram", "color", "skin", "face")  # the losses whose distance ``huber`` switches
 
@@ -241,10 +241,6 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
 
 
-def _lsgan(pred: torch.Tensor, target: float) -> torch.Tensor:
-    return (pred - target).pow(2).mean()
-
-
 # -------------------------------------------------------------------------------------------- model
 
 
@@ -314,7 +310,7 @@ class Model(GenerativeModel):
         """Each weighted term of G's loss after the initialisation phase (zero-weight terms are left out)."""
         c, delta = self.cfg, self.cfg["huber_delta"]
         photo, anime = batch["a"], batch["b"]
-        out = {"adv": c["adv_weight"] * _lsgan(self.networks["D"](fake), 1.0)}
+        out = {"adv": c["adv_weight"] * lsgan(self.networks["D"](fake), True)}
         need_feats = c["content_weight"] > 0 or c["gram_weight"] > 0
         if need_feats:
             feats = self._backbone("content")
@@ -344,8 +340,8 @@ class Model(GenerativeModel):
     def discriminator_loss(self, batch: dict[str, torch.Tensor], fake: torch.Tensor) -> torch.Tensor:
         D = self.networks["D"]
         w_real, w_fake, w_gray, w_smooth = self.cfg["d_weights"]
-        loss = (w_real * _lsgan(D(batch["b"]), 1.0) + w_fake * _lsgan(D(fake.detach()), 0.0)
-                + w_gray * _lsgan(D(grayscale(batch["b"])), 0.0) + w_smooth * _lsgan(D(grayscale(batch["b_smooth"])), 0.0))  # fmt: skip
+        loss = (w_real * lsgan(D(batch["b"]), True) + w_fake * lsgan(D(fake.detach()), False)
+                + w_gray * lsgan(D(grayscale(batch["b"])), False) + w_smooth * lsgan(D(grayscale(batch["b_smooth"])), False))  # fmt: skip
         return self.cfg["d_adv_weight"] * loss
 
     def train_step(self, batch, step: int, ctx: StepContext) -> dict[str, float]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable, ContextManager
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -42,6 +43,11 @@ class StepContext:
             params = [p for g in optimizer.param_groups for p in g["params"]]
             torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
         self.scaler.step(optimizer)
+
+
+def lsgan(pred: torch.Tensor, real: bool) -> torch.Tensor:
+    """The least-squares GAN loss of discriminator outputs against the target 1 (real) or 0 (fake)."""
+    return F.mse_loss(pred, torch.full_like(pred, 1.0 if real else 0.0))
 
 
 class GenerativeModel:

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from animegen.models.base import GenerativeModel, StepContext
+from animegen.models.base import GenerativeModel, StepContext, lsgan
 
 CamFn = Callable[[torch.Tensor, str], torch.Tensor]  # (images in [-1, 1], domain "a"|"b") -> (B, 1, H, W) in [0, 1]
 
@@ -155,10 +155,6 @@ def lr_factor(step: int, constant_steps: int, decay_steps: int) -> float:
     return max(0.0, 1.0 - max(0, step - constant_steps) / float(decay_steps + 1))
 
 
-def _lsgan(pred: torch.Tensor, real: bool) -> torch.Tensor:
-    return F.mse_loss(pred, torch.full_like(pred, 1.0 if real else 0.0))
-
-
 class Model(GenerativeModel):
     kind = "translation"
 
@@ -226,8 +222,8 @@ class Model(GenerativeModel):
             fake_a = G_B(real_b, cam_gb)
             rec_a = G_B(fake_b, self._cam(fake_b, "b", "generator"))
             rec_b = G_A(fake_a, self._cam(fake_a, "a", "generator"))
-            loss_g_a = _lsgan(D_A(fake_b, self._cam(fake_b, "b", "discriminator")), True)
-            loss_g_b = _lsgan(D_B(fake_a, self._cam(fake_a, "a", "discriminator")), True)
+            loss_g_a = lsgan(D_A(fake_b, self._cam(fake_b, "b", "discriminator")), True)
+            loss_g_b = lsgan(D_B(fake_a, self._cam(fake_a, "a", "discriminator")), True)
             loss_cyc = lam_cyc * (F.l1_loss(rec_a, real_a) + F.l1_loss(rec_b, real_b))
             loss_g = loss_g_a + loss_g_b + loss_cyc
             loss_idt = torch.zeros((), device=real_a.device)
@@ -241,10 +237,10 @@ class Model(GenerativeModel):
         pooled_b = self.pools["fake_b"].query(fake_b)
         pooled_a = self.pools["fake_a"].query(fake_a)
         with ctx.autocast():
-            loss_d_a = 0.5 * (_lsgan(D_A(real_b, self._cam(real_b, "b", "discriminator")), True)
-                              + _lsgan(D_A(pooled_b, self._cam(pooled_b, "b", "discriminator")), False))  # fmt: skip
-            loss_d_b = 0.5 * (_lsgan(D_B(real_a, self._cam(real_a, "a", "discriminator")), True)
-                              + _lsgan(D_B(pooled_a, self._cam(pooled_a, "a", "discriminator")), False))  # fmt: skip
+            loss_d_a = 0.5 * (lsgan(D_A(real_b, self._cam(real_b, "b", "discriminator")), True)
+                              + lsgan(D_A(pooled_b, self._cam(pooled_b, "b", "discriminator")), False))  # fmt: skip
+            loss_d_b = 0.5 * (lsgan(D_B(real_a, self._cam(real_a, "a", "discriminator")), True)
+                              + lsgan(D_B(pooled_a, self._cam(pooled_a, "a", "discriminator")), False))  # fmt: skip
         ctx.backward_step(loss_d_a + loss_d_b, self.optimizers["D"])
         return {
             "g_adv_a": float(loss_g_a.detach()), "g_adv_b": float(loss_g_b.detach()), "cycle": float(loss_cyc.detach()),

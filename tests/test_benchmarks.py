@@ -23,6 +23,7 @@ TINY = {
     "translation.py": (["--size", "32", "--ngf", "4", "--batch", "2", "--arch", "small_cnn", "--steps", "1"],
                        "| cam cached |"),  # fmt: skip
     "animegan.py": (["--size", "32", "--ch", "4", "--batch", "2", "--steps", "1"], "| study D |"),
+    "councilgan.py": (["--scale", "0.125", "--dim", "4", "--steps", "1"], "| proposed: 512 px, 3 councils, IN | 64 |"),
     "gpu.py": (["--dry-run"], "| ddpm_hourglass | 32 | 2 | fp32 |"),  # on a machine without CUDA it refuses (tested below)
     # the memory part builds study A's full-size networks (minutes on a CPU): run it by hand
     "models.py": (["--steps", "2", "--size", "16", "--batch", "16", "--dim", "8", "--ddim-n", "2", "--ddim-counts", "2,4",

@@ -291,3 +291,34 @@ def test_timing_names_models_without_run_records(tmp_path):
     assert "| ddpm | - | 12 | - |" in table
     missing = sorted(set(params["models"]) - {"dcgan"}) + sorted(params["translators"])  # models first
     assert f"No run record for {', '.join(missing)}:" in table
+
+
+def test_the_study_b_profile_is_valid_and_holds_the_studys_two_settings_and_the_remedy(tmp_path):
+    """workflow/params/study_b.yaml: same keys as the demo, study B's baseline and proposal, the paired remedy."""
+    study = parse_yaml((REPO / "workflow/params/study_b.yaml").read_text())
+    demo = load_params(REPO / "params.yaml")
+    for name in study["datasets"]:
+        (tmp_path / f"data/sources/{name}/images").mkdir(parents=True)
+    validate(study, tmp_path)
+    assert set(study) == set(demo) and study["models"] == {} and study["cam_select"] == {} and study["survey"]["models"] == []
+    assert all(ds["split"] == {"test": 50} for ds in study["datasets"].values())  # 2000 train / 50 test
+    assert study["datasets"]["bodies_bg_256"]["cutout"] == {"method": "none"}  # the baseline keeps the backgrounds
+    assert study["datasets"]["bodies_512"]["cutout"] == {} and study["datasets"]["bodies_face_512"]["crop"] == "shoulders_up"
+    t = study["translators"]
+    settings = {name: (study["datasets"][m["source"]["dataset"]]["size"], m["net"].get("n_councils"), m["net"].get("norm"),
+                       m["train"]["batch_size"], m["train"]["steps"], m["paired"]) for name, m in t.items()}  # fmt: skip
+    assert settings == {
+        "councilgan_baseline": (256, 4, "adain", 3, 400_000, False), "councilgan_proposed": (512, 3, "in", 1, 313_000, False),
+        "councilgan_crops": (512, 3, "in", 1, 313_000, False), "councilgan_paired": (512, 3, "in", 1, 313_000, True),
+        "pix2pixhd": (512, None, None, 1, 400_000, True)}  # fmt: skip
+    for name, m in t.items():
+        assert m.keys() == demo["translators"][name if name in demo["translators"] else "councilgan"].keys()
+        assert m["net"].keys() == demo["translators"]["pix2pixhd" if m["family"] == "pix2pixhd" else "councilgan"]["net"].keys()
+        if m["family"] == "councilgan":  # the reference's anime config
+            n = m["net"]
+            assert (n["gan_w"], n["council_w"], n["council_start"], n["lr"], n["style_alpha"], n["dim"], n["n_res"]) == (26.0, 6.0, 1000, 1e-4, 0.7, 64, 5)
+            assert n["paired_weight"] == (10.0 if name == "councilgan_paired" else 0.0)
+    remedy = [t[m]["source"]["dataset"] for m in ("councilgan_crops", "councilgan_paired", "pix2pixhd")]
+    assert remedy == ["bodies_face_512"] * 3  # the same test crops for the three
+    assert (t["pix2pixhd"]["net"]["ngf"], t["pix2pixhd"]["net"]["n_downsample"], t["pix2pixhd"]["net"]["n_blocks"]) == (64, 4, 9)
+    assert study["track"]["smoothing"] == 0.9

@@ -44,6 +44,8 @@ TINY_NETS = {
     "ddpm": {"dim": 8, "timesteps": 50},
     "cyclegan": {"ngf": 4, "ndf": 4, "n_blocks": 2},
     "animegan": {"ch": 4, "n_res": 1, "init_steps": 1},
+    "councilgan": {"dim": 4, "n_res": 1, "style_dim": 4, "mlp_dim": 8, "dis_dim": 4, "council_start": 1},
+    "pix2pixhd": {"ngf": 4, "ndf": 4, "n_blocks": 1},
 }
 
 

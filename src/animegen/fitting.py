@@ -43,7 +43,7 @@ def fit(params: dict, section: str, name: str, images, size: int, root: Path, re
     Returns the stage's report, wall time and device name included (they go to the run record only).
     """
     m = params[section][name]
-    cfg = LoopConfig.from_params(params["train"], m["train"])
+    cfg = LoopConfig.from_params(params["train"], m["train"], paired=m.get("paired", False))
     device = device_setup(params["train"], "train")
     if cfg.precision == "fp16" and device.type != "cuda":
         raise FitError(f"{section}.{name}.train.precision: fp16 needs CUDA, this run is on {device} (use bf16 or fp32)")

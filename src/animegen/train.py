@@ -76,9 +76,10 @@ class LoopConfig:
     checkpoint_every_minutes: float
     log_every: int
     track_fid_every: int  # 0: no generator snapshots
+    paired: bool = False  # a translator's domains drawn together (row i of b is row i of a's partner)
 
     @classmethod
-    def from_params(cls, train: dict, model_train: dict) -> "LoopConfig":
+    def from_params(cls, train: dict, model_train: dict, paired: bool = False) -> "LoopConfig":
         ema = model_train["ema"]
         return cls(
             steps=model_train["steps"],
@@ -95,6 +96,7 @@ class LoopConfig:
             checkpoint_every_minutes=train["checkpoint_every_minutes"],
             log_every=train["log_every"],
             track_fid_every=model_train["track_fid_every"],
+            paired=paired,
         )
 
     def fingerprint_fields(self) -> dict:
@@ -105,6 +107,8 @@ class LoopConfig:
         skip = {"steps", "time_budget_hours", "checkpoint_every_steps", "checkpoint_every_minutes"}
         if not self.track_fid_every:
             skip.add("track_fid_every")
+        if not self.paired:
+            skip.add("paired")
         return {k: v for k, v in self.__dict__.items() if k not in skip}
 
 
@@ -157,9 +161,10 @@ class ImageBank:
         return x
 
 
-def image_banks(images, kind: str, device: torch.device, seed: int, hflip: bool) -> dict[str, ImageBank]:
-    """The batch's banks: ``{"image"}`` for an unconditional model, ``{"a", "b"}`` (unpaired: each domain
-    in its own order) for a translation model, whose ``images`` are ``{"a": ..., "b": ...}``.
+def image_banks(images, kind: str, device: torch.device, seed: int, hflip: bool, paired: bool = False) -> dict[str, ImageBank]:
+    """The batch's banks: ``{"image"}`` for an unconditional model, ``{"a", "b"}`` for a translation
+    model, whose ``images`` are ``{"a": ..., "b": ...}``: unpaired, each domain in its own order; paired
+    (``images["b"][i]`` is the partner of ``images["a"][i]``), both in one order with the same flips.
 
     A translation model may also take per-image companions of a domain, keyed ``a_<what>`` or
     ``b_<what>`` (AnimeGAN: ``b_smooth``, the edge-smoothed copy of each anime image; ``a_faces``, each
@@ -168,7 +173,9 @@ def image_banks(images, kind: str, device: torch.device, seed: int, hflip: bool)
     if kind == "translation":
         if not isinstance(images, dict) or not {"a", "b"} <= set(images):
             raise ValueError("a translation model trains on {'a': images, 'b': images}")
-        streams = {"a": 0, "b": 1}
+        streams = {"a": 0, "b": 0 if paired else 1}
+        if paired and len(images["a"]) != len(images["b"]):
+            raise ValueError(f"paired domains need one image each per pair: a has {len(images['a'])}, b {len(images['b'])}")
         for k in images:
             domain = k.split("_", 1)[0]
             if k not in streams and (domain not in streams or "_" not in k):
@@ -334,7 +341,7 @@ def train(
         ema.to(device)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     ctx = StepContext(device=device, autocast=autocast_for(device, cfg.precision), scaler=scaler)
-    banks = image_banks(images, model.kind, device, cfg.seed, cfg.hflip)
+    banks = image_banks(images, model.kind, device, cfg.seed, cfg.hflip, cfg.paired)
 
     state, refused = find_resumable(checkpoint_dir, fingerprint, cfg.steps, log)
     if snapshots is not None:

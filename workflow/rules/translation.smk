@@ -48,6 +48,7 @@ rule train_translator:
         family=translator_param("family"),
         source=translator_param("source"),
         target=translator_param("target"),
+        paired=translator_param("paired"),
         classifier=translator_param("classifier"),
         target_class=translator_param("target_class"),
         loop=translator_param("train"),
@@ -66,6 +67,8 @@ rule translate:
         MODEL,
         images=translator_input(PROCESSED, "source"),
         split=translator_input(SPLIT, "source"),
+        target=translator_input(PROCESSED, "target"),
+        target_split=translator_input(SPLIT, "target"),
         classifier=translator_classifier,
         code=translator_code("translate"),
     output:
@@ -79,6 +82,8 @@ rule translate:
     params:
         translate=P("translate"),
         source=translator_param("source.dataset"),
+        target=translator_param("target.dataset"),
+        paired=translator_param("paired"),
         classifier=translator_param("classifier"),
         target_class=translator_param("target_class"),
     threads: cpu_threads("translate")
@@ -94,6 +99,7 @@ rule evaluate_translation:
     input:
         TRANSLATIONS,
         reference=translator_input(REFERENCE, "target"),
+        target=translator_input(PROCESSED, "target"),
         target_split=translator_input(SPLIT, "target"),
         classifier=translator_classifier,
         code=CODE["evaluate_translation"],

@@ -3,7 +3,8 @@
 ``images/<id>.png``: each translated image under the id of its input (the source dataset's image id),
 at the training size; ``inputs/<id>.png``: that input, so the folder holds every input | output pair
 (what the evaluation's baseline and the rating kit show) without reaching back into the source
-dataset; ``grid.png`` (for people: input | output | reconstruction rows; no stage reads
+dataset; for a model of several members (Council GAN) ``members/<k>/<id>.png``, every member's
+translations (``images/`` holds the evaluated member's); ``grid.png`` (for people: input | output | reconstruction rows; no stage reads
 it); ``translate.json`` (tagged ``animegen.translations/1``): the ids in order, which images of which
 dataset were translated, the generator, the trained steps.
 """
@@ -31,6 +32,17 @@ def write_pair(folder: Path, image_id: str, source: np.ndarray, output: np.ndarr
     """Input ``image_id`` and its translation, uint8 arrays (H, W, 3)."""
     images.write_image(folder, f"inputs/{image_id}.png", source)
     images.write_image(folder, f"images/{image_id}.png", output)
+
+
+def write_member(folder: Path, member: str, image_id: str, output: np.ndarray) -> None:
+    """Member ``member``'s translation of ``image_id`` (the record lists the members)."""
+    images.write_image(folder, f"members/{member}/{image_id}.png", output)
+
+
+def read_member(folder: Path, member: str, ids: list[str]) -> np.ndarray:
+    """Member ``member``'s translations of ``ids``, uint8 (N, H, W, 3)."""
+    sub = folder / "members" / member
+    return stack_images([sub / f"{i}.png" for i in ids], sub, "translate")
 
 
 def write_translate_record(folder: Path, record: dict) -> None:

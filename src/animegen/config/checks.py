@@ -171,11 +171,34 @@ def _check_translators(params: dict, root: Path) -> None:
         problem = FAMILIES[t["family"]].check(t, datasets[a]["size"])
         if problem:
             raise ParamsError(f"{key}.{problem[0].replace('dataset', 'source.dataset')}: {problem[1]}")
+        _check_pairs(params, key, t)
         _check_track_every(t["train"], key)
         if t["train"]["ema"]["beta"] == 0 and params["translate"]["use_ema"]:
             raise ParamsError(f"{key}.train.ema.beta: 0 keeps no EMA, but translate.use_ema is true")
         if t["family"] == "animegan":
             _check_animegan(params, key, t, root)
+
+
+def _check_pairs(params: dict, key: str, t: dict) -> None:
+    """A paired translator's two datasets hold the same images (ids are content hashes of the collected
+    files: the same sources, cropped differently) split the same way; a family that needs pairs has them."""
+    if FAMILIES[t["family"]].needs_pairs(t["net"]) and not t["paired"]:
+        what = "trains on pairs" if t["family"] != "councilgan" else "has a paired term (net.paired_weight > 0)"
+        raise ParamsError(f"{key}.paired: {t['family']} {what}; set paired: true (source and target images of the same id)")
+    if not t["paired"]:
+        return
+    a, b = t["source"]["dataset"], t["target"]["dataset"]
+    datasets = params["datasets"]
+    if datasets[a]["sources"] != datasets[b]["sources"]:
+        raise ParamsError(f"{key}.paired: pairs are images of the same id, so {a!r} and {b!r} need the same sources "
+                          f"(a crop of one collection, e.g. crop: shoulders_up of a full-body set); theirs differ")  # fmt: skip
+    sa, sb = dataset_section(params, a, "split"), dataset_section(params, b, "split")
+    if sa != sb:
+        raise ParamsError(f"{key}.paired: a pair shares its split, but {a!r} splits with {sa} and {b!r} with {sb}; "
+                          f"give datasets.{a}.split and datasets.{b}.split the same values")  # fmt: skip
+    if t["target"]["split"] != b:
+        raise ParamsError(f"{key}.target.split: a paired translator's target is its dataset's own split ({b!r}), "
+                          f"so every source image finds its partner")  # fmt: skip
 
 
 def _check_derive(params: dict) -> None:

@@ -224,6 +224,7 @@ TRANSLATOR = {
             "family": {"enum": names("translation")},
             "source": DOMAIN,  # domain a: what is translated (study C: human face photos)
             "target": DOMAIN,  # domain b: what it should look like (study C: anime faces)
+            "paired": BOOL,  # train on pairs: each source image with the target image of the same id, drawn together
             "classifier": STR,  # a cam_classifier entry (source class vs target class): CAM maps and character ratio
             "target_class": {"enum": ["positive", "negative"]},  # the classifier's class of the target domain
             "reference": IMAGE_SET,  # which target images FID and KID compare the translations against

@@ -41,6 +41,29 @@ def _cyclegan_check(model: dict, size: int):
     return None
 
 
+def _councilgan_check(model: dict, size: int):
+    net = model["net"]
+    if net["n_councils"] < 2:
+        return "net.n_councils", f"the council loss compares a member with the others: at least 2 councils, got {net['n_councils']}"
+    if net["member"] >= net["n_councils"]:
+        return "net.member", f"member {net['member']} is not one of the {net['n_councils']} councils (0..{net['n_councils'] - 1})"
+    need = max(2 ** net["n_downsample"], 2 ** (net["dis_layers"] + net["dis_scales"] - 1))
+    if size < need or size % 2 ** net["n_downsample"]:
+        return "dataset", (f"Council GAN (n_downsample {net['n_downsample']}, dis_layers {net['dis_layers']}, dis_scales "
+                           f"{net['dis_scales']}) needs an image size of at least {need} px divisible by {2 ** net['n_downsample']}, got {size}")
+    return None
+
+
+def _pix2pixhd_check(model: dict, size: int):
+    net = model["net"]
+    factor = 2 ** net["n_downsample"]
+    need = max(factor, 2 ** (net["n_layers_d"] + net["num_d"] - 1))
+    if size < need or size % factor:
+        return "dataset", (f"pix2pixHD (n_downsample {net['n_downsample']}, n_layers_d {net['n_layers_d']}, num_d {net['num_d']}) "
+                           f"needs an image size of at least {need} px divisible by {factor}, got {size}")
+    return None
+
+
 def _animegan_check(model: dict, size: int):
     if size < 16 or size % 4:
         return "dataset", f"AnimeGAN needs an image size of at least 16 px divisible by 4 (two halvings), got {size}"
@@ -68,6 +91,9 @@ class Family:
     check: "Callable[[dict, int], tuple[str, str] | None]" = lambda model, size: None
     # ^ what a schema cannot say: (key below models.<name>, message) when the model section does not fit
     #   the dataset's image size; called by params validation.
+    needs_pairs: "Callable[[dict], bool]" = lambda net: False
+    # ^ translation families: whether a net section trains on pairs (row i of b is row i of a's partner);
+    #   validation then asks for translators.<name>.paired: true.
 
 
 FAMILIES: dict[str, Family] = {
@@ -187,6 +213,73 @@ FAMILIES: dict[str, Family] = {
         ),
         sample=obj({}),
         check=_animegan_check,
+    ),
+    # Study B: Council GAN (the reference's anime config where the study is silent), its two settings'
+    # switches (size, councils, AdaIN vs InstanceNorm, batch) and an optional paired L1 term.
+    "councilgan": Family(
+        module="animegen.models.councilgan",
+        kind="translation",
+        net=obj(
+            {
+                "n_councils": POS_INT,  # members (reference: 4; study B's proposal: 3); at least 2
+                "member": NONNEG_INT,  # the member whose EMA and snapshots the loop keeps, evaluated (default 0)
+                "dim": POS_INT,  # generator width (reference: 64)
+                "n_downsample": POS_INT,  # reference: 2
+                "n_res": POS_INT,  # residual blocks in the encoder and the decoder (reference: 5)
+                "style_dim": POS_INT,  # reference: 64
+                "mlp_dim": POS_INT,  # reference: 256
+                "n_masks": POS_INT,  # mask channels k (reference: 3; study B's description: 1)
+                "norm": {"enum": ["adain", "in"]},  # decoder norm: adain (reference) | in (study B's proposal)
+                "dis_dim": POS_INT,  # reference: 64
+                "dis_layers": POS_INT,  # stride-2 convs per scale (reference: 4)
+                "dis_scales": POS_INT,  # reference: 2
+                "lr": POS_NUM,  # reference: 1e-4
+                "betas": BETAS,
+                "weight_decay": NONNEG_NUM,  # reference: 1e-4
+                "lr_step": POS_INT,  # the lr is multiplied by lr_gamma every lr_step iterations (reference: 100000, 0.5)
+                "lr_gamma": POS_NUM,
+                "gan_w": NONNEG_NUM,  # reference anime: 26
+                "council_w": NONNEG_NUM,  # reference anime: 6
+                "council_start": NONNEG_INT,  # iteration the council loss starts at (reference anime: 1000)
+                "council_dis_iters": POS_INT,  # other members each council discriminator sees per step (reference: 4)
+                "style_alpha": NONNEG_NUM,  # the others' style codes are scaled by this (reference: 0.7)
+                "loss_matching_history": NONNEG_INT,  # council loss x mean(GAN)/mean(council) over this many steps (reference: 100; 0 = off)
+                "mask_zero_one_w": NONNEG_NUM,  # focus loss (reference anime: 0, 0, 0; glasses: 10, 57, 2.2)
+                "mask_total_w": NONNEG_NUM,
+                "mask_tv_w": NONNEG_NUM,
+                "focus_start": NONNEG_INT,  # iteration the focus loss starts after (reference: 2000)
+                "focus_epsilon": POS_NUM,  # reference: 0.01
+                "paired_weight": NONNEG_NUM,  # L1 to each face's own body (not in the reference; needs paired: true)
+            }
+        ),
+        sample=obj({}),
+        check=_councilgan_check,
+        needs_pairs=lambda net: net["paired_weight"] > 0,
+    ),
+    # Study B's remedy: a paired conditional GAN (pix2pixHD's global generator, multi-scale conditional
+    # discriminators, feature matching), trained on face/full-body pairs.
+    "pix2pixhd": Family(
+        module="animegen.models.pix2pixhd",
+        kind="translation",
+        net=obj(
+            {
+                "ngf": POS_INT,  # reference: 64
+                "ndf": POS_INT,  # reference: 64
+                "n_downsample": POS_INT,  # reference (global generator): 4
+                "n_blocks": POS_INT,  # reference: 9
+                "n_layers_d": POS_INT,  # reference: 3
+                "num_d": POS_INT,  # discriminator scales (reference: 2)
+                "lambda_feat": NONNEG_NUM,  # feature matching (reference: 10)
+                "l1_weight": NONNEG_NUM,  # pix2pix's L1 to the target (pix2pix: 100; pix2pixHD: none, 0)
+                "lr": POS_NUM,
+                "betas": BETAS,
+                "lr_constant_steps": NONNEG_INT,  # reference: 100 epochs constant ...
+                "lr_decay_steps": NONNEG_INT,  # ... then 100 decaying linearly to 0
+            }
+        ),
+        sample=obj({}),
+        check=_pix2pixhd_check,
+        needs_pairs=lambda net: True,
     ),
 }
 

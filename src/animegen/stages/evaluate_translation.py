@@ -12,7 +12,10 @@ Writes: ``metrics/translation/<name>.json`` (the numbers, :data:`METRICS`) and `
         (selfie2anime: 11.61 +- 0.57); the **character ratio** (study C, Table 4: the share of
         translations the classifier assigns to the target class) with its bootstrap 95 % interval; the
         same share of the untranslated inputs (what the classifier says before any translation); the
-        target set's real-vs-real FID floor; the Inception weights' origin and SHA-256.
+        target set's real-vs-real FID floor; the Inception weights' origin and SHA-256; for a model of
+        several members (Council GAN) every member's FID (``member_fid``; the table's numbers are
+        ``net.member``'s); for a paired translator the mean absolute difference (pixels in [0, 1])
+        between each translation and its input's own target image (``paired_l1``).
 Guarantees: each file appears complete or not at all; statistics made with other weights are refused.
 """
 
@@ -20,19 +23,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from animegen import paths
 from animegen.artifacts.classifier import read_classifier
+from animegen.artifacts.images import read_images
 from animegen.artifacts.records import write_result
 from animegen.artifacts.reference import read_dataset_reference
-from animegen.artifacts.translations import read_inputs, read_translations
+from animegen.artifacts.translations import read_inputs, read_member, read_translations
 from animegen.cam.classifier import predict
 from animegen.metrics.extractor import load_extractor
 from animegen.metrics.proportion import share_with_interval
-from animegen.metrics.suite import MetricSettings, fid_and_kid
+from animegen.metrics.suite import MetricSettings, fid_against, fid_and_kid
 from animegen.stages import StageError
 
 METRICS = ("fid", "kid_x100", "kid_x100_std", "character_ratio", "character_ratio_ci95_low", "character_ratio_ci95_high",
-           "source_character_ratio", "floor_fid")  # fmt: skip
+           "source_character_ratio", "floor_fid", "paired_l1")  # fmt: skip
 
 
 def describe_backbones(backbones: dict | None) -> str | None:
@@ -58,6 +64,12 @@ def run(params: dict, name: str, root: Path) -> dict:
     reference = read_dataset_reference(root, target, extractor.weights.sha256, against)
     fid, kid = fid_and_kid(outputs, reference, extractor, MetricSettings.from_params(params["metrics"]))
     fid = float(fid)
+    folder = root / paths.TRANSLATIONS.format(model=name)
+    member_fid = {m: float(fid_against(read_member(folder, m, ids), reference, extractor)) for m in info.get("members", [])}
+    paired_l1 = None
+    if info.get("paired_targets"):
+        targets = read_images(root / paths.PROCESSED.format(dataset=target), ids)
+        paired_l1 = float(np.abs(outputs.astype(np.float64) - targets.astype(np.float64)).mean() / 255.0)
 
     classifier, meta = read_classifier(root / paths.CAM_CLASSIFIER.format(classifier=t["classifier"]), device)
     if meta["image_size"] != outputs.shape[1]:
@@ -77,6 +89,7 @@ def run(params: dict, name: str, root: Path) -> dict:
         "source_character_ratio": before["share"],
         "classifier": t["classifier"], "target_class": meta["classes"][str(cls)],
         "bootstrap": boot["bootstrap"], "floor_fid": reference.info["floor"] and reference.info["floor"]["mean"],
+        "member_fid": member_fid or None, "member": info.get("member"), "paired_l1": paired_l1,
         "trained_steps": info["trained_steps"], "backbones": describe_backbones(info.get("backbones")),
         "backbone_weights": info.get("backbones"), "face_method": (info.get("faces") or {}).get("method"),
         "inception_weights": extractor.weights.provenance(),

@@ -12,8 +12,11 @@ Reads:  the train splits of its two domains, ``data/processed/<source.dataset>/i
         images' edge-smoothed copies and the photos' face masks, in the domains' order; the
         pretrained backbones its losses name, whose origin and SHA-256 go into ``train.json``).
 Writes: ``data/models/<name>/`` (``model.pt``, ``train.json``, ``curves.png``, as ``train``) and
-        ``metrics/train/<name>/`` (the dvclive curves).  Batches are unpaired: each domain in its own
-        seeded order.
+        ``metrics/train/<name>/`` (the dvclive curves).  Batches are unpaired (each domain in its own
+        seeded order) unless ``translators.<name>.paired``: then every source train image is drawn with
+        the target image of the same id (same order, same flips); a source image without its partner in
+        the target's train split, or a source test image whose partner the target trains on, stops the
+        stage naming the id.
 Keeps:  ``data/checkpoints/<name>/``, the resumable state (an interrupted run continues from it).
 Guarantees: outputs appear complete or not at all; on the CPU a resumed run ends with the same weights
 as an uninterrupted one.
@@ -26,12 +29,31 @@ from pathlib import Path
 from animegen import paths
 from animegen.artifacts.classifier import attach_cam_maps
 from animegen.artifacts.derived import read_companions, read_derived_record
-from animegen.artifacts.split import load_split_images
+from animegen.artifacts.images import read_images
+from animegen.artifacts.split import load_split_images, split_ids
 from animegen.fitting import FitError, fit
 from animegen.models import backbones, registry
 from animegen.stages import StageError
 
 ROLES = {"a": "source", "b": "target"}
+
+
+def pair_ids(root: Path, name: str, t: dict, source_ids: list[str]) -> list[str]:
+    """The target ids of a paired translator's source train ids (the same ids, in their order), checked:
+    every one has its partner in the target's train split, and no source test image (what translate
+    translates) has its partner there, where the model would have seen the answer."""
+    a, b = t["source"], t["target"]
+    target_train = set(split_ids(root, b["split"], "train"))
+    missing = [i for i in source_ids if i not in target_train]
+    if missing:
+        raise StageError(f"train_translator {name}: paired, but {len(missing)} of {len(source_ids)} {a['split']} train images "
+                         f"have no partner in {b['split']}'s train split, first {missing[0]} (rejected there? see rejects.csv in "
+                         f"data/interim/cutout/{b['dataset']}/ and data/processed/{b['dataset']}/)")  # fmt: skip
+    leaked = [i for i in split_ids(root, a["dataset"], "test") if i in target_train]
+    if leaked:
+        raise StageError(f"train_translator {name}: paired, but {len(leaked)} {a['dataset']} test image(s) have their "
+                         f"partner in {b['split']}'s train split, first {leaked[0]}: the pair must share its split")  # fmt: skip
+    return list(source_ids)
 
 
 def run(params: dict, name: str, root: Path) -> dict:
@@ -45,6 +67,11 @@ def run(params: dict, name: str, root: Path) -> dict:
                              f"{len(ids)} image(s); need at least 2")  # fmt: skip
         images[domain], domain_ids[domain] = imgs, ids
         record[role] = {"dataset": d["dataset"], "split": d["split"], "n_train_images": len(ids)}
+    if t["paired"]:
+        domain_ids["b"] = pair_ids(root, name, t, domain_ids["a"])
+        images["b"] = read_images(root / paths.PROCESSED.format(dataset=t["target"]["dataset"]), domain_ids["b"])
+        record["target"]["n_train_images"] = len(domain_ids["b"])
+        record["paired"] = True
     for key in registry.model_class(t["family"]).companions(t["net"]):  # AnimeGAN: smoothed anime, face masks
         domain, what = key.split("_", 1)
         folder = root / paths.DERIVED.format(dataset=t[ROLES[domain]]["dataset"])

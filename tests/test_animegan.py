@@ -364,6 +364,6 @@ def test_animegan_without_its_derived_data_or_backbone_files_is_refused():
 
 
 def test_animegan_is_a_translation_family():
-    assert registry.names("translation") == ["animegan", "cyclegan"]
+    assert registry.names("translation") == ["animegan", "councilgan", "cyclegan", "pix2pixhd"]
     assert animegan.Model.companions({"skin_weight": 0.0, "face_weight": 0.0}) == ["b_smooth"]
     assert animegan.Model.companions({"skin_weight": 0.0, "face_weight": 2.0}) == ["b_smooth", "a_faces"]

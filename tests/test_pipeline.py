@@ -164,6 +164,30 @@ def test_the_animegans_trained_on_derived_data_with_recorded_backbones(ran: Path
     assert "pretrained networks" in table and "| cyclegan |" in table and "content: mobilenet_v2" in table
 
 
+def test_study_b_council_members_and_pairs_ran_end_to_end(ran: Path):
+    """Study B in the demo: Council GAN's members each translated the test crops, each member's FID is
+    recorded; the paired translators trained on pairs and were scored against each crop's own body."""
+    faces = json.loads((ran / "data/splits/body_a_shoulders.json").read_text())
+    bodies = json.loads((ran / "data/splits/body_a.json").read_text())
+    assert faces["test"] == bodies["test"] and set(faces["train"]) <= set(bodies["train"])  # one split for the pair
+    for name in ("councilgan", "councilgan_paired"):
+        record = json.loads((ran / f"data/translations/{name}/translate.json").read_text())
+        assert record["members"] == ["0", "1"] and record["member"] == "0"
+        for m in record["members"]:
+            assert sorted(p.stem for p in (ran / f"data/translations/{name}/members/{m}").glob("*.png")) == sorted(record["ids"])
+        metrics = json.loads((ran / f"metrics/translation/{name}.record.json").read_text())
+        assert set(metrics["member_fid"]) == {"0", "1"} and all(np.isfinite(v) for v in metrics["member_fid"].values())
+    for name, paired in (("councilgan", False), ("councilgan_paired", True), ("pix2pixhd", True)):
+        info = json.loads((ran / f"data/models/{name}/train.json").read_text())
+        assert info.get("paired", False) == paired
+        record = json.loads((ran / f"data/translations/{name}/translate.json").read_text())
+        assert (record["paired"], record["paired_targets"]) == (paired, paired)
+        metrics = json.loads((ran / f"metrics/translation/{name}.record.json").read_text())
+        assert (metrics["paired_l1"] is not None) == paired and (not paired or 0 < metrics["paired_l1"] < 1)
+    table = (ran / "metrics/translation.md").read_text()
+    assert "| pix2pixhd |" in table and "members' FID" in table and "paired L1" in table
+
+
 def test_all_data_stages_ran_with_named_rejects(ran: Path):
     for ds in datasets(ran):
         split = json.loads((ran / f"data/splits/{ds}.json").read_text())
@@ -216,11 +240,12 @@ def test_every_model_trained_and_sampled(ran: Path):
 
 def test_every_translator_trained_translated_and_evaluated(ran: Path):
     params = load_yaml(ran / "params.yaml")
-    assert sorted(params["translators"]) == ["animegan", "animegan_d", "cyclegan", "cyclegan_cam"]
+    assert sorted(params["translators"]) == ["animegan", "animegan_d", "councilgan", "councilgan_paired", "cyclegan", "cyclegan_cam",
+                                             "pix2pixhd"]  # fmt: skip
     for name, t in params["translators"].items():
         info = json.loads((ran / f"data/models/{name}/train.json").read_text())
         assert info["steps_done"] == 4 and info["family"] == t["family"]
-        assert info["source"]["split"] == t["source"]["split"] and info["target"]["dataset"] == "face_a_early"
+        assert info["source"]["split"] == t["source"]["split"] and info["target"]["dataset"] == t["target"]["dataset"]
         assert ("cam" in info) == t["net"].get("cam_generator", False)
         test_ids = json.loads((ran / f"data/splits/{t['source']['dataset']}.json").read_text())["test"]
         record = json.loads((ran / f"data/translations/{name}/translate.json").read_text())
@@ -230,14 +255,14 @@ def test_every_translator_trained_translated_and_evaluated(ran: Path):
         m = json.loads((ran / f"metrics/translation/{name}.record.json").read_text())
         assert np.isfinite(m["fid"]) and m["kid_x100"] == pytest.approx(100 * m["kid"])
         assert 0 <= m["character_ratio_ci95"][0] <= m["character_ratio"] <= m["character_ratio_ci95"][1] <= 1
-        assert m["target_class"] == "face_a_early" and m["n_translated"] == 2
+        assert m["target_class"] == t["target"]["dataset"] and m["n_translated"] == 2
         # FID over training: G_A at steps 2 and 4, each translating the same 2 test photos
         track = json.loads((ran / f"metrics/track/{name}.record.json").read_text())
         if not t["train"]["track_fid_every"]:  # the demo tracks its CycleGANs only
             assert not track["tracked"]
             continue
         assert track["tracked"] and track["steps"] == [2, 4] and all(np.isfinite(track["fid"])), track
-        assert track["n_per_point"] == 2 and track["target"] == "face_a_early" and track["source"] == t["source"]["dataset"]
+        assert track["n_per_point"] == 2 and track["target"] == t["target"]["dataset"] and track["source"] == t["source"]["dataset"]
         assert (ran / f"metrics/track/{name}/fid.tsv").read_text().count("\n") == 3
         assert (ran / f"metrics/track/{name}/fid.png").is_file()
         # the last snapshot is the trained G_A, on the same test photos: the curve ends at evaluate_translation's FID
@@ -381,6 +406,9 @@ ALL_MODELS = ["train@*", "sample@*", "evaluate@*", "track@*"]
 TRANSLATION = [f"{s}@*" for s in TRANSLATOR_STAGES] + ["survey", "survey_score"]  # the survey rates both translators
 CAM = ["cam_classifier@*", "cam_select@*"]
 CAM_A = ["cam_classifier@face_parts", "cam_select@face_a_cam"]  # the DCGANs' selection (not the translators')
+STUDY_B = [f"{s}@{m}" for m in ("councilgan", "councilgan_paired", "pix2pixhd") for s in TRANSLATOR_STAGES]  # on the bodies
+STUDY_CD = [f"{s}@{m}" for m in ("cyclegan", "cyclegan_cam", "animegan", "animegan_d") for s in TRANSLATOR_STAGES] + ["survey", "survey_score"]
+BODIES = ("body_a", "body_a_shoulders")  # study B's pair: one size, one split
 FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
 
 
@@ -389,8 +417,8 @@ FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
     [
         (lambda p: p["resize"].update(margin=0.05), ["resize@*"],
          ["resize@*", "split@*", "derive@*", *CAM, *ALL_MODELS, *TRANSLATION, *FROM_REFERENCE]),
-        (lambda p: p["datasets"]["body_a"].update(size=48), ["resize@body_a"],
-         ["resize@body_a", "split@body_a", "reference@body_a", "derive@body_a"]),
+        (lambda p: [p["datasets"][d].update(size=48) for d in BODIES], [f"resize@{d}" for d in BODIES],
+         [f"{s}@{d}" for d in BODIES for s in ("resize", "split", "reference", "derive")] + ["cam_classifier@face_vs_body", *STUDY_B, "summary"]),
         (lambda p: p["datasets"]["face_b_later"]["sources"][0].update(seed=40), ["collect@face_b_later"],
          ["collect@face_b_later", "cutout@face_b_later", "resize@face_b_later", "split@face_b_later", "derive@face_b_later",
           "reference@face_b_later", "compare@b_early_vs_b_later", "compare@a_later_vs_b_later", "summary"]),
@@ -399,7 +427,8 @@ FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
         (lambda p: p["datasets"]["face_b_later"]["cutout"].update(method="none"), ["cutout@face_b_later"],
          ["cutout@face_b_later", "resize@face_b_later", "split@face_b_later", "reference@face_b_later", "derive@face_b_later",
           "compare@b_early_vs_b_later", "compare@a_later_vs_b_later", "summary"]),
-        (lambda p: p["datasets"]["body_a"]["split"].update(test=3), ["split@body_a"], ["split@body_a", "reference@body_a"]),
+        (lambda p: [p["datasets"][d]["split"].update(test=3) for d in BODIES], [f"split@{d}" for d in BODIES],
+         [f"{s}@{d}" for d in BODIES for s in ("split", "reference")] + ["cam_classifier@face_vs_body", *STUDY_B, "summary"]),
         # which images a model is measured against: its evaluation and curve only, never its training
         (lambda p: p["models"]["dcgan"].update(reference="all"), ["evaluate@dcgan", "track@dcgan"],
          ["evaluate@dcgan", "track@dcgan", "summary"]),
@@ -415,7 +444,7 @@ FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
          [*CAM_A, *[f"{s}@{m}" for m in STUDY_C for s in MODEL_STAGES], "summary"]),
         # study C's classifier: the photo selection and every translator (CAM maps, character ratio)
         (lambda p: p["cam_classifier"]["photo_vs_anime"].update(epochs=3), ["cam_classifier@photo_vs_anime"],
-         ["cam_classifier@photo_vs_anime", "cam_select@photo_cam", *TRANSLATION, "summary"]),
+         ["cam_classifier@photo_vs_anime", "cam_select@photo_cam", *STUDY_CD, "summary"]),
         (lambda p: p["translators"]["cyclegan_cam"]["net"].update(lambda_cyc=5.0), ["train_translator@cyclegan_cam"],
          [f"{s}@cyclegan_cam" for s in TRANSLATOR_STAGES] + ["survey", "survey_score", "summary"]),
         # AnimeGAN's derived data: every dataset's derive job, and every translator depends on its two

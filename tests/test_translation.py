@@ -20,7 +20,7 @@ from animegen.artifacts.model import SnapshotStore
 from animegen.cam.attention import GradCamMaps
 from animegen.cam.classifier import SmallCNN
 from animegen.metrics.proportion import share_with_interval
-from animegen.models import cyclegan, registry
+from animegen.models import base, cyclegan, registry
 from animegen.models.base import StepContext, lsgan
 from animegen.train import data_fingerprint, image_banks, train
 
@@ -144,9 +144,9 @@ def test_lsgan_targets_and_the_linear_decay_are_the_references():
     assert float(lsgan(pred, True)) == pytest.approx((1 + 0.25 + 1) / 3)
     assert float(lsgan(pred, False)) == pytest.approx((0 + 0.25 + 4) / 3)
     # reference: 1 - max(0, epoch - n_epochs) / (n_epochs_decay + 1), here in steps
-    assert [cyclegan.lr_factor(s, 100, 100) for s in (0, 100, 101, 150, 200)] == pytest.approx(
+    assert [base.lr_factor(s, 100, 100) for s in (0, 100, 101, 150, 200)] == pytest.approx(
         [1.0, 1.0, 1 - 1 / 101, 1 - 50 / 101, 1 - 100 / 101])  # fmt: skip
-    assert cyclegan.lr_factor(10**6, 100, 0) == 1.0
+    assert base.lr_factor(10**6, 100, 0) == 1.0
 
 
 def test_the_learning_rate_follows_the_schedule_in_a_step():
@@ -260,8 +260,8 @@ def test_a_translation_family_is_refused_under_models():
 
 
 def test_source_and_target_of_different_sizes_are_refused():
-    assert_params_error(lambda p: p["translators"]["cyclegan"].update(target={"dataset": "body_a", "split": "body_a"}),
-                        r"translators\.cyclegan\.target: 'body_a' is 64 px but the source 'face_photo' is 32 px")  # fmt: skip
+    assert_params_error(lambda p: p["datasets"]["body_a"].update(size=64),
+                        r"translators\.councilgan\.target: 'body_a' is 64 px but the source 'body_a_shoulders' is 32 px")  # fmt: skip
 
 
 def test_a_missing_classifier_is_refused():

@@ -36,6 +36,7 @@ def write_pair(folder: Path, image_id: str, source: np.ndarray, output: np.ndarr
 
 def write_member(folder: Path, member: str, image_id: str, output: np.ndarray) -> None:
     """Member ``member``'s translation of ``image_id`` (the record lists the members)."""
+    (folder / "members" / member).mkdir(parents=True, exist_ok=True)
     images.write_image(folder, f"members/{member}/{image_id}.png", output)
 
 

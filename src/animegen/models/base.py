@@ -50,6 +50,14 @@ def lsgan(pred: torch.Tensor, real: bool) -> torch.Tensor:
     return F.mse_loss(pred, torch.full_like(pred, 1.0 if real else 0.0))
 
 
+def lr_factor(step: int, constant_steps: int, decay_steps: int) -> float:
+    """The CycleGAN/pix2pix reference's linear rule, in steps: 1 for ``constant_steps``, then linearly down
+    to 0 over ``decay_steps`` (0: constant)."""
+    if decay_steps <= 0:
+        return 1.0
+    return max(0.0, 1.0 - max(0, step - constant_steps) / float(decay_steps + 1))
+
+
 class GenerativeModel:
     """Base class of every family.  Subclasses set ``networks`` and ``optimizers`` in ``__init__``.
 
@@ -100,6 +108,13 @@ class GenerativeModel:
     def train(self, mode: bool = True) -> None:
         for m in self.networks.values():
             m.train(mode)
+
+    def set_lr(self, lr: float) -> float:
+        """Every optimiser's learning rate (a family's schedule calls it each step); returns ``lr``."""
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = lr
+        return lr
 
     def n_parameters(self) -> dict[str, int]:
         return {k: sum(p.numel() for p in m.parameters()) for k, m in self.networks.items()}

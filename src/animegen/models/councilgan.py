@@ -285,11 +285,8 @@ class Model(GenerativeModel):
         return {str(i): self.networks[f"G{i}"] for i in range(self.n)}
 
     def _set_lr(self, step: int) -> float:
-        lr = self.cfg["lr"] * self.cfg["lr_gamma"] ** (step // self.cfg["lr_step"])
-        for opt in self.optimizers.values():
-            for group in opt.param_groups:
-                group["lr"] = lr
-        return lr
+        """The reference's ``lr_policy: step``: the lr times ``lr_gamma`` every ``lr_step`` iterations."""
+        return self.set_lr(self.cfg["lr"] * self.cfg["lr_gamma"] ** (step // self.cfg["lr_step"]))
 
     def _z(self, batch: int, device: torch.device) -> torch.Tensor:
         return torch.randn(batch, self.cfg["style_dim"], device=device)

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from animegen.models.base import GenerativeModel, StepContext, lsgan
+from animegen.models.base import GenerativeModel, StepContext, lr_factor, lsgan
 
 CamFn = Callable[[torch.Tensor, str], torch.Tensor]  # (images in [-1, 1], domain "a"|"b") -> (B, 1, H, W) in [0, 1]
 
@@ -148,13 +148,6 @@ class ImagePool:
         self.images = [t.to(device) for t in images]
 
 
-def lr_factor(step: int, constant_steps: int, decay_steps: int) -> float:
-    """The reference's linear rule, in steps: 1 for ``constant_steps``, then linearly down over ``decay_steps``."""
-    if decay_steps <= 0:
-        return 1.0
-    return max(0.0, 1.0 - max(0, step - constant_steps) / float(decay_steps + 1))
-
-
 class Model(GenerativeModel):
     kind = "translation"
 
@@ -202,11 +195,8 @@ class Model(GenerativeModel):
     def ema_network(self) -> nn.Module:
         return self.networks["G_A"]
 
-    def _set_lr(self, step: int) -> None:
-        lr = self.cfg["lr"] * lr_factor(step, self.cfg["lr_constant_steps"], self.cfg["lr_decay_steps"])
-        for opt in self.optimizers.values():
-            for group in opt.param_groups:
-                group["lr"] = lr
+    def _set_lr(self, step: int) -> float:
+        return self.set_lr(self.cfg["lr"] * lr_factor(step, self.cfg["lr_constant_steps"], self.cfg["lr_decay_steps"]))
 
     def train_step(self, batch, step: int, ctx: StepContext) -> dict[str, float]:
         G_A, G_B, D_A, D_B = (self.networks[k] for k in ("G_A", "G_B", "D_A", "D_B"))

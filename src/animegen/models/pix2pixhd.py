@@ -30,7 +30,7 @@ Training follows the reference's ``Pix2PixHDModel`` with its defaults (LSGAN, no
   feature inputs are not either: the input is the face image alone.
 * One Adam for G and one for D (lr 2e-4, betas (0.5, 0.999)); the learning rate is constant for
   ``lr_constant_steps`` and then decays linearly to 0 over ``lr_decay_steps`` (the reference's
-  ``niter`` + ``niter_decay`` epochs, counted in steps; :func:`animegen.models.cyclegan.lr_factor`).
+  ``niter`` + ``niter_decay`` epochs, counted in steps; :func:`animegen.models.base.lr_factor`).
 * Initialisation: the reference's ``weights_init``: conv and transposed-conv weights N(0, 0.02) (their
   biases keep PyTorch's default), norm weights N(1, 0.02) and biases 0 (InstanceNorm here has none).
 
@@ -46,8 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from animegen.models.base import GenerativeModel, StepContext, lsgan
-from animegen.models.cyclegan import lr_factor
+from animegen.models.base import GenerativeModel, StepContext, lr_factor, lsgan
 
 Features = list[list[torch.Tensor]]  # per scale, every layer's output of the PatchGAN (the last is the verdict)
 
@@ -192,11 +191,8 @@ class Model(GenerativeModel):
     def ema_network(self) -> nn.Module:
         return self.networks["G"]
 
-    def _set_lr(self, step: int) -> None:
-        lr = self.cfg["lr"] * lr_factor(step, self.cfg["lr_constant_steps"], self.cfg["lr_decay_steps"])
-        for opt in self.optimizers.values():
-            for group in opt.param_groups:
-                group["lr"] = lr
+    def _set_lr(self, step: int) -> float:
+        return self.set_lr(self.cfg["lr"] * lr_factor(step, self.cfg["lr_constant_steps"], self.cfg["lr_decay_steps"]))
 
     def generator_losses(self, real_a: torch.Tensor, real_b: torch.Tensor, fake_b: torch.Tensor, pred_real: Features) -> dict[str, torch.Tensor]:
         """G's loss terms, weighted: ``g_gan``, ``g_feat`` (0 when ``lambda_feat`` is 0), ``g_l1`` (0 when ``l1_weight`` is)."""

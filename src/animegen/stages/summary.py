@@ -29,14 +29,15 @@ COMPARE_COLUMNS = ["pair", "reference", "candidate", "images", "fid", "mae", "nw
                    "floor_fid_candidate", "n_candidate", "n_reference"]  # fmt: skip
 TRANSLATION_COLUMNS = ["model", "family", "source", "target", "reference_images", "fid", "kid_x100", "kid_x100_std",
                        "character_ratio", "character_ratio_ci95", "source_character_ratio", "floor_fid", "n_translated",
-                       "trained_steps", "backbones"]  # fmt: skip
+                       "trained_steps", "paired_l1", "member_fid", "backbones"]  # fmt: skip
 HEADERS = {"fid": "FID", "mae": "MAE", "nwi": "NWI", "kid": "KID x 1e3", "memorisation_rate": "memorised",
            "floor_fid": "FID floor", "floor_fid_reference": "floor (ref)", "floor_fid_candidate": "floor (cand)",
            "n_candidate": "n", "n_reference": "n ref", "trained_steps": "steps", "kid_x100": "KID x100",
            "kid_x100_std": "+-", "character_ratio": "character ratio", "character_ratio_ci95": "95 % interval",
-           "source_character_ratio": "inputs' ratio", "n_translated": "n"}  # fmt: skip
-HEADERS_TEXT = {"reference_images": "vs images", "backbones": "pretrained networks"}  # text columns (left-aligned)
-TRANSLATION_SUMMARY = ("fid", "kid_x100", "kid_x100_std", "character_ratio", "source_character_ratio", "floor_fid", "backbones")
+           "source_character_ratio": "inputs' ratio", "n_translated": "n", "paired_l1": "paired L1"}  # fmt: skip
+HEADERS_TEXT = {"reference_images": "vs images", "backbones": "pretrained networks", "member_fid": "members' FID"}  # text columns
+TRANSLATION_SUMMARY = ("fid", "kid_x100", "kid_x100_std", "character_ratio", "source_character_ratio", "floor_fid", "paired_l1",
+                       "backbones")  # fmt: skip
 
 
 def _cell(key: str, value) -> str:
@@ -46,6 +47,8 @@ def _cell(key: str, value) -> str:
         return f"{value * 1e3:.2f}"
     if key == "memorisation_rate":
         return f"{value:.1%}"
+    if key == "member_fid":  # Council GAN: every member's FID, the evaluated one's in the FID column
+        return "; ".join(f"{m}: {v:.1f}" for m, v in sorted(value.items(), key=lambda kv: int(kv[0])))
     if key == "character_ratio_ci95":
         return "-" if value[0] is None else f"[{value[0]:.2f}, {value[1]:.2f}]"
     if isinstance(value, float):
@@ -90,7 +93,9 @@ def run(params: dict, target: str | None, root: Path) -> dict:
         "# Translators (studies B-D)\n\n" + markdown_table(translators, TRANSLATION_COLUMNS) + "\n" + note +
         "KID x100 +- its standard deviation over subsets (as U-GAT-IT reports it). Character ratio: the share of "
         "translated images the translator's classifier assigns to the target class (study C, Table 4), with a "
-        "percentile-bootstrap 95 % interval; inputs' ratio: the same share of the untranslated inputs.\n"
+        "percentile-bootstrap 95 % interval; inputs' ratio: the same share of the untranslated inputs. Paired L1: "
+        "the mean absolute difference (pixels in [0, 1]) between each translation and its input's own target (paired "
+        "translators). Members' FID: every Council GAN member's (the FID column is the evaluated member's).\n"
     )  # fmt: skip
     for table, columns, rows in (("models", MODEL_COLUMNS, models), ("compare", COMPARE_COLUMNS, pairs),
                                  ("translation", TRANSLATION_COLUMNS, translators)):  # fmt: skip

@@ -3,8 +3,10 @@
 Reads:  ``data/models/<name>/model.pt``; ``data/processed/<source.dataset>/images/`` and
         ``data/splits/<source.dataset>.json`` (the dataset's own split: its ``test`` part, or every
         image with ``translate.images: all``); ``data/cam/classifiers/<classifier>/`` when the
-        translator multiplies Grad-CAM maps in; ``params.yaml`` sections ``translate`` and
-        ``translators.<name>``.
+        translator multiplies Grad-CAM maps in; for a paired translator ``data/processed/<target.dataset>/``
+        and ``data/splits/<target.dataset>.json`` (each input's own target, shown in the grid; when one
+        is missing the record says ``paired_targets: false`` and the grid shows none); ``params.yaml``
+        sections ``translate`` and ``translators.<name>``.
 Writes: ``data/translations/<name>/`` with ``images/<id>.png`` (each output under its input's id, at
         the training size), ``inputs/<id>.png`` (the inputs, so the folder holds every pair),
         ``members/<k>/<id>.png`` for a model of several members (Council GAN: every member's

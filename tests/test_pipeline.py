@@ -406,7 +406,9 @@ ALL_MODELS = ["train@*", "sample@*", "evaluate@*", "track@*"]
 TRANSLATION = [f"{s}@*" for s in TRANSLATOR_STAGES] + ["survey", "survey_score"]  # the survey rates both translators
 CAM = ["cam_classifier@*", "cam_select@*"]
 CAM_A = ["cam_classifier@face_parts", "cam_select@face_a_cam"]  # the DCGANs' selection (not the translators')
-STUDY_B = [f"{s}@{m}" for m in ("councilgan", "councilgan_paired", "pix2pixhd") for s in TRANSLATOR_STAGES]  # on the bodies
+# on the bodies; the survey page depends on every translator's translations in both tools (dvc.yaml
+# cannot list survey.models' folders alone)
+STUDY_B = [f"{s}@{m}" for m in ("councilgan", "councilgan_paired", "pix2pixhd") for s in TRANSLATOR_STAGES] + ["survey", "survey_score"]
 STUDY_CD = [f"{s}@{m}" for m in ("cyclegan", "cyclegan_cam", "animegan", "animegan_d") for s in TRANSLATOR_STAGES] + ["survey", "survey_score"]
 BODIES = ("body_a", "body_a_shoulders")  # study B's pair: one size, one split
 FROM_REFERENCE = ["reference@*", "compare@*", "summary"]

@@ -164,7 +164,8 @@ rule track_translator:
 
 rule survey:
     input:
-        expand(TRANSLATIONS, model=config["survey"]["models"]),  # dvc.yaml: all of data/translations
+        # every translator's translations, as dvc.yaml (all of data/translations): both tools keep one DAG
+        expand(TRANSLATIONS, model=TRANSLATORS),
         code=CODE["survey"],
     output:
         directory(paths.SURVEY),

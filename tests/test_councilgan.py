@@ -94,7 +94,8 @@ def test_members_differ_and_a_style_code_belongs_to_its_image():
     assert torch.equal(councilgan.style_codes(x[[2, 0]], 4), z[[2, 0]])  # the same code in any batch
     assert not torch.equal(z[0], z[1])
     assert torch.allclose(m.translate(m.ema_network(), x[[1]]), outs[0][[1]], atol=1e-5)
-    assert m.ema_network() is m.networks["G0"] and model({"member": 2}).ema_network() is not None
+    m2 = model({"member": 2})
+    assert m.ema_network() is m.networks["G0"] and m2.ema_network() is m2.networks["G2"]  # the evaluated member
 
 
 def test_one_council_and_sizes_the_networks_cannot_take_are_refused():

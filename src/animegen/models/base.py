@@ -50,6 +50,22 @@ def lsgan(pred: torch.Tensor, real: bool) -> torch.Tensor:
     return F.mse_loss(pred, torch.full_like(pred, 1.0 if real else 0.0))
 
 
+class ResnetBlock(nn.Module):
+    """The CycleGAN/pix2pixHD residual block: ``x + F(x)``, F = reflect-pad, conv 3x3, IN, ReLU, reflect-pad,
+    conv 3x3, IN.  ``scale`` (B, 1, H, W), when given, multiplies the branch (CycleGAN + CAM's attention)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.branch = nn.Sequential(
+            nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3), nn.InstanceNorm2d(dim), nn.ReLU(True),
+            nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3), nn.InstanceNorm2d(dim),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+        r = self.branch(x)
+        return x + (r if scale is None else r * scale)
+
+
 def lr_factor(step: int, constant_steps: int, decay_steps: int) -> float:
     """The CycleGAN/pix2pix reference's linear rule, in steps: 1 for ``constant_steps``, then linearly down
     to 0 over ``decay_steps`` (0: constant)."""

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from animegen.models.base import GenerativeModel, StepContext, lr_factor, lsgan
+from animegen.models.base import GenerativeModel, ResnetBlock, StepContext, lr_factor, lsgan
 
 CamFn = Callable[[torch.Tensor, str], torch.Tensor]  # (images in [-1, 1], domain "a"|"b") -> (B, 1, H, W) in [0, 1]
 
@@ -48,21 +48,6 @@ def _resize_map(m: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     if m.shape[-2:] == like.shape[-2:]:
         return m
     return F.interpolate(m, size=like.shape[-2:], mode="bilinear", align_corners=False)
-
-
-class ResnetBlock(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.branch = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3), nn.InstanceNorm2d(dim), nn.ReLU(True),
-            nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3), nn.InstanceNorm2d(dim),
-        )  # fmt: skip
-
-    def forward(self, x: torch.Tensor, cam: torch.Tensor | None = None) -> torch.Tensor:
-        r = self.branch(x)
-        if cam is not None:
-            r = r * _resize_map(cam, r)
-        return x + r
 
 
 class Generator(nn.Module):
@@ -84,8 +69,9 @@ class Generator(nn.Module):
 
     def forward(self, x: torch.Tensor, cam: torch.Tensor | None = None) -> torch.Tensor:
         h = self.down(x)
+        m = None if cam is None else _resize_map(cam, h)  # the blocks keep h's size
         for block in self.blocks:
-            h = block(h, cam)
+            h = block(h, m)
         return self.up(h)
 
 

@@ -46,21 +46,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from animegen.models.base import GenerativeModel, StepContext, lr_factor, lsgan
+from animegen.models.base import GenerativeModel, ResnetBlock, StepContext, lr_factor, lsgan
 
 Features = list[list[torch.Tensor]]  # per scale, every layer's output of the PatchGAN (the last is the verdict)
-
-
-class ResnetBlock(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.branch = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3), nn.InstanceNorm2d(dim), nn.ReLU(True),
-            nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3), nn.InstanceNorm2d(dim),
-        )  # fmt: skip
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.branch(x)
 
 
 class GlobalGenerator(nn.Module):

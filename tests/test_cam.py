@@ -329,7 +329,7 @@ def test_other_scores_and_fixed_boxes_run(ws, tmp_path):
     [
         (lambda p: p["cam_select"]["face_a_cam"].update(classifier="nope"), r"cam_select.face_a_cam.classifier: no such classifier 'nope'"),
         (lambda p: p["cam_classifier"]["face_parts"].update(negative="face_a_early"), r"cam_classifier.face_parts.negative: the same dataset"),
-        (lambda p: p["cam_classifier"]["face_parts"].update(negative="body_a"), r"cam_classifier.face_parts: the two classes have different sizes"),
+        (lambda p: (p["datasets"]["body_a"].update(size=48), p["cam_classifier"]["face_parts"].update(negative="body_a")), r"cam_classifier.face_parts: the two classes have different sizes"),
         (lambda p: p["cam_classifier"]["face_parts"].update(arch="vgg"), r"cam_classifier.face_parts.arch: 'vgg' is not one of"),
         (lambda p: p["cam_classifier"]["face_parts"].update(weights="w.pt"), r"cam_classifier.face_parts.weights: small_cnn has no pretrained"),
         (lambda p: p["cam_classifier"]["face_parts"].update(arch="resnet18", weights="missing.pt"), r"cam_classifier.face_parts.weights: no such file"),

@@ -172,7 +172,7 @@ def test_invalid_weights_file_fails_clearly_and_writes_nothing(ws):
     "mutate, message",
     [
         (lambda p: p["inception"].update(weights="missing.pth"), r"inception\.weights: no such file: missing\.pth"),
-        (lambda p: p["compare"]["pairs"].update(x={"reference": "face_a_early", "candidate": "body_a", "images": "all"}), r"compare\.pairs\.x: .*different sizes"),
+        (lambda p: (p["datasets"]["body_a"].update(size=48), p["compare"]["pairs"].update(x={"reference": "face_a_early", "candidate": "body_a", "images": "all"})), r"compare\.pairs\.x: .*different sizes"),
         (lambda p: p["compare"]["pairs"].update(x={"reference": "face_a_early", "candidate": "nope", "images": "all"}), r"compare\.pairs\.x\.candidate: no such dataset"),
         (lambda p: p["compare"]["pairs"].update(x={"reference": "face_a_early", "candidate": "face_a_early", "images": "all"}), r"compare\.pairs\.x\.candidate: compares"),
         (lambda p: p["models"].update(summary=p["models"]["dcgan"]), r"models\.summary: reserved name"),

@@ -35,7 +35,7 @@ report: install
 	snakemake --report report.html
 
 test: install
-	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=40
 
 clean-data:
 	rm -rf data/raw data/interim data/processed data/splits logs

@@ -524,6 +524,26 @@ def test_load_inception_never_downloads_and_checks_the_hash(weights):
         inc.load_inception(tampered)
 
 
+def test_a_stage_unpickles_and_validates_the_weights_once(weights, monkeypatch, tmp_path):
+    """resolve_weights validates the file; the load_inception after it reuses that state dict (same bytes,
+    by their hash) instead of unpickling 92 MB again, and a file changed in between is still refused."""
+    calls = []
+    real = inc._load_state_dict_bytes
+    monkeypatch.setattr(inc, "_load_state_dict_bytes", lambda data, source: calls.append(source) or real(data, source))
+    resolved = inc.resolve_weights(path=weights.path)
+    net = inc.load_inception(resolved)
+    assert len(calls) == 1 and not inc._VALIDATED
+    assert net.weights.sha256 == weights.sha256
+    inc.load_inception(resolved)  # nothing kept any more: read and validated again
+    assert len(calls) == 2
+    copy = tmp_path / "w.pth"
+    copy.write_bytes(Path(weights.path).read_bytes())
+    resolved = inc.resolve_weights(path=copy)
+    copy.write_bytes(copy.read_bytes()[:-1] + b"x")
+    with pytest.raises(inc.WeightsInvalidError, match="changed since"):
+        inc.load_inception(resolved)
+
+
 # --------------------------------------------------------------------------------------- features
 
 

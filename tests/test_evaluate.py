@@ -185,3 +185,30 @@ def test_invalid_weights_file_fails_clearly_and_writes_nothing(ws):
 )  # fmt: skip
 def test_bad_evaluation_params_name_the_key(mutate, message):
     assert_params_error(mutate, message)
+
+
+def test_compare_scores_the_candidates_stored_reference_features(ws, monkeypatch):
+    """compare takes the candidate's features from its reference stage (same weights and images, checked)
+    instead of running Inception on them again; the FID is the one fresh features give."""
+    from animegen.artifacts.reference import read_dataset_reference
+    from animegen.artifacts.split import load_split_images
+    from animegen.metrics.extractor import Extractor, load_extractor
+    from animegen.metrics.suite import MetricSettings, fid_and_kid
+
+    params = config.load_params(ws / "params.yaml")
+    extractor = load_extractor(params["inception"], ws)
+    _, images = load_split_images(ws, "face_b_early", "train")
+    reference = read_dataset_reference(ws, "face_a_early", extractor.weights.sha256, "train")
+    fresh = reference.frechet.distance_to_features(extractor.features(images))
+    with pytest.raises(ValueError, match="5 feature rows for 6 candidate images"):
+        fid_and_kid(images, reference, extractor, MetricSettings.from_params(params["metrics"]), np.zeros((5, 2048)))
+
+    def no_inception(self, images, progress=False):
+        raise AssertionError("compare ran Inception on images whose features its reference stage stored")
+
+    monkeypatch.setattr(Extractor, "features", no_inception)
+    compare_stage.run(params, "a_vs_b", ws)
+    result = json.loads((ws / "metrics/compare/a_vs_b.json").read_text())
+    record = json.loads((ws / "metrics/compare/a_vs_b.record.json").read_text())
+    assert result["fid"] == pytest.approx(fresh, rel=1e-4)
+    assert record["candidate_features"] == "data/reference/face_b_early"

@@ -39,21 +39,27 @@ def fid_against(images: np.ndarray, reference, extractor: Extractor) -> float:
     return reference.frechet.distance_to_features(extractor.features(images))
 
 
-def fid_and_kid(candidate: np.ndarray, reference, extractor: Extractor, settings: MetricSettings):
+def fid_and_kid(candidate: np.ndarray, reference, extractor: Extractor, settings: MetricSettings,
+                features: np.ndarray | None = None):  # fmt: skip
     """(FID, :class:`~animegen.metrics.kid.KIDResult`) of uint8 ``candidate`` against the reference statistics:
-    the distribution part of :func:`score`, and all of a translator's evaluation but its classifier."""
-    feats = extractor.features(candidate)
+    the distribution part of :func:`score`, and all of a translator's evaluation but its classifier.
+    ``features``: ``candidate``'s Inception features when a reference stage computed them already with
+    ``extractor``'s weights (one row per image, same order); None computes them here."""
+    feats = extractor.features(candidate) if features is None else features
+    if len(feats) != len(candidate):
+        raise ValueError(f"{len(feats)} feature rows for {len(candidate)} candidate images")
     fid = reference.frechet.distance_to_features(feats)
     kid = kernel_inception_distance(reference.features, feats, settings.kid_subsets, settings.kid_subset_size, settings.seed)
     return fid, kid
 
 
 def score(candidate: np.ndarray, ref_images: np.ndarray, reference, extractor: Extractor,
-          settings: MetricSettings) -> tuple[dict, MAEResult]:  # fmt: skip
+          settings: MetricSettings, candidate_features: np.ndarray | None = None) -> tuple[dict, MAEResult]:  # fmt: skip
     """FID, KID, MAE, NWI and the memorisation rate of ``candidate`` (uint8 N x H x W x 3) against the
-    reference set; returns the metrics (plain values) and the per-image nearest-neighbour result."""
+    reference set; returns the metrics (plain values) and the per-image nearest-neighbour result.
+    ``candidate_features`` as :func:`fid_and_kid`'s ``features``."""
     s = settings
-    fid, kid = fid_and_kid(candidate, reference, extractor, s)
+    fid, kid = fid_and_kid(candidate, reference, extractor, s, candidate_features)
     mae = nearest_train_mae(candidate, ref_images, threshold=s.memorisation_threshold, device=extractor.device)
     metrics = {
         "fid": fid, "kid": kid.mean, "kid_std": kid.std, "kid_subset_size": kid.subset_size,

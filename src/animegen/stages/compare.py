@@ -9,7 +9,8 @@ Writes: ``metrics/compare/<name>.json`` (the numbers, :data:`METRICS`) and ``<na
         it (the same with the datasets, counts and the Inception weights): the candidate's images scored as if they were samples of a model
         trained on the reference dataset (FID, KID, MAE to the nearest reference image, NWI = MAE - FID),
         with both datasets' FID floors.  Study A expects an early and a later release of one style to
-        score a high NWI and two different styles a low one.
+        score a high NWI and two different styles a low one.  The candidate's Inception features are
+        the ones its reference stage stored (same weights, same images, checked), not computed again.
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ def run(params: dict, pair: str, root: Path) -> dict:
     refs = {role: read_reference(root / paths.REFERENCE.format(dataset=spec[role]), extractor.weights.sha256, spec["images"],
                                  images[role][0])
             for role in ("reference", "candidate")}  # fmt: skip
-    metrics, _ = score(cand_images, ref_images, refs["reference"], extractor, settings)
+    metrics, _ = score(cand_images, ref_images, refs["reference"], extractor, settings, candidate_features=refs["candidate"].features)
     floors = {role: r.info["floor"] and r.info["floor"]["mean"] for role, r in refs.items()}
     result = {"pair": pair, **spec, **metrics, "floor_fid_reference": floors["reference"],
-              "floor_fid_candidate": floors["candidate"], "inception_weights": extractor.weights.provenance(), "inception": extractor.record()}  # fmt: skip
+              "floor_fid_candidate": floors["candidate"], "inception_weights": extractor.weights.provenance(), "inception": extractor.record(),
+              "candidate_features": paths.REFERENCE.format(dataset=spec["candidate"])}  # fmt: skip
     write_result(root / paths.COMPARE.format(pair=pair), root / paths.COMPARE_RECORD.format(pair=pair), "compare", result, METRICS)
     return {k: result[k] for k in ("pair", "fid", "mae", "nwi")}

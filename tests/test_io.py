@@ -146,6 +146,28 @@ def test_filter_thresholds_accept_the_value_itself():
         check_filters(Image.fromarray(np.repeat(np.concatenate([palette[:63], palette[:1]]), 64, axis=1)), f)
 
 
+@pytest.mark.parametrize("extra", [63, 64])
+def test_the_colour_count_of_a_large_image_misses_no_rare_colour(extra: int):
+    """A 400 x 400 image (160,000 pixels: the count samples 4096, then 65536 first) of one colour with
+    ``extra`` other colours in single pixels the strided samples skip: the count still sees every
+    one, and hidden RGBA colours (alpha 0) are not counted."""
+    from animegen.data.clean import count_colours  # noqa: PLC0415
+
+    arr = np.zeros((400, 400, 4), np.uint8)
+    arr[..., 3] = 255
+    for k in range(extra):
+        arr[1 + 3 * k, 7, :3] = (k + 1, 200, 3)  # odd rows, column 7: never on a stride of 39 or 2
+    arr[5, 5] = (9, 9, 9, 0)  # hidden
+    img = Image.fromarray(arr, "RGBA")
+    assert count_colours(img) == count_colours(img, enough=64) == extra + 1
+    f = Filters(min_side=32, max_aspect_ratio=4.0, min_colours=extra + 1)
+    check_filters(img, f)
+    with pytest.raises(Rejected, match=f"too_few_colours: {extra + 1} colours < {extra + 2}"):
+        check_filters(img, Filters(min_side=32, max_aspect_ratio=4.0, min_colours=extra + 2))
+    noisy = noise(400, 400)  # a sample already has 64: the count may stop there, never under
+    assert 64 <= count_colours(noisy, enough=64) <= count_colours(noisy) == len(np.unique(np.asarray(noisy).reshape(-1, 3), axis=0))
+
+
 def test_opaque_alpha_is_dropped_and_pixel_hash_ignores_container():
     rgb = noise(64, 64)
     rgba = rgb.convert("RGBA")
@@ -181,3 +203,54 @@ def test_atomic_file_write(tmp_path: Path):
     write_json_atomic(tmp_path / "m.json", {"b": 1, "a": 2})
     assert (tmp_path / "m.json").read_text() == '{\n  "a": 2,\n  "b": 1\n}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_composite_on_black_rounds_every_colour_and_alpha_pair():
+    """Every (channel value, alpha) pair of 256 x 256 becomes round(c * a / 255), the premultiplied
+    colour on black: (c * a + 127) // 255, computed here in plain integers."""
+    c, a = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    rgba = np.stack([c, 255 - c, (c * 7) % 256, a], -1).astype(np.uint8)
+    want = (rgba[..., :3].astype(np.int64) * a[..., None] + 127) // 255
+    assert np.array_equal(np.asarray(composite_on_black(Image.fromarray(rgba, "RGBA"))), want)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_reading_our_own_pngs_gives_pillows_pixels(tmp_path: Path, mode: str):
+    """The stages' reader (OpenCV's libpng for an 8-bit PNG stored in the asked mode, Pillow for the
+    rest) returns exactly ``Image.open(...).convert(mode)``, what pytorch-fid decodes, for files it
+    takes either way: stored in the mode (plain and interlaced), in another mode (RGBA, palette,
+    grey, 16-bit grey) and with an EXIF orientation that neither applies."""
+    from animegen.io import encode_png, read_image_array  # noqa: PLC0415
+
+    rgb = np.asarray(noise(40, 24, seed=3))
+    images = {
+        "rgb": encode_png(rgb), "grey": encode_png(rgb[..., 0]), "rgba": encode_png(np.dstack([rgb, rgb[..., 1]])),
+        "palette": encode(noise(40, 24).convert("P"), "PNG"), "interlaced_rgb": encode(Image.fromarray(rgb), "PNG", interlace=1),
+        "grey16": encode(Image.fromarray((rgb[..., 0].astype(np.uint16) * 257)), "PNG"),
+        "exif": encode(Image.fromarray(rgb), "PNG", exif=_exif_orientation(6)),
+    }  # fmt: skip
+    for name, data in images.items():
+        path = tmp_path / f"{name}.png"
+        path.write_bytes(data)
+        want = np.asarray(Image.open(path).convert(mode))
+        got = read_image_array(path, mode)
+        assert got.dtype == np.uint8 and got.shape == want.shape and np.array_equal(got, want), name
+
+
+def test_a_truncated_or_corrupt_own_png_is_unreadable(tmp_path: Path):
+    from animegen.io import encode_png, read_image_array  # noqa: PLC0415
+
+    data = encode_png(np.asarray(noise(64, 64)))
+    for name, broken in {"truncated": data[: len(data) // 2], "not_png": b"hello", "empty": b""}.items():
+        (tmp_path / name).write_bytes(broken)
+        with pytest.raises(Rejected) as e:
+            read_image_array(tmp_path / name)
+        assert e.value.reason == "unreadable", name
+    with pytest.raises(Rejected, match="missing"):
+        read_image_array(tmp_path / "missing.png")
+
+
+def _exif_orientation(value: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = value
+    return exif.tobytes()

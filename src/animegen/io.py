@@ -180,9 +180,12 @@ def composite_on_black(img: Image.Image) -> Image.Image:
     """RGB image with transparent parts black (alpha-weighted), the project's background convention."""
     if img.mode != "RGBA":
         return img.convert("RGB")
-    arr = np.asarray(img, dtype=np.uint16)
-    rgb = (arr[..., :3] * arr[..., 3:4] + 127) // 255
-    return Image.fromarray(rgb.astype(np.uint8), "RGB")
+    import cv2  # noqa: PLC0415 - only stages that composite images pay for it
+
+    # round(c * a / 255) per channel: OpenCV's scaled multiply equals (c * a + 127) // 255 for every one
+    # of the 65536 (c, a) pairs (tested), ~6x faster than the same in numpy's uint16
+    r, g, b, a = cv2.split(np.asarray(img))
+    return Image.fromarray(cv2.merge([cv2.multiply(c, a, scale=1 / 255) for c in (r, g, b)]), "RGB")
 
 
 def read_image_file(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
@@ -194,15 +197,34 @@ def read_image_file(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXEL
     return decode_image(data, max_pixels=max_pixels)
 
 
+# PNG colour type (IHDR byte 25) that holds exactly the pixels of a mode, at bit depth 8 (byte 24)
+_PNG_COLOUR_TYPE = {"RGB": 2, "L": 0}
+
+
 def read_image_array(path: str | os.PathLike, mode: str = "RGB") -> np.ndarray:
     """A pipeline-made image (one of our own PNGs) as a uint8 array in ``mode`` (``RGB`` or ``L``).
 
-    Decoded as pytorch-fid does (``Image.open(...).convert(mode)``), so features computed from these
-    arrays equal the tool's.  Untrusted inputs go through :func:`read_image_file` instead.  Raises
-    :class:`Rejected` (``unreadable``) when the file cannot be decoded.
+    The pixels equal pytorch-fid's decoding (``Image.open(...).convert(mode)``), so features computed
+    from these arrays equal the tool's.  An 8-bit PNG already stored in ``mode`` (what the stages
+    write) is decoded by OpenCV's libpng, 1.3-1.5x faster than Pillow's decoder for a 1000 px image
+    (BENCHMARKS.md): PNG is lossless and no conversion is involved, so the pixels are the same (tested);
+    anything else, or a file OpenCV refuses, goes through Pillow.  Untrusted inputs go through
+    :func:`read_image_file` instead.  Raises :class:`Rejected` (``unreadable``) when the file cannot be
+    decoded.
     """
     try:
-        with Image.open(path) as img:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise Rejected("unreadable", f"{Path(path).name}: {e}") from None
+    if mode in _PNG_COLOUR_TYPE and data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and data[24:26] == bytes((8, _PNG_COLOUR_TYPE[mode])):
+        import cv2  # noqa: PLC0415 - only stages that read images pay for it
+
+        flag = (cv2.IMREAD_COLOR if mode == "RGB" else cv2.IMREAD_GRAYSCALE) | cv2.IMREAD_IGNORE_ORIENTATION
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+        if arr is not None:
+            return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB) if mode == "RGB" else arr
+    try:
+        with Image.open(io.BytesIO(data)) as img:
             return np.asarray(img.convert(mode), dtype=np.uint8)
     except (OSError, ValueError, UnidentifiedImageError) as e:
         raise Rejected("unreadable", f"{Path(path).name}: {e}") from None

@@ -38,19 +38,24 @@ class Filters:
 def count_colours(img: Image.Image, enough: int | None = None) -> int:
     """Distinct RGB colours among visible pixels (alpha > 0).
 
-    With ``enough``, a strided sample of at most 65536 pixels is counted first and returned when it
-    already reaches ``enough`` (a sample's colours are a subset of the image's, so the decision
-    "at least ``enough``" is exact); only images below it are counted in full.
+    With ``enough``, strided samples of at most 4096, then 65536 pixels are counted first, and a
+    sample's count is returned when it already reaches ``enough`` (a sample's visible colours are a
+    subset of the image's, so the decision "at least ``enough``" is exact); only images below it
+    are counted in full.
     """
     arr = np.asarray(img)
-    rgb = arr[..., :3].reshape(-1, 3)
-    if img.mode == "RGBA":
-        rgb = rgb[arr[..., 3].reshape(-1) > 0]
-    if enough is not None and len(rgb) > 65536:
-        n = _distinct(rgb[:: len(rgb) // 65536])
-        if n >= enough:
-            return n
-    return _distinct(rgb)
+    pixels = arr.reshape(-1, arr.shape[-1])  # (N, 3) or (N, 4): collect's images are RGB or RGBA
+    for cap in (4096, 65536) if enough is not None else ():
+        if len(pixels) > cap:
+            n = _distinct(_visible(pixels[:: len(pixels) // cap], img.mode))
+            if n >= enough:
+                return n
+    return _distinct(_visible(pixels, img.mode))
+
+
+def _visible(pixels: np.ndarray, mode: str) -> np.ndarray:
+    """The RGB values of the (N, C) ``pixels`` whose alpha is above 0 (all of them without alpha)."""
+    return pixels[pixels[:, 3] > 0, :3] if mode == "RGBA" else pixels[:, :3]
 
 
 def _distinct(rgb: np.ndarray) -> int:

@@ -187,7 +187,9 @@ def test_an_id_that_is_not_a_hash_is_refused_wherever_it_is_read(tmp_path, bad_i
 
 
 @pytest.mark.parametrize("content", [b"", b"id,file\n", "\x00\xff\xfe garbage".encode("latin-1"), b"a,b\n1,2\n",
-                                     b"id,file\naaaaaaaaaaaaaaaa,images/../../x.png\n"])  # fmt: skip
+                                     b"id,file\naaaaaaaaaaaaaaaa,images/../../x.png\n",
+                                     b"id,file\naaaaaaaaaaaaaaaa,images/aaaaaaaaaaaaaaaa.gif\n",
+                                     b"id,file\naaaaaaaaaaaaaaaa,images/bbbbbbbbbbbbbbbb.jpg\n"])  # fmt: skip
 def test_a_broken_manifest_is_a_named_error_not_a_traceback(tmp_path, content):
     _image_set(tmp_path)
     (tmp_path / "manifest.csv").write_bytes(content)
@@ -197,6 +199,13 @@ def test_a_broken_manifest_is_a_named_error_not_a_traceback(tmp_path, content):
         assert str(tmp_path / "manifest.csv") in str(e)
     else:
         assert rows == []  # an empty manifest (header only, or nothing) is an empty set: its stage says so
+
+
+def test_a_manifest_may_name_its_ids_own_png_or_jpeg(tmp_path):
+    """collect keeps an input JPEG that needs no normalisation as images/<id>.jpg: the one other name allowed."""
+    _image_set(tmp_path)
+    (tmp_path / "manifest.csv").write_text(f"id,file\n{A},images/{A}.jpg\n{B},images/{B}.png\n")
+    assert [r["file"] for r in images.read_manifest(tmp_path)] == [f"images/{A}.jpg", f"images/{B}.png"]
 
 
 def test_a_processed_image_replaced_after_its_stage_is_refused(tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO, dump_yaml, load_yaml, without_study_c
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 
 from animegen.cli import main
 from animegen.config import parse_yaml
@@ -148,20 +148,42 @@ def test_data_stages_write_the_same_bytes_with_one_or_two_workers(tmp_path):
     assert "interim/cutout/d/contact_sheet.png" in trees[0]
 
 
-def test_a_plain_png_input_is_kept_byte_for_byte_and_others_are_reencoded(tmp_path):
+def test_plain_png_and_jpeg_inputs_are_kept_byte_for_byte_and_others_are_reencoded(tmp_path):
+    """An input whose own bytes decode to the kept pixels is kept as it is (a PNG as .png, a JPEG as
+    .jpg); one that needed normalising (palette, EXIF rotation, greyscale) is a PNG of its pixels.
+    cutout reads every kind and checks the pixels it decodes against collect's SHA-256."""
+    from animegen.artifacts import ArtifactError  # noqa: PLC0415
+    from animegen.io import pixel_sha256  # noqa: PLC0415
+
     root = tmp_path / "ws"
     files = _mixed_inputs(root / "data/sources/d/in")
+    face = next(synthetic.generate("face", "a", "later", 1, 9)).image.convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    extra = {"rot.jpg": (face, {"exif": exif.tobytes()}), "grey.jpg": (face.convert("L"), {})}
+    for name, (img, kw) in extra.items():
+        img.save(root / "data/sources/d/in" / name, quality=90, **kw)
+        files[name] = (root / "data/sources/d/in" / name).read_bytes()
     collect.run(_one_folder_params(), "d", root, workers=1)
     raw = root / "data/raw/d"
     with open(raw / "manifest.csv", newline="") as f:
         rows = {r["origin"]: r for r in csv.DictReader(f)}
-    plain = raw / rows["00.png"]["file"]
-    assert plain.read_bytes() == files["00.png"]  # decoded once, never re-encoded
-    for origin in ("03.jpg", "04.png"):  # a JPEG and a palette image: a PNG of the decoded, normalised pixels
+    for origin, ext in (("00.png", "png"), ("03.jpg", "jpg")):  # decoded once, never re-encoded
+        assert rows[origin]["file"] == f"images/{rows[origin]['id']}.{ext}"
+        assert (raw / rows[origin]["file"]).read_bytes() == files[origin], origin
+    for origin in ("04.png", "rot.jpg", "grey.jpg"):  # palette, rotated, grey: a PNG of the normalised pixels
         out = raw / rows[origin]["file"]
-        assert out.read_bytes() != files[origin]
-        decoded = Image.open(io.BytesIO(files[origin])).convert("RGB")
-        assert (np.asarray(Image.open(out)) == np.asarray(decoded)).all()
+        assert out.suffix == ".png" and out.read_bytes()[:4] == b"\x89PNG", origin
+        decoded = ImageOps.exif_transpose(Image.open(io.BytesIO(files[origin]))).convert("RGB")
+        assert (np.asarray(Image.open(out)) == np.asarray(decoded)).all(), origin
+        assert pixel_sha256(decoded) == rows[origin]["sha256"]
+    assert Image.open(raw / rows["rot.jpg"]["file"]).size == face.size[::-1]
+    cutout.run(_one_folder_params(), "d", root, workers=1)
+    assert (root / "data/interim/cutout/d/images" / f"{rows['03.jpg']['id']}.png").is_file()
+    # a raw image replaced by another valid image (here: the JPEG, re-saved) stops cutout and names it
+    Image.open(raw / rows["03.jpg"]["file"]).save(raw / rows["03.jpg"]["file"], format="JPEG", quality=50)
+    with pytest.raises(ArtifactError, match=rf"{rows['03.jpg']['id']}\.jpg: its pixels differ from the SHA-256 collect recorded"):
+        cutout.run(_one_folder_params(), "d", root, workers=1)
 
 
 # -------------------------------------------------------------------------------------- the gate

@@ -1,7 +1,8 @@
 """Image sets: the folders of the data stages (``data/raw/<d>``, ``data/interim/cutout/<d>``,
 ``data/processed/<d>``).
 
-Each holds ``images/<id>.png`` (and, after cutout, ``masks/<id>.png``), ``manifest.csv`` (one row per
+Each holds ``images/<id>.png`` (collect also keeps an input JPEG that needs no normalisation as
+``images/<id>.jpg``; after cutout, ``masks/<id>.png``), ``manifest.csv`` (one row per
 kept image; its columns are the writing stage's contract), ``rejects.csv`` (one row per refused input
 with a named reason) and ``report.json`` (counts, tagged ``animegen.image_set/1``).  The next stage
 reads the manifest and the images through :func:`read_manifest` and :func:`read_images`.
@@ -25,7 +26,7 @@ from PIL import Image
 
 from animegen.artifacts import ArtifactError
 from animegen.artifacts.records import read_record, write_record
-from animegen.io import CsvRows, Rejected, encode_png, read_csv, read_image_array, read_image_file
+from animegen.io import CsvRows, Rejected, encode_png, pixel_sha256, read_csv, read_image_array, read_image_file
 
 KIND, VERSION = "image_set", 1
 ID = re.compile(r"[0-9a-f]{16}")
@@ -50,9 +51,10 @@ def count_reasons(rows) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def image_file(image_id: str) -> str:
-    """Where an image lives inside its set (the manifest's ``file`` column)."""
-    return f"images/{check_id(image_id, 'image id')}.png"
+def image_file(image_id: str, ext: str = "png") -> str:
+    """Where an image lives inside its set (the manifest's ``file`` column): a PNG, or in collect's set
+    (``data/raw``) also the input's own JPEG (``ext="jpg"``)."""
+    return f"images/{check_id(image_id, 'image id')}.{ext}"
 
 
 def mask_file(image_id: str) -> str:
@@ -136,7 +138,8 @@ def read_manifest(folder: Path) -> list[dict]:
         raise ArtifactError(f"{path}: no id and file columns (header {list(rows[0])[:4]}...); rerun the stage that writes it")
     for n, row in enumerate(rows, start=2):  # line numbers as an editor shows them (the header is line 1)
         check_id(row["id"], f"{path}, line {n}")
-        if row["file"] != image_file(row["id"]) or row.get("mask", mask_file(row["id"])) != mask_file(row["id"]):
+        own = (image_file(row["id"]), image_file(row["id"], "jpg"))
+        if row["file"] not in own or row.get("mask", mask_file(row["id"])) != mask_file(row["id"]):
             raise ArtifactError(f"{path}, line {n}: files {row['file']!r} / {row.get('mask')!r} are not the id's own; "
                                 "rerun the stage that writes it")  # fmt: skip
     if len({r["id"] for r in rows}) != len(rows):
@@ -144,10 +147,17 @@ def read_manifest(folder: Path) -> list[dict]:
     return rows
 
 
-def read_decoded(folder: Path, file: str) -> Image.Image:
+def read_decoded(folder: Path, file: str, sha256: str | None = None) -> Image.Image:
     """One image of a set as a normalised Pillow image (RGB, or RGBA where collect kept transparency),
-    through the same checks as any input; :class:`Rejected` with a named reason when it fails them."""
-    return read_image_file(folder / file).image
+    through the same checks as any input; :class:`Rejected` with a named reason when it fails them.
+    With ``sha256`` (collect's manifest records it), pixels that differ from it are an
+    :class:`ArtifactError`: the file was replaced or damaged since, or a kept JPEG decodes differently
+    here than where collect ran."""
+    img = read_image_file(folder / file).image
+    if sha256 is not None and pixel_sha256(img) != sha256:
+        raise ArtifactError(f"{folder / file}: its pixels differ from the SHA-256 collect recorded (the file was "
+                            "replaced or damaged since, or this machine's JPEG decoder differs); rerun collect")  # fmt: skip
+    return img
 
 
 def read_image(folder: Path, file: str, mode: str = "RGB") -> np.ndarray:

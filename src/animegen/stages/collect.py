@@ -2,7 +2,8 @@
 
 Reads:  ``params.yaml`` sections ``datasets.<name>.sources`` and ``collect``; local inputs under
         ``data/sources/<name>/``.
-Writes: ``data/raw/<name>/`` with ``images/<id>.png`` (decoded, normalised to RGB or RGBA),
+Writes: ``data/raw/<name>/`` with ``images/<id>.png`` (decoded, normalised to RGB or RGBA; an input
+        PNG or JPEG that needs no normalisation is kept as it is, a JPEG as ``images/<id>.jpg``),
         ``manifest.csv`` (one row per kept image: id, source, origin, licence, credit, pixel SHA-256,
         sizes, original mode, hashes, ...), ``rejects.csv`` (one row per refused input with a named
         reason) and ``report.json`` (counts).
@@ -82,7 +83,7 @@ def run(params: dict, dataset: str, root: Path, workers: int | None = None) -> d
             items = iter_sources(ds["sources"], root / paths.SOURCES.format(dataset=dataset), c)
             for r in tqdm(collect_items(items, filters, index, c["max_pixels"], pool), desc=f"collect {dataset}", unit="img", disable=None):
                 if isinstance(r, Kept):
-                    (tmp / r.row["file"]).write_bytes(r.png)
+                    (tmp / r.row["file"]).write_bytes(r.data)
                     out.keep(r.row)
                     kept_by_source[r.row["source"]] += 1
                 else:

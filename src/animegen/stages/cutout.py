@@ -1,6 +1,7 @@
 """Stage ``cutout``: put each collected character on a black background, and judge every cutout.
 
-Reads:  ``data/raw/<name>/`` (manifest.csv, images/); ``params.yaml`` section ``cutout``.
+Reads:  ``data/raw/<name>/`` (manifest.csv, images/, each image's pixels checked against the manifest's
+        ``sha256``); ``params.yaml`` section ``cutout``.
 Writes: ``data/interim/cutout/<name>/`` with ``images/<id>.png`` (RGB, background black),
         ``masks/<id>.png`` (8-bit foreground mask), ``manifest.csv`` (id, method used, foreground
         share, the plausibility measures and margin, why it is suspect if flagged, the raw manifest's
@@ -101,7 +102,7 @@ def cut_one(item: tuple[int, dict], job: Job) -> Outcome:
     image_id = row["id"]
     sheet = job.gate.contact_sheet > 0
     try:
-        img = read_decoded(job.src, row["file"])
+        img = read_decoded(job.src, row["file"], row.get("sha256") or None)
         cut = remove_background(img, job.params, _segmenter(job.onnx))
     except Rejected as r:
         return Outcome(None, {"id": image_id, "reason": r.reason, "detail": r.detail}, 9.99, "", None)

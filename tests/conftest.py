@@ -108,3 +108,23 @@ FIRST = ["test_pipeline.py", "test_pipeline_repro.py", "test_slurm.py", "test_tw
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(FIRST)))
+
+
+# Seconds per test file (setup, call and teardown of its tests, summed on whichever worker ran it),
+# printed after the slowest tests: CI's log is where the suite's time is read, and under
+# `--dist loadfile` a file is the unit the two workers share.
+_FILE_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    name = report.nodeid.split("::")[0]
+    _FILE_SECONDS[name] = _FILE_SECONDS.get(name, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _FILE_SECONDS:
+        return
+    terminalreporter.section("seconds per test file")
+    for name, seconds in sorted(_FILE_SECONDS.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{seconds:8.1f}  {name}")
+    terminalreporter.write_line(f"{sum(_FILE_SECONDS.values()):8.1f}  all files (the wall time is about half, on two workers)")

@@ -206,8 +206,8 @@ def read_image_array(path: str | os.PathLike, mode: str = "RGB") -> np.ndarray:
 
     The pixels equal pytorch-fid's decoding (``Image.open(...).convert(mode)``), so features computed
     from these arrays equal the tool's.  An 8-bit PNG already stored in ``mode`` (what the stages
-    write) is decoded by OpenCV's libpng, 1.3-1.5x faster than Pillow's decoder for a 1000 px image
-    (BENCHMARKS.md): PNG is lossless and no conversion is involved, so the pixels are the same (tested);
+    write) is decoded by OpenCV's libpng, about 1.3x faster than Pillow's decoder for a 1000 px RGB
+    image and 1.1x for a mask (BENCHMARKS.md): PNG is lossless and no conversion is involved, so the pixels are the same (tested);
     anything else, or a file OpenCV refuses, goes through Pillow.  Untrusted inputs go through
     :func:`read_image_file` instead.  Raises :class:`Rejected` (``unreadable``) when the file cannot be
     decoded.

@@ -7,7 +7,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import pickle
+import shutil
 import time
 from pathlib import Path
 
@@ -186,6 +188,63 @@ def test_plain_png_and_jpeg_inputs_are_kept_byte_for_byte_and_others_are_reencod
         cutout.run(_one_folder_params(), "d", root, workers=1)
 
 
+def _cutout_folder(folder: Path, rgb: np.ndarray, mask: np.ndarray, box: str | None) -> dict:
+    """A one-image cutout folder as the cutout stage writes it; its manifest row (``box``: the
+    ``foreground_box`` cell, None for a manifest without that column)."""
+    from animegen.artifacts.images import image_file, mask_file, start, write_image
+
+    folder.mkdir(parents=True)
+    start(folder, masks=True)
+    image_id = "0123456789abcdef"
+    write_image(folder, image_file(image_id), rgb)
+    write_image(folder, mask_file(image_id), mask)
+    row = {"id": image_id, "file": image_file(image_id), "mask": mask_file(image_id), "extra": {}}
+    return row if box is None else {**row, "foreground_box": box}
+
+
+def test_resize_crops_by_the_box_cutout_recorded_and_reads_the_mask_only_when_it_must(tmp_path):
+    """The cut-out's foreground box in cutout's manifest replaces decoding its mask (crop full): the same
+    output as from the mask, with the mask file gone; shoulders_up and a manifest without the column
+    still read the mask; an empty box is cutout_empty; a box that is not inside the image stops."""
+    from animegen.artifacts import ArtifactError
+    from animegen.data.resize import ResizeParams, foreground_box
+    from animegen.stages.resize import resize_one
+
+    rng = np.random.default_rng(5)
+    rgb = np.zeros((300, 200, 3), np.uint8)
+    rgb[20:220, 50:150] = rng.integers(1, 256, (200, 100, 3), dtype=np.uint8)
+    mask = np.zeros((300, 200), np.uint8)
+    mask[20:220, 50:150] = 255
+    mask[20:40, 50:60] = 100  # soft edge: below the 127 threshold, outside the box
+    assert foreground_box(mask) == (50, 20, 150, 220)
+
+    def resized(box, p=ResizeParams(size=64), drop_mask=False):
+        src, out = tmp_path / "src", tmp_path / "out"
+        for f in (src, out):
+            shutil.rmtree(f, ignore_errors=True)
+        row = _cutout_folder(src, rgb, mask, box)
+        (out / "images").mkdir(parents=True)
+        if drop_mask:
+            (src / row["mask"]).unlink()
+        kept, reject = resize_one(row, src, out, p)
+        return kept, reject, (out / "images" / f"{row['id']}.png").read_bytes() if kept else None
+
+    from_mask = resized(None)
+    assert from_mask[0]["crop_box"] == [42, 12, 158, 228]  # the box plus a margin of 0.04 x 200 = 8 px
+    assert resized("[50,20,150,220]", drop_mask=True) == from_mask
+    assert resized("[0,0,200,300]", drop_mask=True)[0]["crop_box"] == [0, 0, 200, 300]  # the whole image is a box
+    _, reject, _ = resized(None, drop_mask=True)  # no column: the mask is read
+    assert reject["reason"] == "unreadable"
+    shoulders = ResizeParams(size=32, crop="shoulders_up", shoulders_ratio=0.25)
+    assert resized("[50,20,150,220]", shoulders) == resized(None, shoulders)
+    assert resized("[50,20,150,220]", shoulders, drop_mask=True)[1]["reason"] == "unreadable"
+    assert resized("[]", drop_mask=True)[1]["reason"] == "cutout_empty"
+    for bad in ("[0,0,201,300]", "[0,0,200,301]", "[-1,0,10,10]", "[50,20,50,220]", "[50,20,150,20]", "[1.5,0,10,10]",
+                "[1,2,3]", "[true,0,10,10]", "not json", "{}"):  # fmt: skip
+        with pytest.raises(ArtifactError, match=r"manifest.csv: id 0123456789abcdef: foreground_box .* rerun cutout"):
+            resized(bad)
+
+
 # -------------------------------------------------------------------------------------- the gate
 
 
@@ -302,6 +361,11 @@ def test_the_cutout_stage_rejects_flags_or_ignores_suspects(hazard_raw, action, 
                    for r in suspect_rejects)  # fmt: skip
     elif action == "flag":
         assert flagged and not suspect_rejects and report["gate"]["suspects"] == len(flagged)
+        from animegen.data.resize import foreground_box
+
+        for r in kept:  # the box resize crops by is its mask's
+            box = list(foreground_box(np.asarray(Image.open(out / r["mask"]))))
+            assert json.loads(r["foreground_box"]) == box and box[2] > box[0] and box[3] > box[1]
         assert all(float(r["plausibility"]) < 1 for r in flagged)
     else:
         assert not flagged and not suspect_rejects and all(r["plausibility"] == "" for r in kept)

@@ -4,11 +4,12 @@ Reads:  ``data/raw/<name>/`` (manifest.csv, images/, each image's pixels checked
         ``sha256``); ``params.yaml`` section ``cutout``.
 Writes: ``data/interim/cutout/<name>/`` with ``images/<id>.png`` (RGB, background black),
         ``masks/<id>.png`` (8-bit foreground mask), ``manifest.csv`` (id, method used, foreground
-        share, the plausibility measures and margin, why it is suspect if flagged, the raw manifest's
-        ``extra``), ``rejects.csv`` (failed and suspect cutouts with their reason), ``report.json``
-        (counts per method and per reject reason, suspects), ``contact_sheet.png`` (input | mask |
-        result of the ``cutout.gate.contact_sheet`` least plausible cutouts, rejected ones included,
-        worst first) and, with an ONNX model, ``onnx_vs_grabcut.png`` and its agreement in the report.
+        share and bounding box (the mask above 127, which ``resize`` crops by), the plausibility
+        measures and margin, why it is suspect if flagged, the raw manifest's ``extra``),
+        ``rejects.csv`` (failed and suspect cutouts with their reason), ``report.json`` (counts per
+        method and per reject reason, suspects), ``contact_sheet.png`` (input | mask | result of the
+        ``cutout.gate.contact_sheet`` least plausible cutouts, rejected ones included, worst first)
+        and, with an ONNX model, ``onnx_vs_grabcut.png`` and its agreement in the report.
 Guarantees: the folder appears complete or not at all; the method used for every image is recorded;
 a cutout the gate finds implausible is never passed on silently (rejected as ``cutout_suspect``, or
 kept and marked with ``cutout.gate.action: flag``); the outputs are byte-identical for any ``workers``.
@@ -34,14 +35,15 @@ from animegen.data.cutout import (
     remove_background,
     suspicions,
 )  # fmt: skip
+from animegen.data.resize import foreground_box
 from animegen.io import Rejected, atomic_dir, composite_on_black, save_png
 from animegen.parallel import OrderedPool, resolve_workers
 from animegen.plots import columns_grid
 from animegen.recipes import dataset_section, overridden
 from animegen.stages import require_kept
 
-MANIFEST_COLUMNS = ["id", "file", "mask", "method", "foreground_fraction", "largest_part", "holes", "border",
-                    "seed_kept", "plausibility", "suspect", "extra"]  # fmt: skip
+MANIFEST_COLUMNS = ["id", "file", "mask", "method", "foreground_fraction", "foreground_box", "largest_part", "holes",
+                    "border", "seed_kept", "plausibility", "suspect", "extra"]  # fmt: skip
 REJECT_COLUMNS = ["id", "reason", "detail"]
 THUMB = 64  # contact-sheet tiles (px), sent back by the workers for every image
 
@@ -127,7 +129,7 @@ def cut_one(item: tuple[int, dict], job: Job) -> Outcome:
     write_image(job.out, mask, cut.mask, compress_level=1)
     kept = {
         "id": image_id, "file": file, "mask": mask, "method": cut.method,
-        "foreground_fraction": round(cut.foreground_fraction, 4),
+        "foreground_fraction": round(cut.foreground_fraction, 4), "foreground_box": list(foreground_box(cut.mask) or []),
         **{k: cut.checks.get(k, "") for k in ("largest_part", "holes", "border", "seed_kept")},
         "plausibility": margin if cut.checks and gate_on else "", "suspect": "; ".join(reasons), "extra": row["extra"],
     }  # fmt: skip

@@ -1,6 +1,7 @@
 """Stage ``resize``: pad each cut-out to a black square and resize it to the dataset's size.
 
-Reads:  ``data/interim/cutout/<name>/``; ``params.yaml`` keys ``datasets.<name>.size``,
+Reads:  ``data/interim/cutout/<name>/`` (the cut-outs; their masks only where the manifest has no
+        ``foreground_box`` or the crop is ``shoulders_up``); ``params.yaml`` keys ``datasets.<name>.size``,
         ``datasets.<name>.crop`` and section ``resize``.
 Writes: ``data/processed/<name>/`` with ``images/<id>.png`` (RGB, size x size), ``manifest.csv`` (id,
         crop box, scale, whether it was upscaled, part boxes mapped to normalised output coordinates
@@ -12,14 +13,16 @@ for any ``resize.workers``.
 
 from __future__ import annotations
 
+import json
 from functools import partial
 from pathlib import Path
 
 from tqdm import tqdm
 
 from animegen import paths
+from animegen.artifacts import ArtifactError
 from animegen.artifacts.images import ImageSetWriter, image_file, pixel_digest, read_image, read_manifest, start, write_image
-from animegen.data.resize import ResizeParams, pad_and_resize
+from animegen.data.resize import KNOWN_FROM_MASK, ResizeParams, needs_mask, pad_and_resize
 from animegen.io import Rejected, atomic_dir
 from animegen.parallel import OrderedPool, resolve_workers
 from animegen.recipes import dataset_section, overridden
@@ -37,12 +40,35 @@ def _map_parts(extra: dict, transform, size: int) -> dict:
     return {**extra, "parts": mapped, "parts_coords": "normalised_output"}
 
 
+def recorded_box(row: dict, shape: tuple[int, int], src: Path):
+    """The foreground box cutout's manifest records for ``row`` (None: no foreground), checked against
+    the image's ``shape`` (H, W); :data:`KNOWN_FROM_MASK` where the manifest has no such column."""
+    value = row.get("foreground_box")
+    if value is None or value == "":
+        return KNOWN_FROM_MASK
+    h, w = shape
+    try:
+        box = json.loads(value)
+        if box == []:
+            return None
+        x0, y0, x1, y1 = box
+        if all(type(v) is int for v in box) and 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h:
+            return x0, y0, x1, y1
+    except (ValueError, TypeError):
+        pass
+    raise ArtifactError(f"{src / 'manifest.csv'}: id {row['id']}: foreground_box {value!r} is not a box inside its "
+                        f"{w}x{h} image; rerun cutout")  # fmt: skip
+
+
 def resize_one(row: dict, src: Path, out: Path, p: ResizeParams) -> tuple[dict | None, dict | None]:
     """The per-image work (in a worker): crop, pad and resize one cut-out, write it into ``out``;
-    returns (manifest row, None) or (None, reject row)."""
+    returns (manifest row, None) or (None, reject row).  The mask is decoded only where the crop needs
+    more than the foreground box cutout recorded (3 ms of ~25 ms per 1000 px image)."""
     try:
-        rgb, mask = read_image(src, row["file"]), read_image(src, row["mask"], "L")
-        image, tf = pad_and_resize(rgb, mask, p)
+        rgb = read_image(src, row["file"])
+        fg = recorded_box(row, rgb.shape[:2], src)
+        mask = read_image(src, row["mask"], "L") if fg is KNOWN_FROM_MASK or needs_mask(p) else None
+        image, tf = pad_and_resize(rgb, mask, p, fg)
     except Rejected as r:
         return None, {"id": row["id"], "reason": r.reason, "detail": r.detail}
     write_image(out, image_file(row["id"]), image)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -191,6 +192,54 @@ def test_shoulders_up_keeps_the_top_of_the_figure():
     assert out[4, 16, 1] > 150  # the head is in the crop
 
 
+def test_resize_geometry_is_pinned_at_every_branch():
+    """The transform's box mapping, the mask threshold, the trim switch, the shoulders cut and the margin,
+    each at values that tell a sign, an index or a boundary apart."""
+    from animegen.data.resize import Transform, crop_box, foreground_box
+
+    tf = Transform(crop=(10, 20, 50, 60), pad_x=3, pad_y=5, scale=0.5, upscaled=False)
+    assert tf.box([12, 25, 30, 40], 32) == [0.07812, 0.15625, 0.35938, 0.39062]  # (b - crop + pad) * scale / size
+    assert tf.box([2, 10, 200, 300], 32) == [0.0, 0.0, 1.0, 1.0]  # clamped to the output
+    mask = np.zeros((40, 30), np.uint8)
+    mask[0, 0], mask[5, 7] = 127, 128  # the foreground is above 127
+    assert foreground_box(mask) == (7, 5, 8, 6)  # one pixel is a box
+    assert foreground_box(np.full((4, 4), 127, np.uint8)) is None
+    mask = np.zeros((300, 100), np.uint8)
+    mask[20:100, 40:60] = 255  # a narrow head
+    mask[100:280, 10:90] = 255  # on a wide body
+    full = ResizeParams(margin=0.0)
+    assert crop_box(mask, full) == (10, 20, 90, 280)  # the shape comes from the mask when none is given
+    assert crop_box(mask, ResizeParams(margin=0.0, trim_to_foreground=False)) == (0, 0, 100, 300)
+    assert crop_box(mask, ResizeParams(margin=0.05)) == (0, 7, 100, 293)  # 0.05 x the longer side (260) = 13, inside
+    wide = np.zeros((100, 300), np.uint8)
+    wide[40:60, 150:250] = 255  # margin: 0.1 x its width 100, not x (x0 + x1)
+    assert crop_box(wide, ResizeParams(margin=0.1)) == (140, 30, 260, 70)
+    shoulders = ResizeParams(crop="shoulders_up", shoulders_ratio=0.25, margin=0.0)
+    assert crop_box(mask, shoulders) == (40, 20, 60, 85)  # the top quarter holds only the head: its width
+    assert crop_box(mask, ResizeParams(crop="shoulders_up", shoulders_ratio=0.001, margin=0.0)) == (40, 20, 60, 21)
+    # shoulders_up crops to the figure and adds the margin even without trim_to_foreground (0.05 x 104 = 5)
+    assert crop_box(mask, ResizeParams(crop="shoulders_up", trim_to_foreground=False, margin=0.05)) == (5, 15, 95, 129)
+
+
+def test_resize_filters_and_the_upscale_boundary_are_the_libraries_own():
+    from animegen.data.resize import resize_square
+
+    rng = np.random.default_rng(4)
+    big = rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)
+    small = rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(resize_square(big, 30, "area"), cv2.resize(big, (30, 30), interpolation=cv2.INTER_AREA))
+    np.testing.assert_array_equal(resize_square(small, 30, "area"), cv2.resize(small, (30, 30), interpolation=cv2.INTER_CUBIC))
+    lanczos = np.asarray(Image.fromarray(big).resize((30, 30), Image.Resampling.LANCZOS, reducing_gap=3.0))
+    np.testing.assert_array_equal(resize_square(big, 30, "lanczos"), lanczos)
+    rgb, mask = _rect_image(64, 64, (0, 0, 64, 64))
+    out, tf = pad_and_resize(rgb, mask, ResizeParams(size=64, margin=0.0))  # exactly the size: no upscale
+    assert not tf.upscaled and out.shape == (64, 64, 3)
+    with pytest.raises(Rejected, match="63px square < size 64 and resize.allow_upscale is false"):
+        pad_and_resize(rgb[:63, :63], mask[:63, :63], ResizeParams(size=64, margin=0.0))
+    with pytest.raises(Rejected, match="no foreground to crop"):
+        pad_and_resize(rgb, np.zeros_like(mask), ResizeParams(size=64))
+
+
 def test_area_filter_and_lanczos_agree_on_flat_regions():
     rgb, mask = _rect_image(300, 300, (0, 0, 300, 300))
     mask[:] = 255
@@ -226,6 +275,25 @@ def test_split_by_count_changes_minimally():
     assert len(set(a["test"]) - set(b["test"])) <= 1
     with pytest.raises(ValueError, match="needs at least"):
         split_ids(ids[:10], 50, seed=0)
+
+
+def test_split_bounds_are_exact():
+    """A fraction is in (0, 1) and an id is held out when its key is below it (strictly); a count is in
+    [0, number of ids); a bool or a string is neither."""
+    ids = [f"img{i:02d}" for i in range(20)]
+    edge = split_key("img01", 3407)  # img01 is the lowest key (the count test above)
+    assert split_ids(ids, edge, seed=3407)["test"] == []  # its own key is not below itself
+    assert split_ids(ids, float(np.nextafter(edge, 1)), seed=3407)["test"] == ["img01"]
+    assert split_ids(ids, 0, seed=3407) == {"train": ids, "test": []}
+    assert len(split_ids(ids, 19, seed=3407)["train"]) == 1
+    with pytest.raises(ValueError, match="test count 20 needs at least 21 images, have 20"):
+        split_ids(ids, 20, seed=3407)
+    for fraction in (0.0, 1.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match=rf"test fraction must be in \(0, 1\), got {fraction}"):
+            split_ids(ids, fraction, seed=3407)
+    for wrong in (True, False, "0.1", None):
+        with pytest.raises(ValueError, match="test must be a fraction or a count, got"):
+            split_ids(ids, wrong, seed=3407)
 
 
 def test_a_study_a_recipe_passes_images_through_as_they_are(workspace):

@@ -295,6 +295,47 @@ def test_kid_subset_size_capped_and_seeded():
         kidm.kernel_inception_distance(real[:1], gen, num_subsets=2)
 
 
+def test_kid_defaults_fields_and_precision_are_the_conventions():
+    """100 subsets of at most 1000 rows, seed 0 (stylegan2-ada's and clean-fid's KID), every field of the
+    result recorded, and float64 arithmetic whatever the features' dtype (Inception's are float32)."""
+    import inspect
+
+    defaults = {k: v.default for k, v in inspect.signature(kidm.kernel_inception_distance).parameters.items()
+                if v.default is not inspect.Parameter.empty}  # fmt: skip
+    assert defaults == {"num_subsets": 100, "subset_size": 1000, "seed": 0}
+    rng = np.random.default_rng(8)
+    real, gen = rng.normal(size=(12, 5)).astype(np.float32), rng.normal(size=(9, 5)).astype(np.float32) + 0.2
+    res = kidm.kernel_inception_distance(real, gen, num_subsets=3, subset_size=50, seed=7)
+    assert res.as_dict() == {"mean": res.mean, "std": res.std, "subset_size": 9, "num_subsets": 3, "seed": 7}
+    assert res.values.shape == (3,) and res.mean == float(res.values.mean())
+    wide = kidm.kernel_inception_distance(real.astype(np.float64), gen.astype(np.float64), 3, 50, 7)
+    np.testing.assert_array_equal(res.values, wide.values)  # the same bits: float32 inputs are widened first
+    assert kidm.kernel_inception_distance(real, gen, num_subsets=1, subset_size=4).num_subsets == 1
+
+
+def test_kid_refuses_malformed_inputs_with_the_shapes():
+    rng = np.random.default_rng(9)
+    real, gen = rng.normal(size=(6, 4)), rng.normal(size=(5, 4))
+    bad = [((real[:, 0], gen), r"got \(6,\) and \(5, 4\)"), ((real, gen[:, 0]), r"got \(6, 4\) and \(5,\)"),
+           ((real, gen[:, :3]), r"with the same d, got \(6, 4\) and \(5, 3\)")]  # fmt: skip
+    for args, match in bad:
+        with pytest.raises(ValueError, match=match):
+            kidm.kernel_inception_distance(*args)
+    for r, g in ((np.where(real > 1, np.nan, real), gen), (real, np.where(gen > 1, np.inf, gen))):
+        with pytest.raises(ValueError, match="features contain NaN or infinite values"):
+            kidm.kernel_inception_distance(r, g)
+    with pytest.raises(ValueError, match="num_subsets must be >= 1, got 0"):
+        kidm.kernel_inception_distance(real, gen, num_subsets=0)
+    with pytest.raises(ValueError, match=r"subset size 1 \(subset_size=1000, n_real=6, n_gen=1\)"):
+        kidm.kernel_inception_distance(real, gen[:1])
+    with pytest.raises(ValueError, match=r"subset size 1 \(subset_size=1000, n_real=1, n_gen=5\)"):
+        kidm.kernel_inception_distance(real[:1], gen)
+    with pytest.raises(ValueError, match="same size >= 2, got 3 and 4"):
+        kidm.mmd2_unbiased(real[:3], gen[:4])
+    with pytest.raises(ValueError, match="same size >= 2, got 1 and 1"):
+        kidm.mmd2_unbiased(real[:1], gen[:1])
+
+
 # --------------------------------------------------------------------------------------- MAE
 
 

@@ -236,8 +236,9 @@ def test_resize_filters_and_the_upscale_boundary_are_the_libraries_own():
     assert not tf.upscaled and out.shape == (64, 64, 3)
     with pytest.raises(Rejected, match="63px square < size 64 and resize.allow_upscale is false"):
         pad_and_resize(rgb[:63, :63], mask[:63, :63], ResizeParams(size=64, margin=0.0))
-    with pytest.raises(Rejected, match="no foreground to crop"):
+    with pytest.raises(Rejected) as empty:
         pad_and_resize(rgb, np.zeros_like(mask), ResizeParams(size=64))
+    assert (empty.value.reason, empty.value.detail) == ("cutout_empty", "no foreground to crop")
 
 
 def test_area_filter_and_lanczos_agree_on_flat_regions():

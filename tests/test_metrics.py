@@ -311,6 +311,10 @@ def test_kid_defaults_fields_and_precision_are_the_conventions():
     wide = kidm.kernel_inception_distance(real.astype(np.float64), gen.astype(np.float64), 3, 50, 7)
     np.testing.assert_array_equal(res.values, wide.values)  # the same bits: float32 inputs are widened first
     assert kidm.kernel_inception_distance(real, gen, num_subsets=1, subset_size=4).num_subsets == 1
+    default = kidm.kernel_inception_distance(real, gen)  # what the defaults do, not only what they say
+    explicit = kidm.kernel_inception_distance(real, gen, num_subsets=100, subset_size=1000, seed=0)
+    assert (default.num_subsets, default.seed, default.subset_size) == (100, 0, 9)
+    np.testing.assert_array_equal(default.values, explicit.values)
 
 
 def test_kid_refuses_malformed_inputs_with_the_shapes():
@@ -322,7 +326,7 @@ def test_kid_refuses_malformed_inputs_with_the_shapes():
         with pytest.raises(ValueError, match=match):
             kidm.kernel_inception_distance(*args)
     for r, g in ((np.where(real > 1, np.nan, real), gen), (real, np.where(gen > 1, np.inf, gen))):
-        with pytest.raises(ValueError, match="features contain NaN or infinite values"):
+        with pytest.raises(ValueError, match="^features contain NaN or infinite values$"):
             kidm.kernel_inception_distance(r, g)
     with pytest.raises(ValueError, match="num_subsets must be >= 1, got 0"):
         kidm.kernel_inception_distance(real, gen, num_subsets=0)

@@ -129,3 +129,86 @@ def test_not_an_archive(tmp_path: Path):
     with pytest.raises(Rejected) as e:
         list(iter_archive(f))
     assert e.value.reason == "unreadable_archive"
+
+
+def test_read_caps_are_exact_and_stop_reading_one_byte_past_the_limit():
+    from animegen.data.archive import CHUNK, _read_capped
+
+    data = bytes(range(256)) * (CHUNK // 128)  # two chunks and more
+    assert _read_capped(io.BytesIO(data), len(data)) == data  # exactly the limit is allowed
+    with pytest.raises(Rejected, match=f"member expands past {len(data) - 1} bytes"):
+        _read_capped(io.BytesIO(data), len(data) - 1)
+    for limit in (10, CHUNK + 5):
+        fh = io.BytesIO(b"\0" * (3 * CHUNK))
+        with pytest.raises(Rejected):
+            _read_capped(fh, limit)
+        assert fh.tell() == limit + 1  # a bomb is never read further than one byte past the cap
+
+
+def test_the_archive_budget_boundaries():
+    """Totals up to the cap pass; a ratio above max_ratio stops the archive only past one chunk; every
+    member after the budget ran out gets the same refusal."""
+    from animegen.data.archive import CHUNK, ArchiveExhausted, _Budget
+
+    b = _Budget(ArchiveCaps(max_entry_bytes=1000, max_total_bytes=100, max_ratio=1e9), archive_bytes=10)
+    b.spend(30)
+    assert b.remaining() == 70
+    b.spend(70)  # exactly the total cap
+    with pytest.raises(ArchiveExhausted, match="past 100 bytes in total"):
+        b.spend(1)
+    assert _Budget(ArchiveCaps(max_entry_bytes=50), 10).remaining() == 50
+    b = _Budget(ArchiveCaps(max_ratio=1.0), archive_bytes=1)
+    b.spend(CHUNK)  # ratio CHUNK, but not past one chunk yet
+    with pytest.raises(ArchiveExhausted, match="max_ratio 1.0"):
+        b.spend(1)
+    b = _Budget(ArchiveCaps(max_ratio=2 * CHUNK / 1000), archive_bytes=1000)
+    b.spend(2 * CHUNK)  # a ratio of exactly max_ratio passes
+    b = _Budget(ArchiveCaps(max_ratio=0.75 * CHUNK), archive_bytes=1)
+    with pytest.raises(ArchiveExhausted):
+        b.spend(CHUNK + 1)  # an archive of 1 byte: the ratio is the total itself
+    _Budget(ArchiveCaps(max_ratio=2000.0), archive_bytes=1000).spend(CHUNK + 1)  # 1049x < 2000x
+
+
+def test_member_size_and_ratio_boundaries_in_zip_and_tar(tmp_path: Path):
+    from animegen.data.archive import CHUNK
+
+    stored = tmp_path / "stored.zip"  # ratio exactly 1.0, past one chunk
+    with zipfile.ZipFile(stored, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("big.bin", b"\1" * (CHUNK + 10))
+    assert outcomes(stored, ArchiveCaps(max_ratio=1.0, max_entry_bytes=CHUNK + 10)) == {"big.bin": "ok"}
+    assert outcomes(stored, ArchiveCaps(max_ratio=1.0, max_entry_bytes=CHUNK + 9)) == {"big.bin": "zip_bomb"}
+    for n in (1000, CHUNK):  # zeros deflate to little: a high ratio, but not past one chunk (the member's
+        small = tmp_path / f"small{n}.zip"  # check and the archive's)
+        with zipfile.ZipFile(small, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("zeros.bin", b"\0" * n)
+        assert outcomes(small, ArchiveCaps(max_ratio=5.0)) == {"zeros.bin": "ok"}
+    t = tmp_path / "sizes.tar"
+    with tarfile.open(t, "w") as tf:
+        for name, n in (("fits.bin", 100), ("over.bin", 101)):
+            info = tarfile.TarInfo(name)
+            info.size = n
+            tf.addfile(info, io.BytesIO(b"\2" * n))
+    assert outcomes(t, ArchiveCaps(max_entry_bytes=100)) == {"fits.bin": "ok", "over.bin": "zip_bomb"}
+
+
+def test_after_the_budget_runs_out_every_later_member_gets_the_same_refusal(tmp_path: Path):
+    """Half a chunk of zeros per member: the archive passes one chunk at the third member, at a ratio far
+    above 100; that member and every later one get that one refusal, and nothing later is read.  (The
+    total cap itself never runs out: each member is read only up to what is left of it.)"""
+    from animegen.data.archive import CHUNK
+
+    z = tmp_path / "zeros.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i in range(5):
+            zf.writestr(f"{i}.bin", b"\0" * (CHUNK // 2))
+    got = list(iter_archive(z, ArchiveCaps(max_ratio=100.0)))
+    assert [isinstance(r, bytes) for _, r in got] == [True, True, False, False, False]
+    details = {r.detail for _, r in got[2:]}
+    assert len(details) == 1 and " > max_ratio 100.0" in details.pop()
+    size = len(png(0))
+    z = tmp_path / "many.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for i in range(3):
+            zf.writestr(f"{i}.png", png(i))
+    got = [r.detail if isinstance(r, Rejected) else "ok" for _, r in iter_archive(z, ArchiveCaps(max_total_bytes=int(size * 1.5)))]
+    assert got == ["ok", f"member expands past {int(size * 1.5) - size} bytes", f"member expands past {int(size * 1.5) - size} bytes"]

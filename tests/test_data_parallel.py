@@ -188,9 +188,9 @@ def test_plain_png_and_jpeg_inputs_are_kept_byte_for_byte_and_others_are_reencod
         cutout.run(_one_folder_params(), "d", root, workers=1)
 
 
-def _cutout_folder(folder: Path, rgb: np.ndarray, mask: np.ndarray, box: str | None) -> dict:
-    """A one-image cutout folder as the cutout stage writes it; its manifest row (``box``: the
-    ``foreground_box`` cell, None for a manifest without that column)."""
+def _cutout_folder(folder: Path, rgb: np.ndarray, mask: np.ndarray, box: list | None) -> dict:
+    """A one-image cutout folder as the cutout stage writes it; its manifest row as read_manifest gives
+    it (``box``: its ``foreground_box``, None for a manifest without that column)."""
     from animegen.artifacts.images import image_file, mask_file, start, write_image
 
     folder.mkdir(parents=True)
@@ -205,8 +205,10 @@ def _cutout_folder(folder: Path, rgb: np.ndarray, mask: np.ndarray, box: str | N
 def test_resize_crops_by_the_box_cutout_recorded_and_reads_the_mask_only_when_it_must(tmp_path):
     """The cut-out's foreground box in cutout's manifest replaces decoding its mask (crop full): the same
     output as from the mask, with the mask file gone; shoulders_up and a manifest without the column
-    still read the mask; an empty box is cutout_empty; a box that is not inside the image stops."""
+    still read the mask; an empty box is cutout_empty; a box that is not a box, or not inside the
+    image, stops (read_manifest parses the cell, the stage knows the image's size)."""
     from animegen.artifacts import ArtifactError
+    from animegen.artifacts.images import parse_box
     from animegen.data.resize import ResizeParams, foreground_box
     from animegen.stages.resize import resize_one
 
@@ -231,18 +233,22 @@ def test_resize_crops_by_the_box_cutout_recorded_and_reads_the_mask_only_when_it
 
     from_mask = resized(None)
     assert from_mask[0]["crop_box"] == [42, 12, 158, 228]  # the box plus a margin of 0.04 x 200 = 8 px
-    assert resized("[50,20,150,220]", drop_mask=True) == from_mask
-    assert resized("[0,0,200,300]", drop_mask=True)[0]["crop_box"] == [0, 0, 200, 300]  # the whole image is a box
+    assert resized([50, 20, 150, 220], drop_mask=True) == from_mask
+    assert resized([0, 0, 200, 300], drop_mask=True)[0]["crop_box"] == [0, 0, 200, 300]  # the whole image is a box
     _, reject, _ = resized(None, drop_mask=True)  # no column: the mask is read
     assert reject["reason"] == "unreadable"
     shoulders = ResizeParams(size=32, crop="shoulders_up", shoulders_ratio=0.25)
-    assert resized("[50,20,150,220]", shoulders) == resized(None, shoulders)
-    assert resized("[50,20,150,220]", shoulders, drop_mask=True)[1]["reason"] == "unreadable"
-    assert resized("[]", drop_mask=True)[1]["reason"] == "cutout_empty"
-    for bad in ("[0,0,201,300]", "[0,0,200,301]", "[-1,0,10,10]", "[50,20,50,220]", "[50,20,150,20]", "[1.5,0,10,10]",
-                "[1,2,3]", "[true,0,10,10]", "not json", "{}"):  # fmt: skip
-        with pytest.raises(ArtifactError, match=r"manifest.csv: id 0123456789abcdef: foreground_box .* rerun cutout"):
-            resized(bad)
+    assert resized([50, 20, 150, 220], shoulders) == resized(None, shoulders)
+    assert resized([50, 20, 150, 220], shoulders, drop_mask=True)[1]["reason"] == "unreadable"
+    assert resized([], drop_mask=True)[1]["reason"] == "cutout_empty"
+    for outside in ([0, 0, 201, 300], [0, 0, 200, 301]):
+        with pytest.raises(ArtifactError, match=r"manifest.csv: id 0123456789abcdef: foreground_box .* 200x300 image; rerun cutout"):
+            resized(outside)
+    assert parse_box("", "m") is None and parse_box("[]", "m") == [] and parse_box("[0,0,1,1]", "m") == [0, 0, 1, 1]
+    for bad in ("[-1,0,10,10]", "[0,-1,10,10]", "[50,20,50,220]", "[50,20,150,20]", "[1.5,0,10,10]", "[1,2,3]",
+                "[true,0,10,10]", "not json", "{}", "null"):  # fmt: skip
+        with pytest.raises(ArtifactError, match=r"^m, line 3: foreground_box .* is not a box \[x0, y0, x1, y1\]; rerun"):
+            parse_box(bad, "m, line 3")
 
 
 # -------------------------------------------------------------------------------------- the gate

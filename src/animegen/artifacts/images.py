@@ -122,9 +122,26 @@ class ImageSetWriter:
         self.close()
 
 
+def parse_box(value: str, where: str) -> list[int] | None:
+    """A manifest's ``foreground_box`` cell (cutout writes it): ``""`` (not recorded) -> None, ``[]`` (no
+    foreground) -> [], else ``[x0, y0, x1, y1]`` of integers with ``0 <= x0 < x1`` and ``0 <= y0 < y1``;
+    anything else is an :class:`ArtifactError` naming ``where``."""
+    if value == "":
+        return None
+    try:
+        box = json.loads(value)
+    except ValueError:
+        box = None
+    if box == [] or (isinstance(box, list) and len(box) == 4 and all(type(v) is int for v in box)
+                     and 0 <= box[0] < box[2] and 0 <= box[1] < box[3]):  # fmt: skip
+        return box
+    raise ArtifactError(f"{where}: foreground_box {value!r} is not a box [x0, y0, x1, y1]; rerun the stage that writes it")
+
+
 def read_manifest(folder: Path) -> list[dict]:
     """The kept rows of an image set, after checking its report's format; the JSON column ``extra``
-    (what a source recorded per image, e.g. face part boxes) is parsed into a dict."""
+    (what a source recorded per image, e.g. face part boxes) is parsed into a dict, and cutout's
+    ``foreground_box`` into a checked list (:func:`parse_box`)."""
     read_record(folder / "report.json", KIND, VERSION)
     path = folder / "manifest.csv"
     try:
@@ -138,6 +155,8 @@ def read_manifest(folder: Path) -> list[dict]:
         raise ArtifactError(f"{path}: no id and file columns (header {list(rows[0])[:4]}...); rerun the stage that writes it")
     for n, row in enumerate(rows, start=2):  # line numbers as an editor shows them (the header is line 1)
         check_id(row["id"], f"{path}, line {n}")
+        if "foreground_box" in row:
+            row["foreground_box"] = parse_box(row["foreground_box"], f"{path}, line {n}")
         own = (image_file(row["id"]), image_file(row["id"], "jpg"))
         if row["file"] not in own or row.get("mask", mask_file(row["id"])) != mask_file(row["id"]):
             raise ArtifactError(f"{path}, line {n}: files {row['file']!r} / {row.get('mask')!r} are not the id's own; "

@@ -13,7 +13,6 @@ for any ``resize.workers``.
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from pathlib import Path
 
@@ -42,22 +41,18 @@ def _map_parts(extra: dict, transform, size: int) -> dict:
 
 def recorded_box(row: dict, shape: tuple[int, int], src: Path):
     """The foreground box cutout's manifest records for ``row`` (None: no foreground), checked against
-    the image's ``shape`` (H, W); :data:`KNOWN_FROM_MASK` where the manifest has no such column."""
-    value = row.get("foreground_box")
-    if value is None or value == "":
+    the image's ``shape`` (H, W); :data:`KNOWN_FROM_MASK` where the manifest has no such column.
+    (:func:`read_manifest` has parsed and checked the box itself.)"""
+    box = row.get("foreground_box")
+    if box is None:
         return KNOWN_FROM_MASK
+    if box == []:
+        return None
     h, w = shape
-    try:
-        box = json.loads(value)
-        if box == []:
-            return None
-        x0, y0, x1, y1 = box
-        if all(type(v) is int for v in box) and 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h:
-            return x0, y0, x1, y1
-    except (ValueError, TypeError):
-        pass
-    raise ArtifactError(f"{src / 'manifest.csv'}: id {row['id']}: foreground_box {value!r} is not a box inside its "
-                        f"{w}x{h} image; rerun cutout")  # fmt: skip
+    if box[2] <= w and box[3] <= h:
+        return tuple(box)
+    raise ArtifactError(f"{src / 'manifest.csv'}: id {row['id']}: foreground_box {box} is not inside its {w}x{h} image; "
+                        "rerun cutout")  # fmt: skip
 
 
 def resize_one(row: dict, src: Path, out: Path, p: ResizeParams) -> tuple[dict | None, dict | None]:

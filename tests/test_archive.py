@@ -212,3 +212,76 @@ def test_after_the_budget_runs_out_every_later_member_gets_the_same_refusal(tmp_
             zf.writestr(f"{i}.png", png(i))
     got = [r.detail if isinstance(r, Rejected) else "ok" for _, r in iter_archive(z, ArchiveCaps(max_total_bytes=int(size * 1.5)))]
     assert got == ["ok", f"member expands past {int(size * 1.5) - size} bytes", f"member expands past {int(size * 1.5) - size} bytes"]
+
+
+def details(path, caps=ArchiveCaps()):
+    return {name: (p.reason, p.detail) if isinstance(p, Rejected) else "ok" for name, p in iter_archive(path, caps)}
+
+
+def test_every_refusal_says_why_in_its_detail(tmp_path: Path):
+    """Each reject carries its reason and a detail a user can act on (the rejects.csv row)."""
+    z = tmp_path / "evil.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("../x.png", png(1))
+        zf.writestr("/y.png", png(1))
+        link = zipfile.ZipInfo("link.png")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(link, "/etc/passwd")
+        zf.writestr("big.png", png(2))
+    n = len(png(2))
+    assert details(z, ArchiveCaps(max_entry_bytes=n - 1)) == {
+        "../x.png": ("unsafe_path", "member name '../x.png' leaves the archive root"),
+        "/y.png": ("unsafe_path", "absolute member name '/y.png'"),
+        "link.png": ("archive_link", "symbolic link member"),
+        "big.png": ("zip_bomb", f"declared size {n} > {n - 1}"),
+    }
+    t = tmp_path / "odd.tar"
+    with tarfile.open(t, "w") as tf:
+        dev = tarfile.TarInfo("dev")
+        dev.type = tarfile.CHRTYPE
+        tf.addfile(dev)
+        big = tarfile.TarInfo("big.bin")
+        big.size = 50
+        tf.addfile(big, io.BytesIO(b"\1" * 50))
+    assert details(t, ArchiveCaps(max_entry_bytes=49)) == {
+        "dev": ("not_a_file", "special member (device, fifo)"), "big.bin": ("zip_bomb", "declared size 50 > 49")}
+    r = details(tmp_path / "evil.zip", ArchiveCaps(max_entries=1))
+    assert r["/y.png"] == ("zip_bomb", "more than 1 entries")
+
+
+def test_a_truncated_tar_names_the_short_member_and_the_archive(tmp_path: Path):
+    t = tmp_path / "cut.tar"
+    with tarfile.open(t, "w") as tf:
+        for name, data in (("a.bin", b"\1" * 1000), ("b.bin", b"\2" * 5000)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    raw = t.read_bytes()
+    t.write_bytes(raw[: 512 + 1024 + 512 + 2000])  # b.bin's header and 2000 of its 5000 bytes
+    got = details(t)
+    assert got == {"a.bin": "ok", "b.bin": ("corrupt_member", "unexpected end of data"),  # its data, then the next
+                   "(archive)": ("corrupt_member", "unexpected end of data")}  # header cannot be read either
+    gz = tmp_path / "cut.tar.gz"
+    with tarfile.open(gz, "w:gz") as tf:
+        for seed, name in enumerate(("a.bin", "b.bin")):
+            data = np.random.default_rng(seed).bytes(20_000)  # incompressible: ~41 kB of gzip
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    gz.write_bytes(gz.read_bytes()[:30_000])  # the stream ends inside b.bin
+    got = details(gz)
+    assert got["a.bin"] == "ok" and got["b.bin"][0] == "corrupt_member" and "end" in got["b.bin"][1]
+
+
+def test_a_zip_whose_directory_is_broken_is_an_unreadable_archive(tmp_path: Path):
+    z = tmp_path / "broken.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("a.png", png(1))
+    raw = bytearray(z.read_bytes())
+    cd = raw.rindex(b"PK\x01\x02")  # the central directory entry: its signature broken, the end record intact
+    raw[cd : cd + 4] = b"XXXX"
+    z.write_bytes(bytes(raw))
+    assert zipfile.is_zipfile(z)
+    with pytest.raises(Rejected) as e:
+        list(iter_archive(z))
+    assert e.value.reason == "unreadable_archive" and "Bad magic number for central directory" in e.value.detail

@@ -128,7 +128,7 @@ def test_not_an_archive(tmp_path: Path):
     f.write_bytes(b"definitely not an archive")
     with pytest.raises(Rejected) as e:
         list(iter_archive(f))
-    assert e.value.reason == "unreadable_archive"
+    assert e.value.reason == "unreadable_archive" and "file could not be opened successfully" in e.value.detail
 
 
 def test_read_caps_are_exact_and_stop_reading_one_byte_past_the_limit():
@@ -203,6 +203,7 @@ def test_after_the_budget_runs_out_every_later_member_gets_the_same_refusal(tmp_
             zf.writestr(f"{i}.bin", b"\0" * (CHUNK // 2))
     got = list(iter_archive(z, ArchiveCaps(max_ratio=100.0)))
     assert [isinstance(r, bytes) for _, r in got] == [True, True, False, False, False]
+    assert {r.reason for _, r in got[2:]} == {"zip_bomb"}
     details = {r.detail for _, r in got[2:]}
     assert len(details) == 1 and " > max_ratio 100.0" in details.pop()
     size = len(png(0))

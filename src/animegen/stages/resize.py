@@ -21,7 +21,7 @@ from tqdm import tqdm
 from animegen import paths
 from animegen.artifacts import ArtifactError
 from animegen.artifacts.images import ImageSetWriter, image_file, pixel_digest, read_image, read_manifest, start, write_image
-from animegen.data.resize import KNOWN_FROM_MASK, ResizeParams, needs_mask, pad_and_resize
+from animegen.data.resize import ResizeParams, needs_mask, pad_and_resize
 from animegen.io import Rejected, atomic_dir
 from animegen.parallel import OrderedPool, resolve_workers
 from animegen.recipes import dataset_section, overridden
@@ -39,20 +39,15 @@ def _map_parts(extra: dict, transform, size: int) -> dict:
     return {**extra, "parts": mapped, "parts_coords": "normalised_output"}
 
 
-def recorded_box(row: dict, shape: tuple[int, int], src: Path):
-    """The foreground box cutout's manifest records for ``row`` (None: no foreground), checked against
-    the image's ``shape`` (H, W); :data:`KNOWN_FROM_MASK` where the manifest has no such column.
-    (:func:`read_manifest` has parsed and checked the box itself.)"""
+def recorded_box(row: dict, shape: tuple[int, int], src: Path) -> list[int] | None:
+    """The foreground box cutout's manifest records for ``row`` (``[]``: no foreground; None where the
+    manifest has no such column), checked against the image's ``shape`` (H, W).  (:func:`read_manifest`
+    has parsed and checked the box itself.)"""
     box = row.get("foreground_box")
-    if box is None:
-        return KNOWN_FROM_MASK
-    if box == []:
-        return None
-    h, w = shape
-    if box[2] <= w and box[3] <= h:
-        return tuple(box)
-    raise ArtifactError(f"{src / 'manifest.csv'}: id {row['id']}: foreground_box {box} is not inside its {w}x{h} image; "
-                        "rerun cutout")  # fmt: skip
+    if box and (box[2] > shape[1] or box[3] > shape[0]):
+        raise ArtifactError(f"{src / 'manifest.csv'}: id {row['id']}: foreground_box {box} is not inside its "
+                            f"{shape[1]}x{shape[0]} image; rerun cutout")  # fmt: skip
+    return box
 
 
 def resize_one(row: dict, src: Path, out: Path, p: ResizeParams) -> tuple[dict | None, dict | None]:
@@ -62,7 +57,7 @@ def resize_one(row: dict, src: Path, out: Path, p: ResizeParams) -> tuple[dict |
     try:
         rgb = read_image(src, row["file"])
         fg = recorded_box(row, rgb.shape[:2], src)
-        mask = read_image(src, row["mask"], "L") if fg is KNOWN_FROM_MASK or needs_mask(p) else None
+        mask = read_image(src, row["mask"], "L") if fg is None or needs_mask(p) else None
         image, tf = pad_and_resize(rgb, mask, p, fg)
     except Rejected as r:
         return None, {"id": row["id"], "reason": r.reason, "detail": r.detail}

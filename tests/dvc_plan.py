@@ -7,16 +7,21 @@
 
 One process instead of three command lines, and one read of params.yaml per process: DVC 3.67 parses a
 params file again for every stage that depends on it (~90 parses of a 30 kB YAML per command, most of a
-`dvc status` here).  The memo below is keyed by the file's path, size and modification time and lives
-only inside this read-only process, so what DVC decides is unchanged; it only stops the tests that ask
-"what is stale after this change?" from paying that parse a hundred times each.  For the same reason a
-dotted params key is looked up by walking the dicts instead of dpath's search of the whole tree.
+`dvc status` here).  The memo below is keyed by the file's path and bytes and lives only inside this
+process, which never writes, so what DVC decides is unchanged; it only stops the tests that ask "what is
+stale after this change?" from paying that parse a hundred times each.  For the same reason a dotted
+params key is looked up by walking the dicts instead of dpath's search of the whole tree, and dvc.yaml
+and dvc.lock, which DVC parses and schema-checks again for each of its three index builds in a plan,
+are parsed and checked once per text.
 
-The helpers below run the script from a test (``dvc_stages``, ``dvc_plan``).
+``--serve`` answers one plan per line of stdin, so a test that changes the workspace many times pays
+DVC's import once (``DvcPlanner``).  The helpers below run the script from a test (``dvc_stages``,
+``dvc_plan``, ``DvcPlanner``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -25,6 +30,7 @@ import types
 from pathlib import Path
 
 HERE = Path(__file__).resolve()
+PLAN = "dvc_plan.py: "  # the prefix of a served plan's line (DVC prints its own lines to stdout too)
 
 
 def _memoise_param_files() -> None:
@@ -35,8 +41,8 @@ def _memoise_param_files() -> None:
     def load_path(path, fs, **kwargs):
         if kwargs:
             return load(path, fs, **kwargs)
-        st = os.stat(path)
-        key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+        with open(path, "rb") as f:  # keyed by the bytes: a server (below) sees params.yaml change between plans
+            key = (os.path.abspath(path), hashlib.sha256(f.read()).hexdigest())
         if key not in memo:
             memo[key] = load(path, fs)
         return memo[key]
@@ -58,22 +64,72 @@ def _memoise_param_files() -> None:
 
     param.dpath = types.SimpleNamespace(get=get, search=dpath.search)
 
+    # dvc.yaml and dvc.lock are parsed and schema-checked again each time DVC builds its index (three
+    # times per plan: the stage list, `status`, `repro --dry`): ~0.8 s of the pure-Python YAML
+    # constructor and ~0.5 s of voluptuous per read of the lock here.  The same text parses to the same
+    # data and passes the same check: keep one parse (hand out copies) and check each text once.
+    import copy
+
+    import dvc.utils.strictyaml as strictyaml
+
+    parse, parsed = strictyaml.parse_yaml, {}
+
+    def parse_yaml(text, path, typ="safe"):
+        if typ != "safe":
+            return parse(text, path, typ=typ)
+        key = (path, text)
+        if key not in parsed:
+            parsed[key] = parse(text, path, typ=typ)
+        return copy.deepcopy(parsed[key])
+
+    strictyaml.parse_yaml = parse_yaml
+    validate, valid = strictyaml.validate, set()
+
+    def validate_once(data, schema, text=None, path=None, rev=None):
+        key = (id(schema), path, rev, text)
+        if text is None or key not in valid:
+            validate(data, schema, text=text, path=path, rev=rev)
+            valid.add(key)
+
+    strictyaml.validate = validate_once
+
+
+def plan(with_plan: bool) -> dict:
+    """What DVC sees in the current directory, read afresh (a new ``Repo``: nothing of an earlier
+    plan is reused but the parses memoised above, which are keyed by the files' bytes)."""
+    from dvc.repo import Repo, lock_repo
+
+    # closed after each plan (no state database is held between plans); all of one plan under one hold
+    # of DVC's repository lock, so its three questions share one index, as the calls nested inside one
+    # DVC command do, instead of building it again for each (nothing changes the workspace in between)
+    with Repo(".") as repo, lock_repo(repo):
+        out: dict = {"stages": {
+            s.addressing: {"deps": sorted(d.def_path for d in s.deps if d.def_path != "params.yaml"),
+                           "params": sorted(k for d in s.params for k in d.params),
+                           "outs": sorted(o.def_path for o in s.outs), "cmd": s.cmd}
+            for s in repo.index.stages
+        }}  # fmt: skip
+        if with_plan:
+            out["status"] = sorted(repo.status())
+            out["would_run"] = sorted(s.addressing for s in repo.reproduce(dry=True, force_downstream=True))
+    return out
+
 
 def main(argv: list[str]) -> None:
     _memoise_param_files()
-    from dvc.repo import Repo
+    if "--serve" not in argv:
+        print(json.dumps(plan("--plan" in argv)))
+        return
+    # one plan per line read from stdin, one JSON line each after DVC's own messages: DVC is imported
+    # once for many plans
+    from fsspec.implementations.memory import MemoryFileSystem
 
-    repo = Repo(".")
-    out: dict = {"stages": {
-        s.addressing: {"deps": sorted(d.def_path for d in s.deps if d.def_path != "params.yaml"),
-                       "params": sorted(k for d in s.params for k in d.params),
-                       "outs": sorted(o.def_path for o in s.outs), "cmd": s.cmd}
-        for s in repo.index.stages
-    }}  # fmt: skip
-    if "--plan" in argv:
-        out["status"] = sorted(repo.status())
-        out["would_run"] = sorted(s.addressing for s in repo.reproduce(dry=True, force_downstream=True))
-    print(json.dumps(out))
+    for _ in sys.stdin:
+        print(PLAN + json.dumps(plan(True)), flush=True)
+        # dvc-data leaves a temporary object per hashed folder in fsspec's process-wide memory store
+        # (~700 a plan here) and every later lookup there scans them all: plans got slower one by one
+        # (3.5 s to 10 s over 33).  A fresh process starts with the store empty; so does the next plan.
+        MemoryFileSystem.store.clear()
 
 
 def _run(ws: Path, env: dict, *flags: str) -> dict:
@@ -91,6 +147,30 @@ def dvc_stages(ws: Path, env: dict | None = None) -> dict[str, dict]:
 def dvc_plan(ws: Path, env: dict | None = None) -> dict:
     """``dvc_stages`` plus ``status`` and ``would_run`` (see the module docstring)."""
     return _run(ws, env or dict(os.environ), "--plan")
+
+
+class DvcPlanner:
+    """``dvc_plan`` for many states of one workspace from one process (``--serve``): a test changes the
+    workspace, calls ``plan()``, and gets what a fresh ``dvc_plan`` would say, without paying DVC's
+    import and first parses again."""
+
+    def __init__(self, ws: Path, env: dict | None = None):
+        self.ws = ws
+        self.proc = subprocess.Popen([sys.executable, str(HERE), "--serve"], cwd=ws, env=env or dict(os.environ),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def plan(self) -> dict:
+        self.proc.stdin.write("plan\n")
+        self.proc.stdin.flush()
+        for line in self.proc.stdout:
+            if line.startswith(PLAN):
+                return json.loads(line[len(PLAN) :])
+        self.proc.wait()
+        raise AssertionError(f"dvc_plan.py --serve ended ({self.proc.returncode}) in {self.ws}:\n{self.proc.stderr.read()[-3000:]}")
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
 
 
 if __name__ == "__main__":

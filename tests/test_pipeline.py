@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import REPO, copy_workspace, dump_yaml, find_chromium, git, load_yaml
-from dvc_plan import dvc_plan, dvc_stages
+from dvc_plan import DvcPlanner, dvc_stages
 from PIL import Image
 
 from animegen import cli
@@ -387,13 +387,21 @@ def test_snakefile_and_dvc_yaml_declare_the_same_stages(ran: Path):
         assert smk_inputs == set(stage["deps"]), name
 
 
-def _stale(ws: Path) -> tuple[set[str], set[str], set[str], set[str]]:
+@pytest.fixture(scope="module")
+def planner(ran: Path):
+    """One DVC process answers every "what is stale?" case of this file (see tests/dvc_plan.py)."""
+    planner = DvcPlanner(ran, ENV)
+    yield planner
+    planner.close()
+
+
+def _stale(ws: Path, planner: DvcPlanner) -> tuple[set[str], set[str], set[str], set[str]]:
     """(every DVC stage, Snakemake 'update pending' stages, DVC `status` stages, DVC repro --dry
     --force-downstream stages).  The two tools read the workspace at once (neither writes what the other reads)."""
     from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
 
     with ThreadPoolExecutor(1) as pool:
-        dvc = pool.submit(dvc_plan, ws, ENV)
+        dvc = pool.submit(planner.plan)
         summary = _summary(ws, "-n", "--summary")
         plan = dvc.result()
     by_out = {o: name for name, s in plan["stages"].items() for o in s["outs"]}
@@ -490,13 +498,13 @@ FROM_REFERENCE = ["reference@*", "compare@*", "summary"]
          "one-model-net", "one-model-tracking", "track-section", "one-model-sampling", "sample-section", "train-section", "metrics-section",
          "evaluate-section", "compare-pair", "reference-section"],
 )  # fmt: skip
-def test_a_params_change_makes_exactly_its_stages_stale_in_both_tools(ran: Path, mutate, changed, stale):
+def test_a_params_change_makes_exactly_its_stages_stale_in_both_tools(ran: Path, planner: DvcPlanner, mutate, changed, stale):
     original = (ran / "params.yaml").read_text()
     try:
         params = load_yaml(ran / "params.yaml")
         mutate(params)
         dump_yaml(params, ran / "params.yaml")
-        names, pending, status, would_run = _stale(ran)
+        names, pending, status, would_run = _stale(ran, planner)
     finally:
         (ran / "params.yaml").write_text(original)
 
@@ -525,12 +533,12 @@ def test_a_params_change_makes_exactly_its_stages_stale_in_both_tools(ran: Path,
     ],
     ids=["family-module", "validation", "registry", "translation-family"],
 )  # fmt: skip
-def test_editing_code_makes_exactly_its_stages_stale_in_both_tools(ran: Path, module, stale):
+def test_editing_code_makes_exactly_its_stages_stale_in_both_tools(ran: Path, planner: DvcPlanner, module, stale):
     path = ran / module
     original, times = path.read_bytes(), os.stat(path)
     try:
         path.write_bytes(original + b"\n# an edit\n")
-        names, pending, status, would_run = _stale(ran)
+        names, pending, status, would_run = _stale(ran, planner)
     finally:
         path.write_bytes(original)
         os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))  # Snakemake compares dates too

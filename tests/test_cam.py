@@ -80,6 +80,115 @@ def test_selection_ranks_by_concentration_with_stable_ties():
     assert control != sc.random_control(ids, 2, seed=8) or sc.random_control(ids, 2, seed=9) != control
 
 
+def test_box_edges_are_pixel_centres_start_inclusive_end_exclusive():
+    """4 rows: centres 0.125, 0.375, 0.625, 0.875; a box [.., 0.375, .., 0.625] holds row 1 only."""
+    mask = sc.box_mask([[0.375, 0.375, 0.625, 0.625]], 4, 4)
+    assert mask.sum() == 1 and mask[1, 1]
+    assert sc.box_mask([[0.0, 0.0, 0.375, 1.0]], 4, 4)[:, 0].all() and not sc.box_mask([[0.0, 0.0, 0.375, 1.0]], 4, 4)[:, 1:].any()
+    wide = sc.box_mask([[0.0, 0.5, 1.0, 1.0]], 2, 4)  # rows and columns are not swapped on a non-square map
+    assert wide.tolist() == [[False] * 4, [True] * 4]
+
+
+def test_topk_counts_a_partial_pixel_as_a_whole_one_and_never_less_than_one():
+    cam = np.arange(100, dtype=float).reshape(10, 10)  # 0..99, total 4950
+    assert sc.topk_mass(cam, 1.2) == pytest.approx((99 + 98) / 4950)  # 1.2 pixels -> the top 2
+    assert sc.topk_mass(cam, 0.0) == pytest.approx(99 / 4950)  # at least the hottest pixel
+    assert sc.topk_mass(cam, 100.0) == pytest.approx(1.0)
+    assert sc.entropy(np.ones((1, 1))) == 0.0  # one pixel: log(1) would divide by zero
+
+
+def test_select_modes_boundaries_and_refusals():
+    ids, values = ["a", "b", "c"], [0.5, 0.7, 0.2]
+    assert sc.select(ids, values, "region_mass", "threshold", threshold=0.5) == ["b", "a"]  # at the threshold: kept
+    assert sc.select(ids, values, "entropy", "threshold", threshold=0.5) == ["c", "a"]
+    assert sc.select(ids, values, "region_mass", "top_n", n=3) == ["b", "a", "c"]  # n == the scored count
+    for kwargs, message in [({"n": 0}, "n >= 1"), ({}, "n >= 1")]:
+        with pytest.raises(ValueError, match=message):
+            sc.select(ids, values, "region_mass", "top_n", **kwargs)
+    with pytest.raises(ValueError, match="needs a threshold"):
+        sc.select(ids, values, "region_mass", "threshold")
+    with pytest.raises(ValueError, match="unknown selection mode 'best'"):
+        sc.select(ids, values, "region_mass", "best", n=1)
+    with pytest.raises(ValueError, match="one score per id"):
+        sc.select(ids, values[:2], "region_mass", "top_n", n=1)
+    with pytest.raises(ValueError, match="unknown score 'mass'"):
+        sc.score(np.ones((2, 2)), "mass")
+    assert sc.random_control(ids, 3, seed=0) == ["a", "b", "c"]  # all of them is allowed
+    with pytest.raises(ValueError, match="cannot draw 4 of 3"):
+        sc.random_control(ids, 4, seed=0)
+    assert sc.score(np.eye(4), "topk_mass", topk_percent=25.0) == pytest.approx(1.0)  # the percent reaches the score
+    assert sc.score(np.eye(4), "region_mass", boxes=[[0, 0, 0.5, 0.5]]) == pytest.approx(0.5)
+
+
+def test_spearman_is_the_rank_correlation_and_undefined_when_constant():
+    assert sc.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert sc.spearman([1, 2, 3, 4], [4, 1, 2, 3]) == pytest.approx(-0.2)  # ranks, not values
+    assert sc.spearman([1.5, 3, 1.5], [1, 3, 2]) == pytest.approx(math.sqrt(3) / 2)  # average ranks for ties
+    assert math.isnan(sc.spearman([1], [2])) and math.isnan(sc.spearman([1, 1], [1, 2])) and math.isnan(sc.spearman([1, 2], [3, 3]))
+
+
+def _evidence_case(method: str = "region_mass"):
+    """Four images with recorded parts and clarity, one without a score (c, an empty map)."""
+    from animegen.cam import selection  # noqa: PLC0415
+
+    parts = {"left_eye": [0, 0, 0.5, 0.5], "right_eye": [0.5, 0, 1, 0.5], "mouth": [0, 0.5, 0.5, 1]}  # 3/4 of the area
+    cams = np.zeros((4, 4, 4))
+    cams[0] = 1.0  # a: uniform, 3/4 of its mass on the parts
+    cams[1, 3, 3] = 1.0  # b: all of it off the parts (the bottom-right quarter)
+    cams[3, 0, 0] = 1.0  # d: all of it on the left eye; c has no mass
+    extras = {i: {"parts": parts, "clarity": c} for i, c in zip("abcd", (1, 6, 2, 3))}
+    values = [0.5, 0.9, math.nan, 0.5]
+    return selection.evidence(list("abcd"), values, [0.1, 0.2, 0.3, 0.4], cams, extras, ["b", "a"], ["c", "d"], method)
+
+
+def test_the_selection_evidence_on_a_hand_computed_case():
+    rows, metrics, rank = _evidence_case()
+    assert rank == {"b": 1, "a": 2, "d": 3, "c": 4}  # unscored last, the tie a/d broken by id
+    assert [r["id"] for r in rows] == ["b", "a", "d", "c"]
+    assert rows[0] == {"rank": 1, "id": "b", "score": 0.9, "selected": True, "random_control": False, "p_target": 0.2,
+                       "parts_mass": 0.0, "parts_area": 0.75, "clarity": 6}  # fmt: skip
+    assert rows[3] == {"rank": 4, "id": "c", "score": None, "selected": False, "random_control": True, "p_target": 0.3,
+                       "parts_mass": None, "parts_area": 0.75, "clarity": 2}  # fmt: skip
+    assert [r["parts_mass"] for r in rows] == [0.0, 0.75, 1.0, None]
+    assert metrics == {
+        "n_images": 4, "n_selected": 2, "n_unscored": 1, "cutoff_score": 0.5,
+        "score_mean_all": round((0.5 + 0.9 + 0.5) / 3, 6), "score_mean_selected": 0.7, "score_mean_random": 0.5,
+        "higher_is_more_concentrated": True, "p_target_mean": 0.25,
+        "parts_mass_mean": round(1.75 / 3, 6), "parts_area_mean": 0.75, "parts_mass_over_area": round(1.75 / 3 / 0.75, 6),
+        "clarity_mean_all": 3.0, "clarity_mean_selected": 3.5, "clarity_mean_random": 2.5,
+        # over the three scored images (c has no score): ranks (1.5, 3, 1.5) against clarity's (1, 3, 2)
+        "spearman_score_clarity": round(math.sqrt(3) / 2, 6),
+    }  # fmt: skip
+
+
+def test_the_evidence_follows_the_scores_direction_and_what_the_manifest_records():
+    from animegen.cam import selection  # noqa: PLC0415
+
+    rows, metrics, rank = _evidence_case("entropy")  # lower is more concentrated: the order and the sign flip
+    assert rank == {"a": 1, "d": 2, "b": 3, "c": 4}
+    assert metrics["higher_is_more_concentrated"] is False
+    assert metrics["spearman_score_clarity"] == round(-math.sqrt(3) / 2, 6)
+    cams = np.ones((2, 4, 4))
+    no_parts = {"a": {"parts": {"left_eye": [0, 0, 1, 1]}, "clarity": 1}, "b": {"clarity": 2}}  # mouth, eyes missing
+    rows, metrics, _ = selection.evidence(["a", "b"], [0.2, 0.4], [0.5, 0.5], cams, no_parts, ["b"], ["a"], "topk_mass")
+    assert not any(k.startswith("parts_") for k in metrics) and all(r["parts_mass"] is r["parts_area"] is None for r in rows)
+    assert metrics["spearman_score_clarity"] == 1.0 and metrics["cutoff_score"] == 0.4
+    rows, metrics, _ = selection.evidence(["a", "b"], [0.2, 0.4], [0.5, 0.5], cams, {"a": {"clarity": 1}}, ["b"], ["a"], "topk_mass")
+    assert not any(k.startswith("clarity") or k.startswith("spearman") for k in metrics)  # b records no clarity
+
+
+def test_regions_are_fixed_boxes_or_the_images_recorded_parts():
+    from animegen.cam import selection  # noqa: PLC0415
+
+    extras = {"a": {"parts": {"mouth": [1, 2, 3, 4]}}, "b": {"parts": {"mouth": ["0.5", 0, 1, 1], "nose": [0, 0, 1, 1]}}}
+    assert selection.regions_per_image(["mouth", [0, 0, 0.5, 0.5]], ["a", "b"], extras) == [
+        [[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.5, 0.5]], [[0.5, 0.0, 1.0, 1.0], [0.0, 0.0, 0.5, 0.5]]]
+    with pytest.raises(ValueError, match=r"image b has no part 'eye' in its manifest \(recorded: mouth, nose\)"):
+        selection.regions_per_image(["eye"], ["b"], extras)
+    with pytest.raises(ValueError, match=r"image c has no part 'eye' .*\(recorded: none\)"):
+        selection.regions_per_image(["eye"], ["c"], extras)
+
+
 # --------------------------------------------------------------------------------------- Grad-CAM
 
 

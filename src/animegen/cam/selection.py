@@ -92,10 +92,13 @@ def evidence(ids: list[str], values: list[float], p_target, cams: np.ndarray, ex
         metrics.update(parts_mass_mean=_rounded(mass), parts_area_mean=_rounded(area),
                        parts_mass_over_area=_rounded(mass / area) if area else None)  # fmt: skip
     if has_clarity:
+        # over the scored images: one map without mass (no score) must not blank the statistic
+        scored = [k for k, v in enumerate(values) if not math.isnan(v)]
+        rho = sc.spearman([values[k] for k in scored], [clarity[k] for k in scored])
         metrics.update(
             clarity_mean_all=_rounded(_mean(clarity)),
             clarity_mean_selected=_rounded(_mean(clarity[index[i]] for i in kept)),
             clarity_mean_random=_rounded(_mean(clarity[index[i]] for i in control)),
-            spearman_score_clarity=_rounded(sc.spearman(values, clarity) * (1 if higher else -1)),
+            spearman_score_clarity=_rounded(rho * (1 if higher else -1)),
         )
     return rows, metrics, rank

@@ -491,6 +491,107 @@ def test_a_dcgan_step_is_one_discriminator_step_then_one_non_saturating_generato
     assert not torch.equal(next(G0.parameters()), next(model.networks["G"].parameters()))  # and then G
 
 
+def test_the_ddpm_gets_every_setting_whose_library_default_changed():
+    """timesteps, objective, beta schedule, dropout, channels, [0, 1] images, Adam's settings and the
+    clipping norm all reach the library: its defaults moved across releases (module docstring)."""
+    from denoising_diffusion_pytorch.denoising_diffusion_pytorch import cosine_beta_schedule, sigmoid_beta_schedule  # noqa: PLC0415
+
+    from animegen.models import ddpm  # noqa: PLC0415
+
+    net = {**TINY["ddpm"], "timesteps": 30, "objective": "pred_x0", "beta_schedule": "cosine", "dropout": 0.25,
+           "lr": 0.0003, "betas": [0.8, 0.95], "max_grad_norm": 0.5}  # fmt: skip
+    model = ddpm.Model(net, 16, channels=1)
+    diffusion = model.networks["diffusion"]
+    assert (diffusion.num_timesteps, diffusion.objective, diffusion.channels, diffusion.image_size) == (30, "pred_x0", 1, (16, 16))
+    torch.testing.assert_close(diffusion.betas.double(), cosine_beta_schedule(30).double(), rtol=1e-6, atol=1e-9)
+    assert not torch.allclose(cosine_beta_schedule(30).double(), sigmoid_beta_schedule(30).double())
+    assert float(diffusion.normalize(torch.zeros(1))) == -1.0  # auto_normalize: the loop hands it [0, 1]
+    assert 0.25 in {m.p for m in diffusion.model.modules() if isinstance(m, torch.nn.Dropout)}  # the blocks' dropout
+    group = model.optimizers["diffusion"].param_groups[0]
+    assert (group["lr"], group["betas"]) == (0.0003, (0.8, 0.95)) and model.ema_network() is diffusion
+
+    from animegen.models.base import StepContext  # noqa: PLC0415
+
+    norms = []
+
+    class Recording(StepContext):
+        def backward_step(self, loss, optimizer, max_grad_norm=None):
+            norms.append(max_grad_norm)
+            super().backward_step(loss, optimizer, max_grad_norm)
+
+    x = torch.rand(2, 1, 16, 16) * 2 - 1
+    model.train_step({"image": x}, 0, Recording(torch.device("cpu")))
+    ddpm.Model({**net, "max_grad_norm": 0.0}, 16, channels=1).train_step({"image": x}, 0, Recording(torch.device("cpu")))
+    assert norms == [0.5, None]  # 0 turns clipping off
+    for bad, factor in ((17, 2), (18, 4)):
+        with pytest.raises(ValueError, match=f"needs an image size divisible by {factor}, got {bad}"):
+            ddpm.Model({**net, "dim_mults": [1, 2] if factor == 2 else [1, 2, 4]}, bad)
+    ddpm.check_size({"dim_mults": [1, 2, 4]}, 12)  # divisible by 4: accepted
+
+
+def test_ddpm_sampling_switches_to_ddim_below_the_training_steps_and_restores_the_mode():
+    from animegen.models import ddpm  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    model = ddpm.Model({**TINY["ddpm"], "timesteps": 6}, 16)
+    net = model.networks["diffusion"]
+    net.train()
+    seen = []
+    original = type(net).sample
+
+    def spy(self, batch_size=16, **kwargs):
+        seen.append((self.sampling_timesteps, self.is_ddim_sampling, self.ddim_sampling_eta, self.training))
+        return original(self, batch_size=batch_size, **kwargs)
+
+    type(net).sample = spy
+    try:
+        full = model.sample(net, 2, torch.device("cpu"))
+        ddim = model.sample(net, 2, torch.device("cpu"), sampling_timesteps=3, ddim_eta=0.5)
+        model.sample(net, 1, torch.device("cpu"), sampling_timesteps=6)
+    finally:
+        type(net).sample = original
+    assert seen == [(6, False, 0.0, False), (3, True, 0.5, False), (6, False, 0.0, False)]
+    assert net.training  # eval while sampling, the caller's mode after
+    assert full.shape == ddim.shape == (2, 3, 16, 16) and full.dtype == torch.float32
+    with pytest.raises(ValueError, match="sampling_timesteps 7 exceeds the model's timesteps 6"):
+        model.sample(net, 1, torch.device("cpu"), sampling_timesteps=7)
+    net.self_condition = True
+    with pytest.raises(ValueError, match="neither self-conditioning nor offset noise"):
+        ddpm.diffusion_loss(net, torch.rand(1, 3, 16, 16), torch.nn.functional.l1_loss)
+
+
+def test_samples_become_bytes_as_torchvision_saves_them_in_seeded_batches():
+    from animegen.models import sampling  # noqa: PLC0415
+
+    x = torch.tensor([0.0, 1.0, 0.5, 0.998, 0.001, 1.5, -0.2, 127.4 / 255]).view(1, 1, 2, 4).expand(1, 3, 2, 4)
+    out = sampling.to_uint8(x.clone())
+    assert out.shape == (1, 2, 4, 3) and out.dtype == np.uint8  # channels last
+    assert out[0, :, :, 0].ravel().tolist() == [0, 255, 128, 254, 0, 255, 0, 127]  # x * 255 + 0.5, clamped, truncated
+    import torchvision.utils  # noqa: PLC0415
+
+    buf = torchvision.utils.make_grid(x.clone(), nrow=1, padding=0).mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
+    assert np.array_equal(out[0], buf.permute(1, 2, 0).numpy())
+
+    class Fake:
+        sizes: list = []
+
+        def sample(self, net, n, device, **cfg):
+            self.sizes.append((n, cfg))
+            return torch.rand(n, 3, 2, 2)
+
+        def translate(self, net, x):
+            return x.add(1).div(2)  # the identity, in [-1, 1] -> [0, 1]
+
+    fake = Fake()
+    batches = list(sampling.iter_samples(fake, None, 5, 2, 7, torch.device("cpu"), {"ddim_eta": 0.0}))
+    assert [b.shape[0] for b in batches] == [2, 2, 1] and fake.sizes == [(2, {"ddim_eta": 0.0}), (2, {"ddim_eta": 0.0}), (1, {"ddim_eta": 0.0})]
+    again = sampling.generate(fake, None, 5, 2, 7, torch.device("cpu"), {"ddim_eta": 0.0})
+    assert np.array_equal(np.concatenate(batches), again)  # the seed restarts the stream
+    assert not np.array_equal(again, sampling.generate(fake, None, 5, 2, 8, torch.device("cpu"), {"ddim_eta": 0.0}))
+    imgs = images(5, size=4)
+    assert np.array_equal(sampling.translate_images(fake, None, imgs, 2, torch.device("cpu")), imgs)  # exact round trip
+
+
 @pytest.mark.parametrize("dim_mults", [[1, 2, 4, 8], [1, 4, 16]])  # study A's DDPM and its hourglass DDPM
 def test_the_ddpm_unet_has_the_configured_depth_and_widths(dim_mults):
     """Without ``dim_mults`` reaching the U-Net, the hourglass DDPM would be the plain one."""

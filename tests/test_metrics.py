@@ -668,3 +668,74 @@ def test_feature_statistics_match_pytorch_fid():
     np.testing.assert_array_equal(sigma, np.cov(x, rowvar=False))
     with pytest.raises(ValueError):
         feat.feature_statistics(x[:1])
+
+
+# ------------------------------------------------------------- the suite and the character ratio
+
+
+def test_character_ratio_interval_is_the_percentile_bootstrap():
+    """Bootstrap shares of n = 10 with 2 hits follow Binomial(10, 0.2) / 10: P(<= 0.4) = 0.967 and
+    P(<= 0.5) = 0.994, so the 97.5th percentile is 0.5 (the 95th would be 0.4) and the 2.5th is 0
+    (P(0) = 0.107); 8 hits mirror it."""
+    from animegen.metrics.proportion import share_with_interval  # noqa: PLC0415
+
+    two = np.array([True, True] + [False] * 8)
+    assert share_with_interval(two, 20000, 0) == {"share": 0.2, "ci95_low": 0.0, "ci95_high": 0.5, "n": 10}
+    assert share_with_interval(~two, 20000, 0) == {"share": 0.8, "ci95_low": 0.5, "ci95_high": 1.0, "n": 10}
+    assert share_with_interval(np.ones(5, bool), 100, 3) == {"share": 1.0, "ci95_low": 1.0, "ci95_high": 1.0, "n": 5}
+    assert share_with_interval([], 100, 0) == {"share": None, "ci95_low": None, "ci95_high": None, "n": 0}
+    mixed = np.arange(30) % 3 == 0
+    a, b = share_with_interval(mixed, 5, 1), share_with_interval(mixed, 5, 1)
+    assert a == b and a != share_with_interval(mixed, 5, 2)  # seeded, and the seed is used (5 draws: they differ)
+    assert share_with_interval([1, 0, 2], 10, 0)["share"] == pytest.approx(2 / 3)  # any truthy value is a hit
+
+
+class _FakeExtractor:
+    """Inception's place in the suite: the mean colour and brightness spread of each image as its features."""
+
+    device = torch.device("cpu")
+
+    def __init__(self):
+        self.calls = 0
+
+    def features(self, images):
+        self.calls += 1
+        x = np.asarray(images, dtype=np.float64)
+        return np.concatenate([x.mean(axis=(1, 2)), x.std(axis=(1, 2))], axis=1)
+
+
+def test_the_metric_suite_combines_fid_kid_mae_and_nwi_as_defined():
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from animegen.metrics import suite  # noqa: PLC0415
+
+    settings = suite.MetricSettings.from_params({"kid_subsets": 7, "kid_subset_size": 5, "memorisation_threshold": 0.4, "seed": 3})
+    assert settings == suite.MetricSettings(7, 5, 0.4, 3)
+    rng = np.random.default_rng(0)
+    ref_images = rng.integers(0, 256, (12, 8, 8, 3), dtype=np.uint8)
+    candidate = np.concatenate([ref_images[:3], rng.integers(0, 256, (6, 8, 8, 3), dtype=np.uint8)])  # 3 copies
+    ex = _FakeExtractor()
+    ref_feats = ex.features(ref_images)
+    reference = SimpleNamespace(features=ref_feats, frechet=fidm.FrechetReference(*feat.feature_statistics(ref_feats)))
+    cand_feats = ex.features(candidate)
+
+    fid = suite.fid_against(candidate, reference, ex)
+    assert fid == pytest.approx(fidm.fid_from_features(cand_feats, ref_feats), rel=1e-9)
+    metrics, mae = suite.score(candidate, ref_images, reference, ex, settings)
+    kid = kidm.kernel_inception_distance(ref_feats, cand_feats, 7, 5, 3)
+    expected_mae = maem.nearest_train_mae(candidate, ref_images, threshold=0.4)
+    assert metrics == {
+        "fid": pytest.approx(fid, rel=1e-12), "kid": kid.mean, "kid_std": kid.std, "kid_subset_size": 5, "kid_subsets": 7,
+        "mae": expected_mae.mae, "nwi": pytest.approx(maem.nwi(expected_mae.mae, fid), rel=1e-12),
+        "memorisation_rate": expected_mae.memorisation_rate, "memorisation_threshold": 0.4, "mae_method": expected_mae.method,
+        "n_candidate": 9, "n_reference": 12}  # fmt: skip
+    assert metrics["memorisation_rate"] == pytest.approx(3 / 9)  # the three copies, at ratio 0 < 0.4
+    np.testing.assert_array_equal(mae.nearest_index[:3], [0, 1, 2])
+    strict, _ = suite.score(candidate, ref_images, reference, ex, suite.MetricSettings(7, 5, 0.0, 3))
+    assert strict["memorisation_rate"] == 0.0  # the threshold reaches MAE: ratio 0 is not below 0
+
+    calls = ex.calls
+    again, _ = suite.score(candidate, ref_images, reference, ex, settings, candidate_features=cand_feats)
+    assert ex.calls == calls and again == metrics  # stored features: no network pass, the same numbers
+    with pytest.raises(ValueError, match="8 feature rows for 9 candidate images"):
+        suite.fid_and_kid(candidate, reference, ex, settings, features=cand_feats[:8])

@@ -731,8 +731,8 @@ def test_the_metric_suite_combines_fid_kid_mae_and_nwi_as_defined():
         "n_candidate": 9, "n_reference": 12}  # fmt: skip
     assert metrics["memorisation_rate"] == pytest.approx(3 / 9)  # the three copies, at ratio 0 < 0.4
     np.testing.assert_array_equal(mae.nearest_index[:3], [0, 1, 2])
-    strict, _ = suite.score(candidate, ref_images, reference, ex, suite.MetricSettings(7, 5, 0.0, 3))
-    assert strict["memorisation_rate"] == 0.0  # the threshold reaches MAE: ratio 0 is not below 0
+    loose, _ = suite.score(candidate, ref_images, reference, ex, suite.MetricSettings(7, 5, 1.0, 3))
+    assert loose["memorisation_rate"] == 1.0  # the threshold reaches MAE: every random image is nearer one than two
 
     calls = ex.calls
     again, _ = suite.score(candidate, ref_images, reference, ex, settings, candidate_features=cand_feats)

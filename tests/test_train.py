@@ -148,6 +148,50 @@ def test_batches_are_deterministic_and_flips_follow_the_seed():
         ImageBank(data.astype(np.float32), torch.device("cpu"), 1, True)
 
 
+def test_the_batch_order_and_flips_are_pinned_across_processes_and_versions():
+    """A resumed run (another process, maybe another machine) must draw the same batches: the epoch
+    orders and flips of seed 1 are written here, as computed from SHA-256 seeds (never Python's hash)."""
+    from animegen.train import _mix_seed  # noqa: PLC0415
+
+    data = np.arange(5, dtype=np.uint8)[:, None, None, None].repeat(2, 1).repeat(2, 2).repeat(3, 3)
+    data[:, :, 0, :] += 100  # the left column says whether an image was flipped
+    bank = ImageBank(data, torch.device("cpu"), 1, True)
+    assert [bank._perm(e).tolist() for e in range(2)] == [[1, 2, 0, 3, 4], [4, 1, 0, 2, 3]]
+    assert ImageBank(data, torch.device("cpu"), 1, True, stream=1)._perm(0).tolist() == [1, 3, 4, 2, 0]  # domain b
+    right = lambda x: [round((float(v) + 1) * 127.5) for v in x[:, 0, 0, 1]]  # noqa: E731
+    assert right(bank.batch(0, 5)) == [1, 2, 100, 103, 104]  # images 0, 3 and 4 flipped
+    # items 3..5 and 6..8 of the endless order: epoch 0's last two, then epoch 1's [4, 1, 0, 2, 3]
+    assert right(bank.batch(1, 3)) == [103, 104, 104] and right(bank.batch(2, 3)) == [1, 100, 102]
+    assert _mix_seed(1, 1, 0) == 1918752589108818065 and _mix_seed(0, 0, 0) == 5392659312917859048
+    assert right(ImageBank(data, torch.device("cpu"), 1, False).batch(0, 5)) == [1, 2, 0, 3, 4]
+
+
+def test_loop_settings_come_from_their_sections_and_only_the_computation_is_fingerprinted():
+    train = {**TRAIN, "seed": 10, "tf32": False, "checkpoint_every_steps": 7, "checkpoint_every_minutes": 3.5, "log_every": 9}
+    model_train = {"steps": 11, "time_budget_hours": 2.5, "batch_size": 6, "seed_offset": 2, "hflip": False,
+                   "precision": "bf16", "track_fid_every": 0, "ema": {"beta": 0.5, "update_after_step": 4, "update_every": 3}}  # fmt: skip
+    cfg = LoopConfig.from_params(train, model_train)
+    assert cfg == LoopConfig(steps=11, time_budget_hours=2.5, batch_size=6, seed=12, hflip=False, precision="bf16",
+                             tf32=False, ema_beta=0.5, ema_update_after_step=4, ema_update_every=3,
+                             checkpoint_every_steps=7, checkpoint_every_minutes=3.5, log_every=9, track_fid_every=0)  # fmt: skip
+    assert set(cfg.fingerprint_fields()) == {"batch_size", "seed", "hflip", "precision", "tf32", "ema_beta",
+                                             "ema_update_after_step", "ema_update_every", "log_every"}  # fmt: skip
+    tracked = LoopConfig.from_params(train, {**model_train, "track_fid_every": 5}, paired=True)
+    assert tracked.fingerprint_fields()["track_fid_every"] == 5 and tracked.fingerprint_fields()["paired"] is True
+
+
+def test_precision_picks_the_autocast_and_fp16_needs_cuda():
+    from animegen.train import autocast_for  # noqa: PLC0415
+
+    cpu = torch.device("cpu")
+    with autocast_for(cpu, "fp32")():
+        assert not torch.is_autocast_enabled("cpu")
+    with autocast_for(cpu, "bf16")():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    with pytest.raises(RuntimeError, match="precision fp16 needs a CUDA device"):
+        autocast_for(cpu, "fp16")
+
+
 # ------------------------------------------------------------------------------------------ the stages
 
 

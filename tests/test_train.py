@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import os
 import signal
@@ -119,6 +120,60 @@ def test_a_truncated_checkpoint_is_refused_and_the_previous_one_used(tmp_path):
     assert result.resumed_from_step == 4  # prev.pt: the step-4 checkpoint written before the final save
     whole, _, _ = run_loop("dcgan", tmp_path, steps=6, ckpt="fresh")
     assert same_weights(whole.networks["G"], model.networks["G"])
+
+
+def test_every_checkpoint_refusal_names_its_reason_and_resume_falls_back_in_order(tmp_path):
+    """load_checkpoint checks the sidecar, its fingerprint, the SHA-256, the unpickling and the inside,
+    in that order, before handing a state over; find_resumable takes last, else prev, else nothing."""
+    from animegen.io import save_torch_atomic  # noqa: PLC0415
+    from animegen.train import CHECKPOINT_FORMAT, CheckpointError, find_resumable, save_checkpoint  # noqa: PLC0415
+
+    state = lambda step, fp="f": {"format": CHECKPOINT_FORMAT, "fingerprint": fp, "step": step, "w": torch.ones(2) * step}  # noqa: E731
+    d = tmp_path / "ckpt"
+    save_checkpoint(d, state(1))
+    save_checkpoint(d, state(2))
+    assert json.loads((d / "last.json").read_text())["step"] == 2 and json.loads((d / "prev.json").read_text())["step"] == 1
+    assert load_checkpoint(d / "prev.pt", "f")["step"] == 1
+    logged = []
+    found, refused = find_resumable(d, "f", 5, logged.append)
+    assert (found["step"], refused, logged) == (2, [], [])
+    found, refused = find_resumable(d, "f", 1, logged.append)  # last is beyond the run's steps: prev
+    assert found["step"] == 1 and refused == ["last.pt: at step 2, beyond steps=1"] and logged == ["checkpoint refused: " + refused[0]]
+    assert find_resumable(d, "f", 0, logged.append)[0] is None
+    assert find_resumable(tmp_path / "none", "f", 5, logged.append) == (None, [])
+
+    def refusal(path, fp="f") -> str:
+        with pytest.raises(CheckpointError) as e:
+            load_checkpoint(path, fp)
+        return str(e.value)
+
+    assert refusal(d / "last.pt", "g") == "last.pt: made by a different configuration or dataset (fingerprint differs)"
+    (d / "prev.json").write_text("{not json")
+    assert refusal(d / "prev.pt").startswith("prev.pt: no readable sidecar prev.json (")
+    (d / "prev.json").unlink()
+    assert refusal(d / "prev.pt").startswith("prev.pt: no readable sidecar prev.json (")
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "last.pt").write_bytes(b"not a zip")
+    digest = hashlib.sha256(b"not a zip").hexdigest()
+    (odd / "last.json").write_text(json.dumps({"step": 1, "sha256": digest, "fingerprint": "f"}))
+    assert refusal(odd / "last.pt").startswith("last.pt: cannot be read: ")
+    inner = save_torch_atomic(odd / "last.pt", state(1, fp="other"))  # the sidecar agrees, the file does not
+    (odd / "last.json").write_text(json.dumps({"step": 1, "sha256": inner, "fingerprint": "f"}))
+    assert refusal(odd / "last.pt") == "last.pt: unexpected format or fingerprint inside the file"
+    save_torch_atomic(odd / "last.pt", {**state(1), "format": CHECKPOINT_FORMAT + 1})
+    (odd / "last.json").write_text(json.dumps({"step": 1, "sha256": sha256_of(odd / "last.pt"), "fingerprint": "f"}))
+    assert refusal(odd / "last.pt") == "last.pt: unexpected format or fingerprint inside the file"
+    (odd / "last.pt").unlink()
+    assert refusal(odd / "last.pt") == f"last.pt: corrupt or truncated (SHA-256 None != recorded {sha256_of_missing(odd)})"
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def sha256_of_missing(directory: Path) -> str:
+    return json.loads((directory / "last.json").read_text())["sha256"]
 
 
 def test_a_checkpoint_of_another_configuration_is_never_loaded(tmp_path):

@@ -166,6 +166,8 @@ def test_every_checkpoint_refusal_names_its_reason_and_resume_falls_back_in_orde
     assert refusal(odd / "last.pt") == "last.pt: unexpected format or fingerprint inside the file"
     (odd / "last.pt").unlink()
     assert refusal(odd / "last.pt") == f"last.pt: corrupt or truncated (SHA-256 None != recorded {sha256_of_missing(odd)})"
+    found, refused = find_resumable(odd, "f", 5, logged.append)  # a sidecar without its file is a refusal too
+    assert found is None and refused == [f"last.pt: corrupt or truncated (SHA-256 None != recorded {sha256_of_missing(odd)})"]
 
 
 def sha256_of(path: Path) -> str:

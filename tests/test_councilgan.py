@@ -147,25 +147,32 @@ def test_the_council_starts_at_its_iteration_and_is_rescaled_by_the_loss_histori
 
 
 def test_a_generator_step_moves_its_output_towards_real_and_towards_the_council():
-    m = model({"lr": 2e-3, "weight_decay": 0.0})
+    """Each of the generator's two adversarial terms, stepped alone with its discriminator frozen (the
+    loop's step 3), lowers its own loss: D_0 and the council's D^_0 both call G_0's output "real".  Each
+    term alone: summed, the GAN term's gradient (weight 26, its discriminator far from saturated) hides
+    the council term's at this untrained start, and their sum moved the council loss by 1e-6 either way
+    depending on the installed libraries (a test that flipped between two CI runs)."""
     x = batch(seed=3)
-    z = torch.randn(2, 4)
-    g, d, dc = m.networks["G0"], m.networks["D0"], m.networks["DC0"]
+    for term in ("gan", "council"):
+        m = model({"lr": 2e-3, "weight_decay": 0.0})
+        z = torch.randn(2, 4)
+        g, d, dc = m.networks["G0"], m.networks["D0"], m.networks["DC0"]
 
-    def scores():
-        with torch.no_grad():
+        def score() -> float:
             out = g(x["a"], z)
-            return councilgan.multiscale_lsgan(d(out), True).item(), councilgan.multiscale_lsgan(dc(out, x["a"]), True).item()
+            return councilgan.multiscale_lsgan(d(out) if term == "gan" else dc(out, x["a"]), True)
 
-    gan0, council0 = scores()
-    for net in (d, dc):
-        net.requires_grad_(False)
-    for _ in range(15):  # only G0's steps: the loop's step (3), with its discriminators frozen
-        out = g(x["a"], z)
-        loss = 26.0 * councilgan.multiscale_lsgan(d(out), True) + 6.0 * councilgan.multiscale_lsgan(dc(out, x["a"]), True)
-        CTX.backward_step(loss, m.optimizers["G0"])
-    gan1, council1 = scores()
-    assert gan1 < gan0 and council1 < council0
+        with torch.no_grad():
+            before = score().item()
+        for net in (d, dc):
+            net.requires_grad_(False)
+        for _ in range(15):
+            CTX.backward_step(score(), m.optimizers["G0"])
+        with torch.no_grad():
+            after = score().item()
+        # Adam moves every weight by ~lr whatever the gradient's size, so the loss falls at first order: by
+        # 4e-4 and 1.6e-5 here (D^_0 barely depends on its input at initialisation); 1e-6 is 4 float32 ulps at 2
+        assert after < before - 1e-6, (term, before, after)
 
 
 def test_a_discriminator_step_labels_its_members_output_fake_and_the_others_real():

@@ -92,6 +92,7 @@ def test_box_edges_are_pixel_centres_start_inclusive_end_exclusive():
 def test_topk_counts_a_partial_pixel_as_a_whole_one_and_never_less_than_one():
     cam = np.arange(100, dtype=float).reshape(10, 10)  # 0..99, total 4950
     assert sc.topk_mass(cam, 1.2) == pytest.approx((99 + 98) / 4950)  # 1.2 pixels -> the top 2
+    assert sc.topk_mass(cam, 2.01) == pytest.approx((99 + 98 + 97) / 4950)  # 2.01 % of 100 pixels: 3
     assert sc.topk_mass(cam, 0.0) == pytest.approx(99 / 4950)  # at least the hottest pixel
     assert sc.topk_mass(cam, 100.0) == pytest.approx(1.0)
     assert sc.entropy(np.ones((1, 1))) == 0.0  # one pixel: log(1) would divide by zero

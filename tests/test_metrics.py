@@ -682,6 +682,9 @@ def test_character_ratio_interval_is_the_percentile_bootstrap():
     two = np.array([True, True] + [False] * 8)
     assert share_with_interval(two, 20000, 0) == {"share": 0.2, "ci95_low": 0.0, "ci95_high": 0.5, "n": 10}
     assert share_with_interval(~two, 20000, 0) == {"share": 0.8, "ci95_low": 0.5, "ci95_high": 1.0, "n": 10}
+    # Binomial(15, 0.2): P(<= 6/15) = 0.982, between the 97.5th percentile and a 98.5th
+    assert share_with_interval(np.arange(15) < 3, 20000, 0)["ci95_high"] == pytest.approx(6 / 15)
+    assert share_with_interval(np.arange(15) >= 3, 20000, 0)["ci95_low"] == pytest.approx(9 / 15)
     assert share_with_interval(np.ones(5, bool), 100, 3) == {"share": 1.0, "ci95_low": 1.0, "ci95_high": 1.0, "n": 5}
     assert share_with_interval([], 100, 0) == {"share": None, "ci95_low": None, "ci95_high": None, "n": 0}
     mixed = np.arange(30) % 3 == 0

@@ -412,19 +412,21 @@ def test_every_torch_load_uses_weights_only():
     assert calls >= 3  # train, sample, inception weights
 
 
-def test_ddpm_loss_l2_is_the_librarys_own_and_l1_changes_only_the_distance():
+@pytest.mark.parametrize("objective", ["pred_v", "pred_noise", "pred_x0"])
+def test_ddpm_loss_l2_is_the_librarys_own_and_l1_changes_only_the_distance(objective):
     """models.<m>.net.loss: l2 trains with the library's forward; our diffusion_loss with F.mse_loss
-    reproduces it draw for draw, so l1 (early releases' loss) differs from it in the distance alone."""
+    reproduces it draw for draw for each objective's target, so l1 (early releases' loss) differs from
+    it in the distance alone."""
     import torch.nn.functional as F
 
     from animegen.models.base import StepContext
     from animegen.models.ddpm import Model, diffusion_loss
 
-    x01 = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    x01 = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))  # 2 images, 3 channels: never confused
     losses = {}
     for loss in ("l1", "l2"):
         torch.manual_seed(0)
-        model = Model({**TINY["ddpm"], "loss": loss}, 16)
+        model = Model({**TINY["ddpm"], "loss": loss, "objective": objective}, 16)
         diffusion = model.networks["diffusion"]
         torch.manual_seed(5)
         library = diffusion(x01)
@@ -657,7 +659,7 @@ def test_ddpm_sampling_switches_to_ddim_below_the_training_steps_and_restores_th
     with pytest.raises(ValueError, match="sampling_timesteps 7 exceeds the model's timesteps 6"):
         model.sample(net, 1, torch.device("cpu"), sampling_timesteps=7)
     net.self_condition = True
-    with pytest.raises(ValueError, match="neither self-conditioning nor offset noise"):
+    with pytest.raises(ValueError, match="^diffusion_loss supports neither self-conditioning nor offset noise$"):
         ddpm.diffusion_loss(net, torch.rand(1, 3, 16, 16), torch.nn.functional.l1_loss)
 
 
@@ -673,24 +675,28 @@ def test_samples_become_bytes_as_torchvision_saves_them_in_seeded_batches():
     buf = torchvision.utils.make_grid(x.clone(), nrow=1, padding=0).mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
     assert np.array_equal(out[0], buf.permute(1, 2, 0).numpy())
 
+    net, cpu = torch.nn.Identity(), torch.device("cpu")
+
     class Fake:
         sizes: list = []
 
-        def sample(self, net, n, device, **cfg):
+        def sample(self, given, n, device, **cfg):
+            assert given is net and device is cpu  # the caller's network and device reach the model
             self.sizes.append((n, cfg))
             return torch.rand(n, 3, 2, 2)
 
-        def translate(self, net, x):
+        def translate(self, given, x):
+            assert given is net
             return x.add(1).div(2)  # the identity, in [-1, 1] -> [0, 1]
 
     fake = Fake()
-    batches = list(sampling.iter_samples(fake, None, 5, 2, 7, torch.device("cpu"), {"ddim_eta": 0.0}))
+    batches = list(sampling.iter_samples(fake, net, 5, 2, 7, cpu, {"ddim_eta": 0.0}))
     assert [b.shape[0] for b in batches] == [2, 2, 1] and fake.sizes == [(2, {"ddim_eta": 0.0}), (2, {"ddim_eta": 0.0}), (1, {"ddim_eta": 0.0})]
-    again = sampling.generate(fake, None, 5, 2, 7, torch.device("cpu"), {"ddim_eta": 0.0})
+    again = sampling.generate(fake, net, 5, 2, 7, cpu, {"ddim_eta": 0.0})
     assert np.array_equal(np.concatenate(batches), again)  # the seed restarts the stream
-    assert not np.array_equal(again, sampling.generate(fake, None, 5, 2, 8, torch.device("cpu"), {"ddim_eta": 0.0}))
+    assert not np.array_equal(again, sampling.generate(fake, net, 5, 2, 8, cpu, {"ddim_eta": 0.0}))
     imgs = images(5, size=4)
-    assert np.array_equal(sampling.translate_images(fake, None, imgs, 2, torch.device("cpu")), imgs)  # exact round trip
+    assert np.array_equal(sampling.translate_images(fake, net, imgs, 2, cpu), imgs)  # exact round trip
 
 
 @pytest.mark.parametrize("dim_mults", [[1, 2, 4, 8], [1, 4, 16]])  # study A's DDPM and its hourglass DDPM

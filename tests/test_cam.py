@@ -176,6 +176,8 @@ def test_the_evidence_follows_the_scores_direction_and_what_the_manifest_records
     assert metrics["spearman_score_clarity"] == 1.0 and metrics["cutoff_score"] == 0.4
     rows, metrics, _ = selection.evidence(["a", "b"], [0.2, 0.4], [0.5, 0.5], cams, {"a": {"clarity": 1}}, ["b"], ["a"], "topk_mass")
     assert not any(k.startswith("clarity") or k.startswith("spearman") for k in metrics)  # b records no clarity
+    rows, metrics, _ = selection.evidence(["a", "b"], [0.2, 0.4], [0.5, 0.5], cams, {}, ["b"], ["a"], "topk_mass")
+    assert [r["clarity"] for r in rows] == [None, None] and "parts_mass_mean" not in metrics  # nothing recorded at all
 
 
 def test_regions_are_fixed_boxes_or_the_images_recorded_parts():

@@ -113,6 +113,9 @@ def test_torch_gradcam_matches_the_grad_cam_library():
     x = torch.rand(3, 3, 16, 16) * 2 - 1
     ours = GradCamMaps(net, net.blocks[1], "small_cnn", {"a": 0, "b": 1})(x, "b")
     assert ours.shape == (3, 1, 8, 8) and float(ours.min()) >= 0 and float(ours.max()) <= 1
+    # min-max scaled per image, as the library's scale_cam_image: each map spans [0, 1] on its own
+    torch.testing.assert_close(ours.amin(dim=(1, 2, 3)), torch.zeros(3))
+    torch.testing.assert_close(ours.amax(dim=(1, 2, 3)), torch.ones(3), atol=5e-3, rtol=0)  # the 1e-7 guard against 0 costs ~1e-3 here
     with GradCAM(model=net, target_layers=[net.blocks[1]]) as cam:
         lib = cam(input_tensor=x.clone().requires_grad_(True), targets=[ClassifierOutputTarget(1)] * 3)
     # the library resizes to the input and then scales to [0, 1]; ours stays at the layer's resolution
@@ -122,6 +125,28 @@ def test_torch_gradcam_matches_the_grad_cam_library():
     assert np.allclose(resized, lib, atol=1e-4)
     other = GradCamMaps(net, net.blocks[1], "small_cnn", {"a": 0, "b": 1})(x, "a")
     assert not torch.allclose(other, ours)  # each domain's map is its own class's
+
+
+def test_torch_gradcam_scales_each_image_to_zero_one_even_where_no_pixel_is_zero():
+    """A hand-made classifier whose map is positive everywhere (activation = 3 + the pixel sum, a
+    positive weight on it): each image's map is shifted by its own minimum and divided by its own
+    maximum, so a uniform-gradient map is the activation's min-max scaling, per image."""
+    layer = nn.Conv2d(3, 1, 1)
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+        layer.bias.fill_(3.0)  # x in [-1, 1]: 3 + sum >= 0, and > 0 almost everywhere
+    net = nn.Sequential(layer, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1, 2)).eval()
+    with torch.no_grad():
+        net[3].weight.copy_(torch.tensor([[1.0], [-1.0]]))
+        net[3].bias.zero_()
+    net.requires_grad_(False)
+    x = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    x[1] = x[1] * 0.5 + 0.25  # another image, another range of activations
+    maps = GradCamMaps(net, layer, "small_cnn", {"a": 0, "b": 1})(x, "a")
+    act = x.sum(dim=1, keepdim=True) + 3.0  # small_cnn's input is x itself ([0, 1] -> [-1, 1] and back)
+    lo, hi = act.amin(dim=(2, 3), keepdim=True), act.amax(dim=(2, 3), keepdim=True)
+    torch.testing.assert_close(maps, (act - lo) / (hi - lo), atol=1e-5, rtol=0)
+    assert float(act.amin()) > 0  # no zero anywhere: the shift is each image's own
 
 
 def test_no_gradient_reaches_the_classifier_and_a_live_one_is_refused():
@@ -135,7 +160,7 @@ def test_no_gradient_reaches_the_classifier_and_a_live_one_is_refused():
     assert all(np.isfinite(v) for v in losses.values())
     assert all(p.grad is None for p in net.parameters()) and not net.training
     live = SmallCNN(4, 2)
-    with pytest.raises(ValueError, match="frozen"):
+    with pytest.raises(ValueError, match=r"^the CAM classifier must be frozen \(requires_grad False on every parameter\)$"):
         GradCamMaps(live, live.blocks[1], "small_cnn", {"a": 0, "b": 1})
 
 

@@ -64,10 +64,20 @@ def test_a_map_without_mass_has_no_score_and_is_never_selected():
         sc.select(["a", "b", "c"], [0.2, math.nan, 0.5], "region_mass", "top_n", n=3)
 
 
-@pytest.mark.parametrize("bad", [np.ones((2, 2, 2)), -np.ones((4, 4)), np.full((4, 4), np.nan)])
-def test_malformed_maps_are_refused(bad):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("bad, message", [
+    (np.ones((2, 2, 2)), r"^a map is 2-D \(H, W\), got shape \(2, 2, 2\)$"),
+    (-np.ones((4, 4)), "^a map must be finite and non-negative$"),
+    (np.full((4, 4), np.nan), "^a map must be finite and non-negative$"),
+])  # fmt: skip
+def test_malformed_maps_are_refused(bad, message):
+    with pytest.raises(ValueError, match=message):
         sc.region_mass(bad, [[0, 0, 1, 1]])
+
+
+def test_maps_are_summed_in_float64():
+    """A half-precision map of large values (finite in float16) would overflow its own sum."""
+    assert sc.region_mass(np.full((4, 4), 6e4, np.float16), [[0, 0, 0.5, 1]]) == 0.5
+    assert sc.topk_mass(np.full((4, 4), 6e4, np.float16), 25) == 0.25
 
 
 def test_selection_ranks_by_concentration_with_stable_ties():

@@ -57,8 +57,12 @@ def test_topk_mass_and_entropy_measure_concentration():
 
 
 def test_a_map_without_mass_has_no_score_and_is_never_selected():
+    import warnings  # noqa: PLC0415
+
     empty = np.zeros((8, 8))
-    assert all(math.isnan(sc.score(empty, m, [[0, 0, 1, 1]])) for m in sc.SCORES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # decided, not computed as 0 / 0 (numpy's "invalid value" warning)
+        assert all(math.isnan(sc.score(empty, m, [[0, 0, 1, 1]])) for m in sc.SCORES)
     assert sc.select(["a", "b", "c"], [0.2, math.nan, 0.5], "region_mass", "threshold", threshold=0.0) == ["c", "a"]
     with pytest.raises(ValueError, match="only 2 have a score"):
         sc.select(["a", "b", "c"], [0.2, math.nan, 0.5], "region_mass", "top_n", n=3)
@@ -193,6 +197,12 @@ def test_the_evidence_follows_the_scores_direction_and_what_the_manifest_records
     assert not any(k.startswith("clarity") or k.startswith("spearman") for k in metrics)  # b records no clarity
     rows, metrics, _ = selection.evidence(["a", "b"], [0.2, 0.4], [0.5, 0.5], cams, {}, ["b"], ["a"], "topk_mass")
     assert [r["clarity"] for r in rows] == [None, None] and "parts_mass_mean" not in metrics  # nothing recorded at all
+    import warnings  # noqa: PLC0415
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an empty control is "no mean", not numpy's mean of an empty slice
+        _, metrics, _ = selection.evidence(["a", "b"], [0.2, 0.4], [0.5, 0.5], cams, {}, ["b"], [], "topk_mass")
+    assert metrics["score_mean_random"] is None and metrics["score_mean_selected"] == 0.4
 
 
 def test_regions_are_fixed_boxes_or_the_images_recorded_parts():

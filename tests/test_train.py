@@ -699,6 +699,13 @@ def test_samples_become_bytes_as_torchvision_saves_them_in_seeded_batches():
     imgs = images(5, size=4)
     assert np.array_equal(sampling.translate_images(fake, net, imgs, 2, cpu), imgs)  # exact round trip
 
+    class OnDevice(Fake):
+        def translate(self, given, x):
+            assert x.device.type == "meta"  # the batch was moved to the caller's device before the model saw it
+            return torch.zeros(x.shape)
+
+    assert sampling.translate_images(OnDevice(), net, imgs, 2, torch.device("meta")).shape == (5, 4, 4, 3)
+
 
 @pytest.mark.parametrize("dim_mults", [[1, 2, 4, 8], [1, 4, 16]])  # study A's DDPM and its hourglass DDPM
 def test_the_ddpm_unet_has_the_configured_depth_and_widths(dim_mults):

@@ -117,21 +117,24 @@ def test_select_modes_boundaries_and_refusals():
     assert sc.select(ids, values, "region_mass", "threshold", threshold=0.5) == ["b", "a"]  # at the threshold: kept
     assert sc.select(ids, values, "entropy", "threshold", threshold=0.5) == ["c", "a"]
     assert sc.select(ids, values, "region_mass", "top_n", n=3) == ["b", "a", "c"]  # n == the scored count
-    for kwargs, message in [({"n": 0}, "n >= 1"), ({}, "n >= 1")]:
+    assert sc.select(ids, values, "region_mass", "top_n", n=1) == ["b"]  # one image is a selection
+    for kwargs, message in [({"n": 0}, "^top_n needs n >= 1$"), ({}, "^top_n needs n >= 1$")]:
         with pytest.raises(ValueError, match=message):
             sc.select(ids, values, "region_mass", "top_n", **kwargs)
-    with pytest.raises(ValueError, match="needs a threshold"):
+    with pytest.raises(ValueError, match="^threshold mode needs a threshold$"):
         sc.select(ids, values, "region_mass", "threshold")
     with pytest.raises(ValueError, match="unknown selection mode 'best'"):
         sc.select(ids, values, "region_mass", "best", n=1)
-    with pytest.raises(ValueError, match="one score per id"):
+    with pytest.raises(ValueError, match="^one score per id$"):
         sc.select(ids, values[:2], "region_mass", "top_n", n=1)
-    with pytest.raises(ValueError, match="unknown score 'mass'"):
+    with pytest.raises(ValueError, match="^unknown score 'mass'; expected one of region_mass, topk_mass, entropy$"):
         sc.score(np.ones((2, 2)), "mass")
     assert sc.random_control(ids, 3, seed=0) == ["a", "b", "c"]  # all of them is allowed
     with pytest.raises(ValueError, match="cannot draw 4 of 3"):
         sc.random_control(ids, 4, seed=0)
     assert sc.score(np.eye(4), "topk_mass", topk_percent=25.0) == pytest.approx(1.0)  # the percent reaches the score
+    ramp = np.arange(100, dtype=float).reshape(10, 10)
+    assert sc.score(ramp, "topk_mass") == pytest.approx(sum(range(90, 100)) / 4950)  # 10 % by default
     assert sc.score(np.eye(4), "region_mass", boxes=[[0, 0, 0.5, 0.5]]) == pytest.approx(0.5)
 
 
@@ -199,6 +202,9 @@ def test_the_evidence_follows_the_scores_direction_and_what_the_manifest_records
     assert [r["clarity"] for r in rows] == [None, None] and "parts_mass_mean" not in metrics  # nothing recorded at all
     import warnings  # noqa: PLC0415
 
+    flat = {i: {"parts": dict.fromkeys(selection.PARTS, [0.5, 0.5, 0.5, 0.5])} for i in "ab"}  # boxes of no area
+    _, metrics, _ = selection.evidence(["a", "b"], [0.2, 0.4], [0.5, 0.5], cams, flat, ["b"], ["a"], "topk_mass")
+    assert (metrics["parts_area_mean"], metrics["parts_mass_mean"], metrics["parts_mass_over_area"]) == (0.0, 0.0, None)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # an empty control is "no mean", not numpy's mean of an empty slice
         _, metrics, _ = selection.evidence(["a", "b"], [0.2, 0.4], [0.5, 0.5], cams, {}, ["b"], [], "topk_mass")

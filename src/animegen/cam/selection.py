@@ -4,7 +4,8 @@ From the Grad-CAM maps and their scores (:mod:`animegen.cam.scores`) this builds
 (``scores.csv``: rank, score, kept, in the random control, p(target), and where the manifest records
 face parts, the CAM mass on them, their area and the drawn clarity) and the selection's metrics (mean
 scores of all, kept and control images; on data with recorded parts, the CAM mass on them against
-their area; with recorded clarity, how the score ranks with it).  Plain arrays and dicts in and out.
+their area; with recorded clarity, how the score ranks with it, over the scored images).  Plain
+arrays and dicts in and out.
 """
 
 from __future__ import annotations

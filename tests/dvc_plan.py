@@ -15,8 +15,7 @@ and dvc.lock, which DVC parses and schema-checks again for each of its three ind
 are parsed and checked once per text.
 
 ``--serve`` answers one plan per line of stdin, so a test that changes the workspace many times pays
-DVC's import once (``DvcPlanner``).  The helpers below run the script from a test (``dvc_stages``,
-``dvc_plan``, ``DvcPlanner``).
+DVC's import once.  The helpers below run the script from a test (``dvc_stages``, ``DvcPlanner``).
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import types
 from pathlib import Path
 
@@ -144,20 +144,18 @@ def dvc_stages(ws: Path, env: dict | None = None) -> dict[str, dict]:
     return _run(ws, env or dict(os.environ))["stages"]
 
 
-def dvc_plan(ws: Path, env: dict | None = None) -> dict:
-    """``dvc_stages`` plus ``status`` and ``would_run`` (see the module docstring)."""
-    return _run(ws, env or dict(os.environ), "--plan")
-
-
 class DvcPlanner:
-    """``dvc_plan`` for many states of one workspace from one process (``--serve``): a test changes the
-    workspace, calls ``plan()``, and gets what a fresh ``dvc_plan`` would say, without paying DVC's
-    import and first parses again."""
+    """``python dvc_plan.py --plan`` for many states of one workspace from one process (``--serve``): a
+    test changes the workspace, calls ``plan()``, and gets what a fresh ``--plan`` would say (the
+    stages, ``status`` and ``would_run``), without paying DVC's import and first parses again."""
 
     def __init__(self, ws: Path, env: dict | None = None):
         self.ws = ws
+        # stderr to a file, never an unread pipe: DVC's warnings over many plans could fill a pipe and
+        # block the server mid-plan
+        self.stderr = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen([sys.executable, str(HERE), "--serve"], cwd=ws, env=env or dict(os.environ),
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
 
     def plan(self) -> dict:
         self.proc.stdin.write("plan\n")
@@ -166,11 +164,13 @@ class DvcPlanner:
             if line.startswith(PLAN):
                 return json.loads(line[len(PLAN) :])
         self.proc.wait()
-        raise AssertionError(f"dvc_plan.py --serve ended ({self.proc.returncode}) in {self.ws}:\n{self.proc.stderr.read()[-3000:]}")
+        self.stderr.seek(0)
+        raise AssertionError(f"dvc_plan.py --serve ended ({self.proc.returncode}) in {self.ws}:\n{self.stderr.read()[-3000:]}")
 
     def close(self) -> None:
         self.proc.stdin.close()
         self.proc.wait()
+        self.stderr.close()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -57,8 +58,6 @@ def test_topk_mass_and_entropy_measure_concentration():
 
 
 def test_a_map_without_mass_has_no_score_and_is_never_selected():
-    import warnings  # noqa: PLC0415
-
     empty = np.zeros((8, 8))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # decided, not computed as 0 / 0 (numpy's "invalid value" warning)
@@ -142,8 +141,6 @@ def test_spearman_is_the_rank_correlation_and_undefined_when_constant():
     assert sc.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert sc.spearman([1, 2, 3, 4], [4, 1, 2, 3]) == pytest.approx(-0.2)  # ranks, not values
     assert sc.spearman([1.5, 3, 1.5], [1, 3, 2]) == pytest.approx(math.sqrt(3) / 2)  # average ranks for ties
-    import warnings  # noqa: PLC0415
-
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # decided before scipy, which would warn (ConstantInputWarning) into the stage's log
         assert math.isnan(sc.spearman([1], [2])) and math.isnan(sc.spearman([1, 1], [1, 2])) and math.isnan(sc.spearman([1, 2], [3, 3]))
@@ -200,8 +197,6 @@ def test_the_evidence_follows_the_scores_direction_and_what_the_manifest_records
     assert not any(k.startswith("clarity") or k.startswith("spearman") for k in metrics)  # b records no clarity
     rows, metrics, _ = selection.evidence(["a", "b"], [0.2, 0.4], [0.5, 0.5], cams, {}, ["b"], ["a"], "topk_mass")
     assert [r["clarity"] for r in rows] == [None, None] and "parts_mass_mean" not in metrics  # nothing recorded at all
-    import warnings  # noqa: PLC0415
-
     flat = {i: {"parts": dict.fromkeys(selection.PARTS, [0.5, 0.5, 0.5, 0.5])} for i in "ab"}  # boxes of no area
     _, metrics, _ = selection.evidence(["a", "b"], [0.2, 0.4], [0.5, 0.5], cams, flat, ["b"], ["a"], "topk_mass")
     assert (metrics["parts_area_mean"], metrics["parts_mass_mean"], metrics["parts_mass_over_area"]) == (0.0, 0.0, None)

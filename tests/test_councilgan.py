@@ -158,7 +158,7 @@ def test_a_generator_step_moves_its_output_towards_real_and_towards_the_council(
         z = torch.randn(2, 4)
         g, d, dc = m.networks["G0"], m.networks["D0"], m.networks["DC0"]
 
-        def score() -> float:
+        def score() -> torch.Tensor:
             out = g(x["a"], z)
             return councilgan.multiscale_lsgan(d(out) if term == "gan" else dc(out, x["a"]), True)
 

@@ -161,21 +161,13 @@ def test_every_checkpoint_refusal_names_its_reason_and_resume_falls_back_in_orde
     inner = save_torch_atomic(odd / "last.pt", state(1, fp="other"))  # the sidecar agrees, the file does not
     (odd / "last.json").write_text(json.dumps({"step": 1, "sha256": inner, "fingerprint": "f"}))
     assert refusal(odd / "last.pt") == "last.pt: unexpected format or fingerprint inside the file"
-    save_torch_atomic(odd / "last.pt", {**state(1), "format": CHECKPOINT_FORMAT + 1})
-    (odd / "last.json").write_text(json.dumps({"step": 1, "sha256": sha256_of(odd / "last.pt"), "fingerprint": "f"}))
+    recorded = save_torch_atomic(odd / "last.pt", {**state(1), "format": CHECKPOINT_FORMAT + 1})
+    (odd / "last.json").write_text(json.dumps({"step": 1, "sha256": recorded, "fingerprint": "f"}))
     assert refusal(odd / "last.pt") == "last.pt: unexpected format or fingerprint inside the file"
     (odd / "last.pt").unlink()
-    assert refusal(odd / "last.pt") == f"last.pt: corrupt or truncated (SHA-256 None != recorded {sha256_of_missing(odd)})"
+    assert refusal(odd / "last.pt") == f"last.pt: corrupt or truncated (SHA-256 None != recorded {recorded})"
     found, refused = find_resumable(odd, "f", 5, logged.append)  # a sidecar without its file is a refusal too
-    assert found is None and refused == [f"last.pt: corrupt or truncated (SHA-256 None != recorded {sha256_of_missing(odd)})"]
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def sha256_of_missing(directory: Path) -> str:
-    return json.loads((directory / "last.json").read_text())["sha256"]
+    assert found is None and refused == [f"last.pt: corrupt or truncated (SHA-256 None != recorded {recorded})"]
 
 
 def test_a_checkpoint_of_another_configuration_is_never_loaded(tmp_path):

@@ -68,3 +68,34 @@ def test_the_mutation_script_counts_mutmut_results_per_module(tmp_path):
     table, by_module = mutation.summary(tmp_path)
     assert by_module == {"animegen.metrics.kid": {"killed": 3, "survived": 1, "timeout": 1, "no tests": 1}}
     assert "| animegen.metrics.kid | 6 | 3 | 1 | 1 | 1 | 0 | 80.0 % |" in table  # 3 killed + 1 timeout of 5 judged
+
+
+def test_the_mutation_scripts_sample_is_seeded_uniform_and_reported_with_its_interval(tmp_path):
+    """``--sample N``: N distinct names per seed, the table over them only, the Wilson interval pinned."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mutation", REPO / "scripts/mutation.py")
+    mutation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mutation)
+    names = [f"animegen.m.x_f__mutmut_{i}" for i in range(1, 101)]
+    first = mutation.draw_sample(names, 10, seed=0)
+    assert first == mutation.draw_sample(list(reversed(names)), 10, seed=0) == sorted(first)  # order-free
+    assert len(set(first)) == 10 and set(first) <= set(names)
+    assert first != mutation.draw_sample(names, 10, seed=1)
+    for bad in (0, 101):
+        with pytest.raises(ValueError, match=f"--sample: {bad} is not between 1 and the 100 mutants"):
+            mutation.draw_sample(names, bad, seed=0)
+    # Wilson's interval, checked against its closed form at 95 of 100 (statsmodels: 0.88825, 0.97846)
+    lo, hi = mutation.wilson(95, 100)
+    assert (round(lo, 5), round(hi, 5)) == (0.88825, 0.97846)
+    assert mutation.wilson(10, 10)[1] == pytest.approx(1.0) and mutation.wilson(10, 10)[0] == pytest.approx(0.7225, abs=1e-4)
+    meta = tmp_path / "src/animegen/m.py.meta"
+    meta.parent.mkdir(parents=True)
+    codes = {1: 1, 2: 0, 3: 36, 4: 33, 5: 1}
+    meta.write_text(json.dumps({"exit_code_by_key": {f"animegen.m.x_f__mutmut_{k}": v for k, v in codes.items()}}))
+    only = {"animegen.m.x_f__mutmut_1", "animegen.m.x_f__mutmut_2", "animegen.m.x_f__mutmut_3", "animegen.m.x_f__mutmut_4"}
+    table, by_module = mutation.summary(tmp_path, only)
+    assert by_module == {"animegen.m": {"killed": 1, "survived": 1, "timeout": 1, "no tests": 1}}
+    line = mutation.estimate(by_module)
+    assert line.startswith("sample score 66.7 % (95 % Wilson interval 20.8-93.9 %) over 3 judged mutants")
+    assert "timeouts counted as survivors: 33.3 %" in line and "'no tests' counted as survivors: 50.0 %" in line

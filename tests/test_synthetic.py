@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 import imagehash
 import numpy as np
 import pytest
@@ -77,6 +81,51 @@ def test_distinct_seeds_and_groups_differ():
     base = [x.image.tobytes() for x in generate("face", "a", "early", 4, 1)]
     assert base != [x.image.tobytes() for x in generate("face", "a", "early", 4, 2)]
     assert base != [x.image.tobytes() for x in generate("face", "a", "later", 4, 1)]
+
+
+# --- the demo data is pinned ---------------------------------------------------------------------
+# README and BENCHMARKS figures were measured on these pictures, and DVC caches them: a change to the
+# drawing code must be a decision (regenerate with `python tests/test_synthetic.py --write-golden`),
+# not an accident.  Each image is pinned by its metadata exactly and by an 8 x 8 grid of its mean RGBA
+# per block, to within one level: far below any drawn change (a glint of a few pixels moves its block by
+# several levels), far above the rounding noise another numpy or CPU could add to the shading.
+
+GOLDEN = Path(__file__).parent / "data" / "synthetic_golden.json"
+GOLDEN_GRID, GOLDEN_TOLERANCE = 8, 1.0
+
+
+def _golden_cases() -> dict[str, list[synthetic.SyntheticImage]]:
+    cases = {f"{k}-{s}-{v}": list(generate(k, s, v, 5, SEED)) for k, s, v in GROUPS}  # 5: every backdrop kind
+    cases["face-b-later-clarity-0.2-0.4"] = list(generate("face", "b", "later", 2, SEED, parts_clarity=(0.2, 0.4)))
+    cases["face-a-early-clarity-0.0"] = list(generate("face", "a", "early", 1, SEED, parts_clarity=0.0))
+    cases["body-a-early-hazards"] = list(generate("body", "a", "early", 3, SEED, hazard="mixed"))
+    return cases
+
+
+def _blocks(image: Image.Image) -> list[list[float]]:
+    a = np.asarray(image.convert("RGBA"), dtype=np.float64)
+    rows = np.linspace(0, a.shape[0], GOLDEN_GRID + 1).astype(int)
+    cols = np.linspace(0, a.shape[1], GOLDEN_GRID + 1).astype(int)
+    sums = np.add.reduceat(np.add.reduceat(a, rows[:-1], axis=0), cols[:-1], axis=1)
+    means = sums / (np.diff(rows)[:, None, None] * np.diff(cols)[None, :, None])
+    return np.round(means, 2).reshape(-1, 4).tolist()
+
+
+def _golden_record(item: synthetic.SyntheticImage) -> dict:
+    return {"name": item.name, "mode": item.image.mode, "size": list(item.image.size), "background": item.background,
+            "parts": item.parts, "clarity": round(float(item.clarity), 6), "blocks": _blocks(item.image)}
+
+
+def test_the_demo_pictures_are_the_pinned_ones():
+    pinned = json.loads(GOLDEN.read_text())
+    now = {case: [_golden_record(x) for x in items] for case, items in _golden_cases().items()}
+    assert list(now) == list(pinned)
+    for case, records in now.items():
+        assert len(records) == len(pinned[case]), case
+        for got, want in zip(records, pinned[case]):
+            assert {k: v for k, v in got.items() if k != "blocks"} == {k: v for k, v in want.items() if k != "blocks"}
+            worst = np.abs(np.array(got["blocks"]) - np.array(want["blocks"])).max()
+            assert worst <= GOLDEN_TOLERANCE, f"{got['name']}: a block moved by {worst:.2f} levels"
 
 
 # --- shape of the output ---------------------------------------------------------------------
@@ -359,3 +408,10 @@ def test_photo_and_anime_faces_separate_at_32px():
     cut = (photo + anime) / 2
     assert anime > 1.6 * photo, energy
     assert (energy["photo"] < cut).mean() >= 0.9 and (energy["a"] > cut).mean() >= 0.9, energy
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--write-golden"]:
+    GOLDEN.parent.mkdir(exist_ok=True)
+    records = {case: [_golden_record(x) for x in items] for case, items in _golden_cases().items()}
+    GOLDEN.write_text(json.dumps(records, separators=(",", ":")) + "\n")
+    print(f"wrote {GOLDEN}")

@@ -261,6 +261,37 @@ def test_policy_defaults_and_error_shape():
     e = FetchError("http_404", "gone")
     assert (e.reason, e.detail, str(e)) == ("http_404", "gone", "http_404: gone")
     assert isinstance(e, Exception)
+    bare = FetchError("too_large")
+    assert (bare.detail, str(bare)) == ("", "too_large")  # no detail: the reason alone
+
+
+def test_a_host_that_resolves_to_nothing_is_a_named_dns_failure(monkeypatch):
+    monkeypatch.setattr(fetch_mod, "_resolve", lambda host, port: [])
+    e = fail("http://nowhere.example/a.png", FetchPolicy(timeout=SHORT))
+    assert (e.reason, e.detail) == ("dns_failed", "nowhere.example: no addresses")
+
+
+def test_an_https_server_that_never_answers_the_handshake_times_out():
+    """The policy's timeout reaches the TLS connection too (the loopback server above speaks HTTP only):
+    a listener that completes TCP but never sends a ServerHello must not hang the client."""
+    outcome: list = []
+
+    def client(port: int) -> None:
+        try:
+            fetch(f"https://127.0.0.1:{port}/a.png", local(timeout=SHORT, retries=0), sleep=FakeSleep())
+        except FetchError as e:
+            outcome.append(e)
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)  # the kernel accepts the TCP connection; nobody ever reads or writes it
+        worker = threading.Thread(target=client, args=(listener.getsockname()[1],), daemon=True)
+        worker.start()
+        worker.join(SLOW)
+        hung = worker.is_alive()
+    worker.join(5)  # closing the listener resets a client that would have waited forever
+    assert not hung, "the TLS handshake ignored the policy's timeout"
+    assert [e.reason for e in outcome] == ["timeout"], outcome
 
 
 # --------------------------------------------------------------------------- success paths

@@ -7,14 +7,21 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from animegen.models.base import StepContext
 from animegen.models.stylegan2 import (
+    FullyConnectedLayer,
     MinibatchStdLayer,
     Model,
+    SynthesisLayer,
     diff_augment,
     downsample2d,
     modulated_conv2d,
+    rand_brightness,
+    rand_contrast,
+    rand_cutout,
+    rand_saturation,
     setup_filter,
     upsample2d,
 )
@@ -148,6 +155,45 @@ def test_fir_resampling_keeps_constants_and_halves_or_doubles_size():
     assert torch.allclose(down[..., 1:-1, 1:-1], torch.tensor(3.0))
 
 
+def test_fully_connected_layer_gains_with_and_without_bias():
+    torch.manual_seed(0)
+    x = torch.randn(5, 8)
+    fc = FullyConnectedLayer(8, 4, lrelu=True, lr_multiplier=0.01, bias_init=0.5)
+    assert torch.equal(fc.bias, torch.full((4,), 0.5))
+    # runtime weight W * lr_mult / sqrt(fan_in), runtime bias b * lr_mult, then lrelu(0.2) * sqrt(2)
+    pre = x @ (fc.weight * 0.01 / math.sqrt(8)).T + 0.5 * 0.01
+    assert torch.allclose(fc(x), F.leaky_relu(pre, 0.2) * math.sqrt(2), atol=1e-6)
+    # bias=False (NVlabs' option) is a layer without a bias parameter, linear or with lrelu
+    for lrelu in (False, True):
+        fc = FullyConnectedLayer(8, 4, bias=False, lrelu=lrelu)
+        assert fc.bias is None and [k for k, _ in fc.named_parameters()] == ["weight"]
+        pre = x @ (fc.weight / math.sqrt(8)).T
+        expected = F.leaky_relu(pre, 0.2) * math.sqrt(2) if lrelu else pre
+        assert torch.allclose(fc(x), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_synthesis_layer_is_modulated_conv_plus_noise_bias_and_scaled_lrelu(fused):
+    torch.manual_seed(0)
+    layer = SynthesisLayer(4, 3, w_dim=8, resolution=8)
+    assert torch.equal(layer.affine.bias, torch.ones(4))  # styles start around 1
+    with torch.no_grad():
+        layer.bias.copy_(torch.tensor([-1.0, 0.0, 1.0]))
+        layer.noise_strength.fill_(0.3)
+    x, w = torch.randn(2, 4, 8, 8), torch.randn(2, 8)
+    # by hand: per-sample weights W * s, demodulated per output channel, 3x3 conv, + noise, + bias, lrelu * sqrt(2)
+    styles = w @ (layer.affine.weight / math.sqrt(8)).T + 1.0
+    convs = []
+    for i in range(2):
+        wi = layer.weight * styles[i].reshape(1, -1, 1, 1)
+        wi = wi / (wi.square().sum(dim=[1, 2, 3], keepdim=True) + 1e-8).sqrt()
+        convs.append(F.conv2d(x[i : i + 1], wi, padding=1)[0])
+    pre = torch.stack(convs) + 0.3 * layer.noise_const + layer.bias.reshape(1, 3, 1, 1)
+    assert (pre < 0).any() and (pre > 0).any()
+    y = layer(x, w, noise_mode="const", fused=fused)
+    assert torch.allclose(y, F.leaky_relu(pre, 0.2) * math.sqrt(2), atol=1e-5)
+
+
 @pytest.mark.parametrize("n, group, expect_group", [(3, 4, 3), (1, 4, 1), (6, 4, 3), (8, 4, 4), (5, 2, 1)])
 def test_minibatch_std_any_batch_size(n, group, expect_group):
     torch.manual_seed(0)
@@ -196,6 +242,47 @@ def test_diffaugment_keeps_shape_identity_when_empty_and_each_policy_changes_ima
     assert ((y == 0).flatten(1).sum(1) <= 3 * 8 * 8).all() and ((y == 0).flatten(1).sum(1) > 0).all()
     with pytest.raises(ValueError, match="unknown DiffAugment"):
         diff_augment(x, "colour")
+
+
+def test_color_augments_shift_or_scale_per_image_and_keep_their_means():
+    torch.manual_seed(0)
+    x = torch.rand(6, 3, 8, 8, dtype=torch.float64)
+
+    def per_image(t):  # t is one value per image, broadcast over channels and pixels
+        return torch.allclose(t, t[:, :1, :1, :1].expand_as(t)) and t[:, 0, 0, 0].unique().numel() == t.shape[0]
+
+    d = rand_brightness(x) - x  # brightness: + U[-0.5, 0.5) per image
+    assert per_image(d) and (d.abs() <= 0.5).all()
+    mu = x.mean(dim=1, keepdim=True)  # saturation: each pixel keeps its channel mean, spread x U[0, 2)
+    y = rand_saturation(x)
+    assert torch.allclose(y.mean(dim=1, keepdim=True), mu)
+    k = (y - mu) / (x - mu)
+    assert per_image(k) and ((k >= 0) & (k < 2)).all()
+    mu = x.mean(dim=[1, 2, 3], keepdim=True)  # contrast: each image keeps its mean, spread x U[0.5, 1.5)
+    y = rand_contrast(x)
+    assert torch.allclose(y.mean(dim=[1, 2, 3], keepdim=True), mu)
+    k = (y - mu) / (x - mu)
+    assert per_image(k) and ((k >= 0.5) & (k < 1.5)).all()
+    # every augment computes in the input's dtype
+    for dtype in (torch.float64, torch.bfloat16):
+        for policy in ("color", "translation", "cutout"):
+            assert diff_augment(x.to(dtype), policy).dtype == dtype, (dtype, policy)
+
+
+def test_cutout_zeroes_a_half_size_square_centred_on_the_drawn_offset():
+    # DiffAugment: per image a centre (ox, oy) uniform in {0..16}, rows [ox - 4, ox + 4) x cols [oy - 4, oy + 4) zeroed,
+    # clipped to the image
+    n, size = 32, 16
+    torch.manual_seed(3)
+    y = rand_cutout(torch.ones(n, 3, size, size))
+    torch.manual_seed(3)  # replay the two draws
+    ox, oy = torch.randint(0, size + 1, (n, 1)), torch.randint(0, size + 1, (n, 1))
+    r = torch.arange(size)
+    rows, cols = (r >= ox - 4) & (r < ox + 4), (r >= oy - 4) & (r < oy + 4)
+    cut = rows[:, :, None] & cols[:, None, :]
+    assert torch.equal(y == 0, cut[:, None].expand_as(y))
+    area = cut.flatten(1).sum(1)
+    assert (area == 64).any() and (area < 64).any()  # whole squares and squares hanging over a border
 
 
 def test_discriminator_sees_augmented_images_only_when_a_policy_is_set():
@@ -262,14 +349,45 @@ def test_path_length_regularisation_runs_when_enabled_and_is_skipped_when_disabl
     assert m.networks["G"].pl_mean.item() == 0
 
 
+def test_path_length_penalty_is_squared_deviation_of_jacobian_norm_from_running_mean():
+    # NVlabs' Gpl: y ~ N(0, I)/sqrt(HW), L = |J_w^T y| (squared norm over w_dim, mean over the num_ws styles, sqrt),
+    # a <- lerp(a, mean L, pl_decay), penalty (L - a)^2 with the updated a
+    m = make(8, style_mixing=0.0, pl_decay=0.5)
+    G = m.networks["G"]
+    a = 0.0
+    for seed in (4, 5):
+        torch.manual_seed(seed)
+        penalty = m._path_length_penalty(3, CPU)
+        torch.manual_seed(seed)  # replay: z, the synthesis noise (strengths 0 at init), then y
+        ws = G.mapping(torch.randn(3, 32))
+        img = G.synthesis(ws)
+        y = torch.randn_like(img) / 8
+        _, jt_y = torch.autograd.functional.vjp(lambda w: G.synthesis(w, noise_mode="none"), ws, y)
+        lengths = jt_y.square().sum(2).mean(1).sqrt()
+        a = a + 0.5 * (lengths.mean().item() - a)
+        assert G.pl_mean.item() == pytest.approx(a, rel=1e-5)
+        assert torch.allclose(penalty, (lengths - a).square(), rtol=1e-4, atol=1e-8)
+
+
 def test_style_mixing_switches_styles_at_a_cutoff():
-    m = make(16, style_mixing=1.0)
+    # probability 1: every pass takes layers [0, cutoff) from z and [cutoff, num_ws) from a second latent,
+    # the cutoff uniform in [1, num_ws)
+    m = make(8, style_mixing=1.0)
+    G = m.networks["G"]
+    assert G.num_ws == 4
     torch.manual_seed(1)
-    _, ws = m.run_G(torch.randn(2, 32))
-    same_as_first = [torch.equal(ws[:, i], ws[:, 0]) for i in range(ws.shape[1])]
-    assert same_as_first[0] and not all(same_as_first)
-    cut = same_as_first.index(False)
-    assert all(same_as_first[:cut]) and not any(same_as_first[cut:])
+    cutoffs = set()
+    for _ in range(30):
+        z = torch.randn(2, 32)
+        _, ws = m.run_G(z)
+        ws_z = G.mapping(z, update_w_avg=False)
+        from_z = [torch.equal(ws[:, i], ws_z[:, i]) for i in range(4)]
+        assert from_z[0] and not all(from_z), from_z
+        cut = from_z.index(False)
+        assert all(from_z[:cut]) and not any(from_z[cut:])
+        assert all(torch.equal(ws[:, i], ws[:, cut]) for i in range(cut, 4))  # one second w, broadcast
+        cutoffs.add(cut)
+    assert cutoffs == {1, 2, 3}
     m = make(16, style_mixing=0.0)
     _, ws = m.run_G(torch.randn(2, 32))
     assert all(torch.equal(ws[:, i], ws[:, 0]) for i in range(ws.shape[1]))

@@ -65,6 +65,23 @@ def test_the_generators_and_discriminator_are_the_references():
     assert isinstance(v2.block_a[0][1], torch.nn.GroupNorm) and isinstance(v1.encode[0][1], torch.nn.InstanceNorm2d)
 
 
+def test_v2_normalises_every_layer_over_channels_and_space_and_halves_twice():
+    """AnimeGANv2's generator: a LayerNorm (GroupNorm with one group: statistics over C, H and W together)
+    after every conv, where v1 has InstanceNorm; block a halves the image, block b halves it again."""
+    v1, v2 = animegan.GeneratorV1(8, 2), animegan.GeneratorV2(8, 2)
+    norms = [m for m in v2.modules() if isinstance(m, (torch.nn.GroupNorm, torch.nn.InstanceNorm2d))]
+    assert len(norms) == 3 + 2 + 2 + 2 * 3 + 2 + 3  # blocks a, b, c (2 convs, 2 res blocks of 3 convs), d, e
+    assert all(type(m) is torch.nn.GroupNorm and m.num_groups == 1 for m in norms)
+    assert all(type(m) is torch.nn.InstanceNorm2d for m in v1.modules() if isinstance(m, (torch.nn.GroupNorm, torch.nn.InstanceNorm2d)))
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        conv = v2.block_a[0][0](x)  # GroupNorm(1) at its initial affine (1, 0) is layer_norm over (C, H, W)
+        assert torch.allclose(v2.block_a[0][1](conv), torch.nn.functional.layer_norm(conv, conv.shape[1:]), atol=1e-5)
+        half = v2.block_a(x)
+        quarter = v2.block_b(half)
+        assert half.shape == (1, 8, 16, 16) and quarter.shape == (1, 16, 8, 8) and v2.block_c(quarter).shape == (1, 16, 8, 8)
+
+
 def test_the_init_scheme_sets_every_convs_scale():
     he, normal = model({"ch": 16}), model({"ch": 16, "init": "normal"})
     conv = he.networks["G"].decode[-2]  # the last 1x1 conv, 16 -> 3
@@ -79,6 +96,32 @@ def test_sizes_and_huber_names_the_model_cannot_take_are_refused():
         animegan.Model(NET, 30)
     with pytest.raises(ValueError, match="unknown loss 'style'"):
         animegan.Model({**NET, "huber": ["style"]}, 32)
+    with pytest.raises(ValueError, match="must be >= 16 and divisible by 4, got 12"):
+        animegan.Model(NET, 12)
+    assert animegan.Model(NET, 16).networks["G"](torch.zeros(1, 3, 16, 16)).shape == (1, 3, 16, 16)  # 16: two halvings to 4 px
+
+
+def test_each_optimiser_has_its_learning_rate_and_the_betas():
+    m = model()
+    G, D = (list(m.networks[k].parameters()) for k in ("G", "D"))
+    for name, params, lr in (("G", G, 8e-5), ("D", D, 1.6e-4), ("G_init", G, 1e-4)):
+        (group,) = m.optimizers[name].param_groups
+        assert group["lr"] == lr and group["betas"] == (0.5, 0.999), name
+        assert [id(p) for p in group["params"]] == [id(p) for p in params], name
+
+
+def test_the_backbones_needed_follow_the_weights_and_a_missing_one_is_named():
+    assert model().needed_backbones() == ["content", "face"]
+    # the Gram loss uses the content backbone too; any positive weight, however small, turns its loss on
+    assert model({"content_weight": 0.0, "gram_weight": 0.5}).needed_backbones() == ["content", "face"]
+    assert model({"content_weight": 0.5, "gram_weight": 0.0, "face_weight": 0.0}).needed_backbones() == ["content"]
+    assert model({"content_weight": 0.0, "gram_weight": 0.0, "face_weight": 0.5}).needed_backbones() == ["face"]
+    bare = animegan.Model(NET, 32)
+    with pytest.raises(RuntimeError, match=r"^the content loss is on but no content backbone was set \(Model\.set_backbones\)$"):
+        bare.train_step(batch(), 0, StepContext(CPU))
+    bare.set_backbones({"content": backbones.load(RANDOM)})
+    with pytest.raises(RuntimeError, match=r"^the face loss is on but no face backbone was set \(Model\.set_backbones\)$"):
+        bare.generator_losses({**batch(), "a_faces": torch.ones(2, 1, 32, 32)}, batch()["a"])
 
 
 # -------------------------------------------------------------------------------------------- losses
@@ -90,6 +133,10 @@ def test_yuv_grayscale_and_gram_against_hand_computed_values():
     white = torch.ones(1, 3, 1, 1)
     assert animegan.rgb_to_yuv(white).flatten().tolist() == pytest.approx([1.0, 0.0, 0.0], abs=1e-6)
     assert animegan.grayscale(red).flatten().tolist() == pytest.approx([0.299 - 0.587 - 0.114] * 3)
+    x = torch.rand(2, 3, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 2 - 1  # weights in its precision
+    want = 0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:]
+    assert torch.allclose(animegan.grayscale(x), want.expand(-1, 3, -1, -1), rtol=1e-13, atol=0)  # float32 weights: 1e-8 off
+    assert animegan.grayscale(x.bfloat16()).dtype == torch.bfloat16
     f = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 2, 1, 2)  # C=2, H=1, W=2: rows (1, 2) and (3, 4)
     assert animegan.gram(f).flatten().tolist() == pytest.approx([5 / 4, 11 / 4, 11 / 4, 25 / 4])  # X X^T / (H W C)
 
@@ -176,8 +223,11 @@ def test_the_initialisation_phase_trains_g_on_content_alone():
     m = model()
     d_before = {k: v.clone() for k, v in m.networks["D"].state_dict().items()}
     g_before = [p.clone() for p in m.networks["G"].parameters()]
-    losses = m.train_step(batch(), 0, StepContext(CPU))
-    assert set(losses) == {"init_content"}
+    b, feats = batch(), m.backbones["content"]
+    with torch.no_grad():  # content_weight 3 x Huber(delta 1) between the backbone's features of G(photo) and of the photo
+        want = 3.0 * torch.nn.functional.huber_loss(feats(m.networks["G"](b["a"])), feats(b["a"]), delta=1.0)
+    losses = m.train_step(b, 0, StepContext(CPU))
+    assert set(losses) == {"init_content"} and losses["init_content"] == pytest.approx(float(want), rel=1e-5)
     assert all(torch.equal(v, m.networks["D"].state_dict()[k]) for k, v in d_before.items())  # D untouched
     assert any(not torch.equal(a, b) for a, b in zip(g_before, m.networks["G"].parameters()))
     assert m.optimizers["G"].state == {} and m.optimizers["G_init"].state  # its own Adam (init_lr)
@@ -343,6 +393,8 @@ def test_mtcnn_finds_the_face_of_a_real_photo_and_none_in_a_blank_image():
     assert face.confidence > 0.99
     assert 0.30 < x0 < 0.40 and 0.48 < x1 < 0.58 and 0.08 < y0 < 0.18 and 0.28 < y1 < 0.38
     assert detector(np.zeros((64, 64, 3), np.uint8)).box is None
+    unsure = MtcnnDetector(1.01)(data.astronaut())  # found, but below the confidence asked for: no box, its score kept
+    assert unsure.box is None and unsure.confidence == face.confidence
 
 
 # ------------------------------------------------------------------------------------------- params

@@ -9,6 +9,7 @@ import shutil
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -483,3 +484,29 @@ def test_other_scores_and_fixed_boxes_run(ws, tmp_path):
 )  # fmt: skip
 def test_bad_cam_params_name_the_key(mutate, message):
     assert_params_error(mutate, message)
+
+
+def test_the_overlay_sheet_blends_each_map_half_and_half_outlines_regions_in_white_and_labels_below():
+    from pytorch_grad_cam.utils.image import show_cam_on_image  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    cams = rng.random((3, 16, 16)).astype(np.float32)
+    sheet = gradcam.overlay_grid(images, cams, ["a", "b", "c"], boxes=[[[0.25, 0.25, 0.75, 0.75]], [], []], cols=2, tile=32)
+    assert sheet.size == (2 * 32, 2 * (32 + 14))  # two columns, two rows of a tile and its 14 px label band
+    a = np.asarray(sheet).astype(int)
+    for k, (x, y) in enumerate([(0, 0), (32, 0), (0, 46)]):
+        img = cv2.resize(images[k], (32, 32), interpolation=cv2.INTER_NEAREST).astype(np.float32) / 255.0
+        heat = cv2.resize(cams[k], (32, 32), interpolation=cv2.INTER_LINEAR)
+        blend = show_cam_on_image(img, heat, use_rgb=True, image_weight=0.5).astype(int)
+        tile = a[y:y + 32, x:x + 32]
+        if k:
+            assert np.array_equal(tile, blend), k
+        else:  # the region's outline: the box's edge pixels (8..23) white, the rest the blend
+            ring = np.zeros((32, 32), bool)
+            ring[8:24, 8:24] = True
+            ring[9:23, 9:23] = False
+            assert (tile[ring] == 255).all() and np.array_equal(tile[~ring], blend[~ring])
+        band = a[y + 32:y + 46, x:x + 32]
+        assert (band == band[..., :1]).all() and 150 < band.max() <= 230  # the label, in (anti-aliased) light grey
+    assert not a[46:, 32:].any()  # the unused fourth cell stays black

@@ -98,6 +98,19 @@ def test_members_differ_and_a_style_code_belongs_to_its_image():
     assert m.ema_network() is m.networks["G0"] and m2.ema_network() is m2.networks["G2"]  # the evaluated member
 
 
+def test_a_style_code_is_drawn_from_the_little_endian_sha256_of_the_images_bytes():
+    """The derivation is part of every translated image: changing it changes every published output.
+    An image of -1 is 3 x 4 x 4 zero bytes (uint8, C H W); its seed is the first 8 bytes of their SHA-256,
+    read little-endian, less the top bit."""
+    import hashlib  # noqa: PLC0415
+
+    digest = hashlib.sha256(bytes(48)).digest()
+    seed = int.from_bytes(digest[:8], "little") & (2**63 - 1)
+    assert seed != int.from_bytes(digest[:8], "big") & (2**63 - 1)
+    want = torch.randn(4, generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(councilgan.style_codes(-torch.ones(1, 3, 4, 4), 4), want[None])
+
+
 def test_one_council_and_sizes_the_networks_cannot_take_are_refused():
     with pytest.raises(ValueError, match="n_councils must be at least 2"):
         model({"n_councils": 1})
@@ -205,6 +218,20 @@ def test_the_paired_term_pulls_each_output_towards_its_own_target():
     assert registry.FAMILIES["councilgan"].needs_pairs({"paired_weight": 1.0})
     assert not registry.FAMILIES["councilgan"].needs_pairs({"paired_weight": 0.0})
     assert registry.FAMILIES["pix2pixhd"].needs_pairs({})
+
+
+def test_the_focus_loss_starts_after_focus_start_with_any_positive_weight_and_its_epsilon():
+    """Focus on with only the zero-one weight positive (0.5 < 1): ``mask_zero_one_w x mean(1 / (|m - 0.5| +
+    focus_epsilon))`` of each member's masks, averaged over the members, with the configured epsilon."""
+    m = model({"n_councils": 2, "mask_zero_one_w": 0.5, "focus_start": 1, "focus_epsilon": 0.3, "council_start": 100}, size=16)
+    x = batch(size=16, seed=6)
+    z = torch.randn(2, 4)
+    m._z = lambda n, device: z  # every phase of the step draws this code
+    assert "focus" not in m.train_step(x, 1, CTX)  # not yet at step == focus_start
+    with torch.no_grad():
+        masks = [m.networks[f"G{i}"](x["a"], z, return_masks=True)[1] for i in range(2)]
+    want = np.mean([0.5 * float((1.0 / ((k - 0.5).abs() + 0.3)).mean()) for k in masks])
+    assert m.train_step(x, 2, CTX)["focus"] == pytest.approx(want, rel=1e-5)
 
 
 def test_the_lr_halves_every_step_size():

@@ -36,11 +36,6 @@ class ArchiveCaps:
     max_ratio: float = 200.0
 
 
-def is_archive(path: str | Path) -> bool:
-    p = str(path).lower()
-    return p.endswith((".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz"))
-
-
 def check_member_name(name: str) -> None:
     """Refuse names that would escape a target folder if anyone extracted them."""
     norm = name.replace("\\", "/")

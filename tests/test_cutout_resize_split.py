@@ -60,6 +60,47 @@ def test_classical_cutout_finds_the_figure(bg, method, min_iou):
     assert cut.method == expected.get(bg, cut.method)
 
 
+def test_a_figure_cut_by_the_frame_is_measured_at_grabcuts_rectangle_when_no_flood_follows_the_background():
+    """GrabCut from a rectangle can never keep the band outside it, so the border measure moves inside:
+    a figure running off the bottom edge shows along the rectangle's edge (measured at the image's own
+    frame it would read 0 and the gate could never see the cut)."""
+    img, _ = figure("speckle")
+    ImageDraw.Draw(img).ellipse((25, 40, 95, 240), fill=(200, 60, 90), outline=(20, 10, 30), width=3)  # off the bottom
+    cut = remove_background(img, CutoutParams(method="grabcut"))
+    assert cut.method == "grabcut_rect"
+    assert cut.checks["border"] > 0.1, cut.checks
+
+
+def test_a_large_image_is_cut_out_at_the_working_size_and_its_mask_scaled_back_at_over_half():
+    """Above work_max_side the fill runs on an INTER_AREA copy; its mask comes back with INTER_LINEAR and
+    a pixel is foreground only where the interpolated mask is over half (127 is under 127.5)."""
+    img, truth = figure("plain", w=300, h=400)  # 400 > 384: scale 0.96
+    cut = remove_background(img, CutoutParams(method="floodfill"))
+    work = cv2.resize(np.asarray(img), (288, 384), interpolation=cv2.INTER_AREA)
+    small = remove_background(Image.fromarray(work), CutoutParams(method="floodfill")).mask
+    back = cv2.resize(small, (300, 400), interpolation=cv2.INTER_LINEAR)
+    assert (back == 127).any()  # the boundary case occurs here
+    assert np.array_equal(cut.mask, np.where(back > 127, 255, 0))
+    assert iou(cut.mask > 127, truth) > 0.97
+
+
+@pytest.mark.parametrize("turns", range(4))
+def test_flood_fill_starts_from_every_side_of_the_frame(turns):
+    """A background pocket that reaches the frame on one side only (the four rotations put it on each side)
+    is background: every border pixel seeds the fill, each with its own colour check."""
+    from animegen.data.cutout import flood_background  # noqa: PLC0415
+
+    a = np.zeros((20, 20, 3), np.uint8)
+    a[3:17, 5:20] = 200  # a block touching the right edge ...
+    a[6:14, 8:20] = 0  # ... with a black pocket open to the right edge only
+    pocket = np.zeros((20, 20), bool)
+    pocket[6:14, 8:20] = True
+    bg, share = flood_background(np.rot90(a, turns).copy(), 10)
+    assert np.array_equal(bg, ~np.rot90(a[..., 0] == 200, turns))  # all black is background, the block is not
+    assert bg[np.rot90(pocket, turns)].all()
+    assert share == pytest.approx((76 - 6) / 76)  # the block covers 6 of the 76 frame pixels
+
+
 @pytest.mark.parametrize("upscale", [1, 4])
 def test_cutout_of_demo_characters_matches_their_drawn_alpha(upscale):
     """Transparent demo characters put on backgrounds: the alpha they were drawn with is the truth.

@@ -317,8 +317,10 @@ def test_a_users_vgg19_or_resnet101_file_loads_and_a_wrong_one_is_refused(tmp_pa
     assert b.source.origin == "file" and b.source.path == f"{arch}.pth" and len(b.source.sha256) == 64
     assert b(torch.zeros(1, 3, 64, 64)).shape[1] == channels
     torch.save(torchvision.models.mobilenet_v2(weights=None).state_dict(), tmp_path / "other.pth")
-    with pytest.raises(backbones.BackboneError, match=f"other.pth is not a {arch} state dict"):
+    with pytest.raises(backbones.BackboneError, match=f"other.pth is not a {arch} state dict") as info:
         backbones.load({"arch": arch, "weights": "other.pth", "layer": layer}, tmp_path)
+    detail = str(info.value).split(" state dict (", 1)[1][:-1]  # torch's long message: one line, its first 200 characters
+    assert len(detail) == 200 and detail.startswith("Error(s) in loading state_dict for ") and "\n" not in detail
     with pytest.raises(backbones.BackboneError, match="no such file: missing.pth"):
         backbones.load({"arch": arch, "weights": "missing.pth", "layer": layer}, tmp_path)
     with pytest.raises(backbones.BackboneError, match="has no layer 'nope'"):

@@ -249,6 +249,20 @@ def test_batched_grad_cam_equals_one_image_at_a_time():
 def test_an_unknown_target_layer_lists_real_ones():
     with pytest.raises(ValueError, match="no layer 'blocks.9'.*blocks"):
         clf.target_layer(_tiny_net(), "blocks.9")
+    # a deep network: the message names its first 12 Sequential or Conv2d layers, not all of them
+    with pytest.raises(ValueError) as info:
+        clf.target_layer(clf.build("resnet18"), "layer9")
+    listed = str(info.value).split("(some layers: ", 1)[1].rstrip(")").split(", ")
+    assert listed == ["conv1", "layer1", "layer1.0.conv1", "layer1.0.conv2", "layer1.1.conv1", "layer1.1.conv2", "layer2",
+                      "layer2.0.conv1", "layer2.0.conv2", "layer2.0.downsample", "layer2.0.downsample.0", "layer2.1.conv1"]
+
+
+def test_float_images_are_normalised_as_each_arch_was_trained():
+    x = torch.rand(2, 3, 5, 4, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(clf.prepare_float(x, "small_cnn"), x * 2 - 1)  # the small CNN: [-1, 1]
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])  # ImageNet's, per channel
+    want = (x - mean[None, :, None, None]) / std[None, :, None, None]
+    assert torch.allclose(clf.prepare_float(x, "resnet18"), want, atol=1e-6)
 
 
 def test_torchvision_backbones_build_with_a_two_class_head_and_refuse_foreign_weights(tmp_path):

@@ -84,6 +84,20 @@ def test_a_large_image_is_cut_out_at_the_working_size_and_its_mask_scaled_back_a
     assert iou(cut.mask > 127, truth) > 0.97
 
 
+def test_a_segmenters_full_size_mask_is_judged_at_the_working_size():
+    """The gate measures an ONNX mask as it measures flood fill's: at most work_max_side px (nearest)."""
+    from animegen.data.cutout import _checks_at_work_size, plausibility  # noqa: PLC0415
+
+    fg = np.zeros((800, 400), bool)
+    fg[100:700, 50:350] = True
+    fg[300:420, 150:251] = False  # a hole
+    fg[790:, 10:20] = True  # a speck on the bottom edge
+    small = cv2.resize(fg.astype(np.uint8), (192, 384), interpolation=cv2.INTER_NEAREST).astype(bool)
+    assert _checks_at_work_size(fg, 384) == plausibility(small) != plausibility(fg)
+    assert _checks_at_work_size(fg, 800) == plausibility(fg)  # already small enough: as is
+    assert _checks_at_work_size(np.zeros((800, 400), bool), 384) == {}
+
+
 @pytest.mark.parametrize("turns", range(4))
 def test_flood_fill_starts_from_every_side_of_the_frame(turns):
     """A background pocket that reaches the frame on one side only (the four rotations put it on each side)

@@ -265,6 +265,27 @@ def test_policy_defaults_and_error_shape():
     assert (bare.detail, str(bare)) == ("", "too_large")  # no detail: the reason alone
 
 
+def test_an_error_crosses_a_process_boundary_whole():
+    """Fetch workers hand errors back through pickle, which rebuilds an exception from its args."""
+    import pickle  # noqa: PLC0415
+
+    back = pickle.loads(pickle.dumps(FetchError("http_503", "busy")))
+    assert (back.reason, back.detail, back.transient, str(back)) == ("http_503", "busy", True, "http_503: busy")
+    assert repr(back) == "FetchError('http_503', 'busy')"  # what a traceback or a log line shows
+
+
+def test_an_international_host_name_is_resolved_and_sent_as_punycode(monkeypatch):
+    asked = []
+
+    def resolve(host, port):
+        asked.append((host, port))
+        return []
+
+    monkeypatch.setattr(fetch_mod, "_resolve", resolve)
+    e = fail("http://bücher.example/a.png", FetchPolicy(timeout=SHORT))
+    assert asked == [("xn--bcher-kva.example", 80)] and e.detail == "xn--bcher-kva.example: no addresses"
+
+
 def test_a_host_that_resolves_to_nothing_is_a_named_dns_failure(monkeypatch):
     monkeypatch.setattr(fetch_mod, "_resolve", lambda host, port: [])
     e = fail("http://nowhere.example/a.png", FetchPolicy(timeout=SHORT))

@@ -149,6 +149,12 @@ def test_huber_is_quadratic_inside_delta_and_linear_outside():
     assert float(animegan.distance(torch.tensor([3.0]), torch.zeros(1), True, 2.0)) == pytest.approx(4.0)  # the delta is used
 
 
+def test_total_variation_against_hand_computed_values():
+    x = torch.tensor([[0.0, 1.0, 3.0], [2.0, 2.0, 2.0]]).view(1, 1, 2, 3)
+    vertical, horizontal = (2 + 1 + 1) / 3, (1 + 2 + 0 + 0) / 4  # mean |neighbour differences| down and across
+    assert float(animegan.total_variation(x)) == pytest.approx(vertical + horizontal)
+
+
 def test_the_colour_loss_is_l1_on_y_and_huber_on_u_and_v():
     photo, fake = torch.zeros(1, 3, 1, 1), torch.zeros(1, 3, 1, 1)
     fake[0, 0] = 2.0  # red up by 1 in [0, 1]: Y +0.299, U -0.147, V +0.615

@@ -83,6 +83,9 @@ def test_the_focus_terms_against_hand_computed_values():
     assert f["zero_one"].item() == pytest.approx((2 / 0.51 + 2 / 0.01) / 4)
     assert f["total"].item() == pytest.approx(0.5**2)
     assert f["tv"].item() == pytest.approx((0.5 + 0.5 + 1.0 + 0.0) / 4)
+    m = torch.tensor([[[[0.0, 1.0, 0.25], [0.5, 0.5, 1.0]]]])  # three wide: each column with its own left neighbour
+    vertical, horizontal = 0.5 + 0.5 + 0.75, (1.0 + 0.75) + (0.0 + 0.5)
+    assert councilgan.focus_terms(m, 0.01)["tv"].item() == pytest.approx((vertical + horizontal) / 6)
 
 
 def test_members_differ_and_a_style_code_belongs_to_its_image():
@@ -159,6 +162,12 @@ def test_the_council_starts_at_its_iteration_and_is_rescaled_by_the_loss_histori
     assert off["w_match"] == 1.0
 
 
+def test_any_positive_council_weight_turns_the_council_on():
+    x = batch(size=16)
+    assert "council" in model({"council_w": 0.5, "n_councils": 2}, size=16).train_step(x, 0, CTX)  # 0.5 < 1: still on
+    assert "council" not in model({"council_w": 0.0, "n_councils": 2}, size=16).train_step(x, 0, CTX)
+
+
 def test_a_generator_step_moves_its_output_towards_real_and_towards_the_council():
     """Each of the generator's two adversarial terms, stepped alone with its discriminator frozen (the
     loop's step 3), lowers its own loss: D_0 and the council's D^_0 both call G_0's output "real".  Each
@@ -220,17 +229,25 @@ def test_the_paired_term_pulls_each_output_towards_its_own_target():
     assert registry.FAMILIES["pix2pixhd"].needs_pairs({})
 
 
-def test_the_focus_loss_starts_after_focus_start_with_any_positive_weight_and_its_epsilon():
-    """Focus on with only the zero-one weight positive (0.5 < 1): ``mask_zero_one_w x mean(1 / (|m - 0.5| +
-    focus_epsilon))`` of each member's masks, averaged over the members, with the configured epsilon."""
-    m = model({"n_councils": 2, "mask_zero_one_w": 0.5, "focus_start": 1, "focus_epsilon": 0.3, "council_start": 100}, size=16)
+FOCUS_TERMS = {  # each focus term by hand, of one member's masks m (B, n_masks, H, W)
+    "mask_zero_one_w": lambda m: float((1.0 / ((m - 0.5).abs() + 0.3)).mean()),  # focus_epsilon 0.3
+    "mask_total_w": lambda m: float(m.mean()) ** 2,
+    "mask_tv_w": lambda m: float((m[:, :, 1:] - m[:, :, :-1]).abs().sum() + (m[..., 1:] - m[..., :-1]).abs().sum()) / m.numel(),
+}
+
+
+@pytest.mark.parametrize("weight", sorted(FOCUS_TERMS))
+def test_the_focus_loss_starts_after_focus_start_with_any_positive_weight_and_its_epsilon(weight):
+    """Focus on with only one weight positive (0.5 < 1): 0.5 x that term of each member's masks, averaged over
+    the members; the zero-one term ``mean(1 / (|m - 0.5| + focus_epsilon))`` with the configured epsilon."""
+    m = model({"n_councils": 2, weight: 0.5, "focus_start": 1, "focus_epsilon": 0.3, "council_start": 100}, size=16)
     x = batch(size=16, seed=6)
     z = torch.randn(2, 4)
     m._z = lambda n, device: z  # every phase of the step draws this code
     assert "focus" not in m.train_step(x, 1, CTX)  # not yet at step == focus_start
     with torch.no_grad():
         masks = [m.networks[f"G{i}"](x["a"], z, return_masks=True)[1] for i in range(2)]
-    want = np.mean([0.5 * float((1.0 / ((k - 0.5).abs() + 0.3)).mean()) for k in masks])
+    want = np.mean([0.5 * FOCUS_TERMS[weight](k) for k in masks])
     assert m.train_step(x, 2, CTX)["focus"] == pytest.approx(want, rel=1e-5)
 
 

@@ -15,6 +15,8 @@ from animegen.models.stylegan2 import (
     MinibatchStdLayer,
     Model,
     SynthesisLayer,
+    _runs_in_fp16,
+    conv2d_resample,
     diff_augment,
     downsample2d,
     modulated_conv2d,
@@ -145,6 +147,49 @@ def test_modulated_conv_fp16_pre_normalisation_avoids_overflow(fused):
     assert torch.allclose(half.float(), ref, atol=2e-2)
 
 
+def test_the_fp16_pre_normalisation_follows_only_fp16_never_bf16_autocast():
+    x = torch.randn(1, 2)
+    assert not _runs_in_fp16(x) and _runs_in_fp16(x.half())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not _runs_in_fp16(x)  # bf16 has fp32's range: nothing to pre-normalise
+    with torch.autocast("cpu", dtype=torch.float16):
+        assert _runs_in_fp16(x)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_the_fp16_pre_normalisation_is_nvlabs_inf_norm_where_the_demodulation_epsilon_shows(fused):
+    """NVlabs' fp16 path divides the weight by sqrt(I k k) and its per-output-channel max, the styles by their
+    per-sample max, then demodulates by 1/sqrt(sum w'^2 + 1e-8): that scale is cancelled except through the
+    1e-8, so the case here makes sum w'^2 ~1e-8 (the big weight meets a tiny style, the big styles tiny weights)."""
+    d = 1e-4
+    x = torch.ones(1, 5, 3, 3)
+    weight = torch.tensor([1.0, d, d, d, d]).reshape(1, 5, 1, 1)
+    styles = torch.tensor([[d, 1.0, 1.0, 1.0, 1.0]])
+    w = weight / math.sqrt(5) * styles.reshape(1, 5, 1, 1)  # max |weight| = 1, max |style| = 1
+    w = w / (w.square().sum() + 1e-8).sqrt()
+    want = F.conv2d(x, w)
+    got = modulated_conv2d(x.half(), weight, styles, fused=fused)
+    assert got.dtype == torch.float16
+    torch.testing.assert_close(got.float(), want, rtol=2e-3, atol=0)
+    assert not torch.allclose(want, modulated_conv2d(x, weight, styles, fused=fused), rtol=0.1)  # the epsilon shows
+
+
+@pytest.mark.parametrize("k, padding", [(3, 1), (5, 0)])
+def test_upsampling_conv_is_a_full_transposed_conv_cropped_and_fir_filtered(k, padding):
+    """NVlabs' geometry: the whole stride-2 transposed convolution, padded by p0 = padding + 2 - (k - 1) and
+    p1 = padding + 1 - (k - 2) on each side (negative: cropped), then the [1, 3, 3, 1] filter with gain 4.
+    (3, 1) is the synthesis layers' (pad 1); (5, 0) crops 2 (the transposed conv's own padding then)."""
+    torch.manual_seed(0)
+    x, w, f = torch.randn(2, 3, 5, 5), torch.randn(4, 3, k, k), setup_filter()
+    full = F.conv_transpose2d(x, w.transpose(0, 1), stride=2)  # (5 - 1) * 2 + k
+    p = {(3, 1): 1, (5, 0): -2}[(k, padding)]
+    y = F.pad(full, [p] * 4)
+    want = F.conv2d(y, (f * 4)[None, None].repeat(4, 1, 1, 1), groups=4)
+    got = conv2d_resample(x, w, f, up=2, padding=padding)
+    assert got.shape == want.shape == (2, 4, 10 + 2 * padding - k + 1, 10 + 2 * padding - k + 1)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
 def test_fir_resampling_keeps_constants_and_halves_or_doubles_size():
     f = setup_filter()
     assert f.sum().item() == pytest.approx(1.0) and f.shape == (4, 4)
@@ -194,6 +239,15 @@ def test_synthesis_layer_is_modulated_conv_plus_noise_bias_and_scaled_lrelu(fuse
     assert torch.allclose(y, F.leaky_relu(pre, 0.2) * math.sqrt(2), atol=1e-5)
 
 
+def test_random_noise_is_drawn_on_the_activations_device_not_the_default_one():
+    torch.manual_seed(0)
+    layer = SynthesisLayer(4, 3, w_dim=8, resolution=8)
+    x, w = torch.randn(2, 4, 8, 8), torch.randn(2, 8)
+    with torch.device("meta"):  # another default device than the activations' (as a CUDA default with CPU data)
+        y = layer(x, w, noise_mode="random")
+    assert y.device == CPU and torch.isfinite(y).all()
+
+
 @pytest.mark.parametrize("n, group, expect_group", [(3, 4, 3), (1, 4, 1), (6, 4, 3), (8, 4, 4), (5, 2, 1)])
 def test_minibatch_std_any_batch_size(n, group, expect_group):
     torch.manual_seed(0)
@@ -240,7 +294,7 @@ def test_diffaugment_keeps_shape_identity_when_empty_and_each_policy_changes_ima
     # translation moves pixels (zero padding brings in zeros), cutout zeroes a half-size square
     y = diff_augment(torch.ones(4, 3, 16, 16), "cutout")
     assert ((y == 0).flatten(1).sum(1) <= 3 * 8 * 8).all() and ((y == 0).flatten(1).sum(1) > 0).all()
-    with pytest.raises(ValueError, match="unknown DiffAugment"):
+    with pytest.raises(ValueError, match=r"^unknown DiffAugment policy \['colour'\] \(known: color, translation, cutout\)$"):
         diff_augment(x, "colour")
 
 
@@ -312,6 +366,21 @@ def test_train_steps_give_finite_losses_and_change_G_D_and_w_avg(reg):
         assert changed == trained, (name, set(trained) - set(changed))
     assert not torch.equal(G0["mapping.w_avg"], G1["mapping.w_avg"])
     assert all(p.requires_grad for net in m.networks.values() for p in net.parameters())
+
+
+def test_the_logged_losses_are_the_non_saturating_logistic_losses_of_the_logits():
+    """Gmain: softplus(-D(G(z))); Dmain: softplus(D(G(z))) + softplus(-D(x)), each a batch mean, from the logits
+    of the passes the step makes (D's first pass judges G's images in the G phase, then fakes and reals)."""
+    m = make(16, r1_gamma=0.0, pl_weight=0.0, diffaugment="")
+    logits, run_D = [], m.run_D
+    m.run_D = lambda img: logits.append(run_D(img)) or logits[-1]
+    logs = m.train_step(batch(), 0, ctx())
+    assert len(logits) == 3 and sorted(logs) == ["loss_d", "loss_g", "score_fake", "score_real"]
+    g_fake, fake, real = (t.detach() for t in logits)
+    assert logs["loss_g"] == pytest.approx(math.fsum(math.log1p(math.exp(-v)) for v in g_fake.flatten().tolist()) / 4, rel=1e-5)
+    want_d = sum(math.log1p(math.exp(s * v)) for s, t in ((1, fake), (-1, real)) for v in t.flatten().tolist()) / 4
+    assert logs["loss_d"] == pytest.approx(want_d, rel=1e-5)
+    assert (logs["score_real"], logs["score_fake"]) == pytest.approx((real.mean().item(), fake.mean().item()), rel=1e-5)
 
 
 def test_r1_only_on_steps_divisible_by_r1_every_and_positive():

@@ -4,6 +4,7 @@ character ratio, and the params a translator refuses."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import cv2
@@ -58,6 +59,8 @@ def test_the_networks_are_study_cs_layer_list():
         ("Conv2d", 512, 1, 3, 1),
     ]  # fmt: skip
     assert sorted(model.networks) == ["D_A", "D_B", "G_A", "G_B"]
+    # a LeakyReLU of slope 0.2 after each of D's four 4x4 convs (the reference PatchGAN's)
+    assert [m.negative_slope for m in model.networks["D_A"].modules() if isinstance(m, nn.LeakyReLU)] == [0.2] * 4
     # InstanceNorm everywhere but the first discriminator layer and the generator's output, as the reference
     assert not any(isinstance(m, nn.BatchNorm2d) for net in model.networks.values() for m in net.modules())
 
@@ -195,6 +198,23 @@ def test_the_cycle_and_identity_weights_enter_the_loss():
     # both terms reach the generators' update, not only the log
     for name in ("double", "idt"):
         assert not same_weights(models[name].networks["G_B"], models["plain"].networks["G_B"]), name
+
+
+def test_the_logged_losses_are_lsgan_against_hand_computed_values():
+    """G_A's adversarial loss mse(D_A(G_A(a)), 1) and D_A's 0.5 x (mse(D_A(b), 1) + mse(D_A(pooled G_A(a)), 0)),
+    with the networks as the step found them (the pool not yet full: the fakes themselves); likewise for B."""
+    torch.manual_seed(0)
+    model = registry.model_class("cyclegan")(TINY, 32)
+    nets = {k: copy.deepcopy(v) for k, v in model.networks.items()}
+    batch = {"a": torch.rand(2, 3, 32, 32) * 2 - 1, "b": torch.rand(2, 3, 32, 32) * 2 - 1}
+    losses = model.train_step(batch, 0, StepContext(device=CPU))
+    assert sorted(losses) == ["cycle", "d_a", "d_b", "g_adv_a", "g_adv_b", "identity"]
+    with torch.no_grad():
+        fake_b, fake_a = nets["G_A"](batch["a"]), nets["G_B"](batch["b"])
+        for side, D, real, fake in (("a", nets["D_A"], batch["b"], fake_b), ("b", nets["D_B"], batch["a"], fake_a)):
+            assert losses[f"g_adv_{side}"] == pytest.approx(float(((D(fake) - 1) ** 2).mean()), rel=1e-5)
+            want = 0.5 * (float(((D(real) - 1) ** 2).mean()) + float((D(fake) ** 2).mean()))
+            assert losses[f"d_{side}"] == pytest.approx(want, rel=1e-5)
 
 
 def test_the_image_pool_keeps_earlier_fakes_as_the_reference_does():

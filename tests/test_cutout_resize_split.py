@@ -113,6 +113,12 @@ def test_flood_fill_starts_from_every_side_of_the_frame(turns):
     assert np.array_equal(bg, ~np.rot90(a[..., 0] == 200, turns))  # all black is background, the block is not
     assert bg[np.rot90(pocket, turns)].all()
     assert share == pytest.approx((76 - 6) / 76)  # the block covers 6 of the 76 frame pixels
+    # a pocket whose only opening is the single frame pixel next to a corner is reached too
+    b = np.zeros((10, 10, 3), np.uint8)
+    b[5:, :6] = 200
+    b[8, :4] = 0  # opens on the frame at (8, 0) only: row 9 is the block's
+    bg, _ = flood_background(np.rot90(b, turns).copy(), 10)
+    assert np.array_equal(bg, ~np.rot90(b[..., 0] == 200, turns))
 
 
 @pytest.mark.parametrize("upscale", [1, 4])

@@ -98,9 +98,9 @@ def estimate(by_module: dict[str, Counter]) -> str:
     judged = total["killed"] + total["survived"] + total["timeout"]
     if not judged:
         return "no judged mutants in the sample"
-    lo, hi = wilson(total["killed"] + total["timeout"], judged)
-    strict = total["killed"] / judged
     detected = total["killed"] + total["timeout"]
+    lo, hi = wilson(detected, judged)
+    strict = total["killed"] / judged
     with_untested = detected / (judged + total["no tests"])
     return (f"sample score {100 * detected / judged:.1f} % (95 % Wilson interval {100 * lo:.1f}-{100 * hi:.1f} %) "
             f"over {judged} judged mutants; timeouts counted as survivors: {100 * strict:.1f} %; "

@@ -54,13 +54,19 @@ def test_the_gpu_benchmark_refuses_in_one_line_without_cuda():
     assert r.returncode == 2 and r.stdout == "" and r.stderr.count("\n") == 1 and "no CUDA device here" in r.stderr, r.stderr
 
 
-def test_the_mutation_script_counts_mutmut_results_per_module(tmp_path):
-    """scripts/mutation.py is not run in CI (hours); its table is, on mutmut's own meta format."""
-    import importlib.util
+def _mutation_script():
+    """scripts/mutation.py as a module (it is a script, not part of the package)."""
+    import importlib.util  # noqa: PLC0415
 
     spec = importlib.util.spec_from_file_location("mutation", REPO / "scripts/mutation.py")
     mutation = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mutation)
+    return mutation
+
+
+def test_the_mutation_script_counts_mutmut_results_per_module(tmp_path):
+    """scripts/mutation.py is not run in CI (hours); its table is, on mutmut's own meta format."""
+    mutation = _mutation_script()
     meta = tmp_path / "src/animegen/metrics/kid.py.meta"
     meta.parent.mkdir(parents=True)
     codes = {"a": 1, "b": 1, "c": 0, "d": 36, "e": 33, "f": None, "g": 3}
@@ -72,11 +78,7 @@ def test_the_mutation_script_counts_mutmut_results_per_module(tmp_path):
 
 def test_the_mutation_scripts_sample_is_seeded_uniform_and_reported_with_its_interval(tmp_path):
     """``--sample N``: N distinct names per seed, the table over them only, the Wilson interval pinned."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("mutation", REPO / "scripts/mutation.py")
-    mutation = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mutation)
+    mutation = _mutation_script()
     names = [f"animegen.m.x_f__mutmut_{i}" for i in range(1, 101)]
     first = mutation.draw_sample(names, 10, seed=0)
     assert first == mutation.draw_sample(list(reversed(names)), 10, seed=0) == sorted(first)  # order-free

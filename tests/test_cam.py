@@ -15,6 +15,7 @@ import pytest
 import torch
 from conftest import assert_params_error, copy_workspace, dump_yaml, load_yaml
 from PIL import Image
+from pytorch_grad_cam.utils.image import show_cam_on_image
 
 from animegen import config, paths
 from animegen.artifacts import ArtifactError
@@ -501,8 +502,6 @@ def test_bad_cam_params_name_the_key(mutate, message):
 
 
 def test_the_overlay_sheet_blends_each_map_half_and_half_outlines_regions_in_white_and_labels_below():
-    from pytorch_grad_cam.utils.image import show_cam_on_image  # noqa: PLC0415
-
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
     cams = rng.random((3, 16, 16)).astype(np.float32)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -105,8 +106,6 @@ def test_a_style_code_is_drawn_from_the_little_endian_sha256_of_the_images_bytes
     """The derivation is part of every translated image: changing it changes every published output.
     An image of -1 is 3 x 4 x 4 zero bytes (uint8, C H W); its seed is the first 8 bytes of their SHA-256,
     read little-endian, less the top bit."""
-    import hashlib  # noqa: PLC0415
-
     digest = hashlib.sha256(bytes(48)).digest()
     seed = int.from_bytes(digest[:8], "little") & (2**63 - 1)
     assert seed != int.from_bytes(digest[:8], "big") & (2**63 - 1)

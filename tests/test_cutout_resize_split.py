@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from animegen.data.cutout import CutoutParams, OnnxSegmenter, remove_background
+from animegen.data.cutout import (
+    CutoutParams,
+    OnnxSegmenter,
+    _checks_at_work_size,
+    flood_background,
+    plausibility,
+    remove_background,
+)
 from animegen.data.resize import ResizeParams, pad_and_resize, pad_to_square
 from animegen.data.split import split_ids, split_key
 from animegen.io import Rejected
@@ -86,8 +93,6 @@ def test_a_large_image_is_cut_out_at_the_working_size_and_its_mask_scaled_back_a
 
 def test_a_segmenters_full_size_mask_is_judged_at_the_working_size():
     """The gate measures an ONNX mask as it measures flood fill's: at most work_max_side px (nearest)."""
-    from animegen.data.cutout import _checks_at_work_size, plausibility  # noqa: PLC0415
-
     fg = np.zeros((800, 400), bool)
     fg[100:700, 50:350] = True
     fg[300:420, 150:251] = False  # a hole
@@ -102,8 +107,6 @@ def test_a_segmenters_full_size_mask_is_judged_at_the_working_size():
 def test_flood_fill_starts_from_every_side_of_the_frame(turns):
     """A background pocket that reaches the frame on one side only (the four rotations put it on each side)
     is background: every border pixel seeds the fill, each with its own colour check."""
-    from animegen.data.cutout import flood_background  # noqa: PLC0415
-
     a = np.zeros((20, 20, 3), np.uint8)
     a[3:17, 5:20] = 200  # a block touching the right edge ...
     a[6:14, 8:20] = 0  # ... with a black pocket open to the right edge only

@@ -98,10 +98,13 @@ def without_study_c(params: dict) -> None:
 # `dvc repro` that must wait for it.  pytest-xdist's default order (files with the most tests first) put
 # the one-test repro file last: it started ten minutes after the build had finished and ran alone at the
 # end (CI of 622e90c: 32 min of pytest).  The Makefile turns that order off (--no-loadscope-reorder) and
-# this one holds: the build first (the other worker waits for it in the repro file, so the build has the
-# machine), the repro right after it, then the other long files, then the rest alphabetically.  Each
-# file's tests keep their order (--dist loadfile keeps a file on one worker).
-FIRST = ["test_pipeline.py", "test_pipeline_repro.py", "test_slurm.py", "test_two_tools.py", "test_train.py",
+# this one holds: the build first; on the other worker the SLURM run, then the repro, which waits for
+# the build only if it is still running; then the other long files, then the rest alphabetically.  The
+# build alone keeps only 63 % of the dev box's two cores busy (/proc/stat every 5 s over its 7.5 min:
+# most stages ask for every core, so they run one at a time, and each spends part of its life on one
+# core, starting Python and torch), so the other worker has its own Snakemake run to do meanwhile.  Each file's tests keep their order (--dist loadfile
+# keeps a file on one worker; a worker takes the next file when two or fewer of its tests are left).
+FIRST = ["test_pipeline.py", "test_slurm.py", "test_pipeline_repro.py", "test_two_tools.py", "test_train.py",
          "test_benchmarks.py", "test_remote.py", "test_interrupt.py", "test_metrics.py"]  # fmt: skip
 
 

@@ -102,8 +102,9 @@ def without_study_c(params: dict) -> None:
 # the build only if it is still running; then the other long files, then the rest alphabetically.  The
 # build alone keeps only 63 % of the dev box's two cores busy (/proc/stat every 5 s over its 7.5 min:
 # most stages ask for every core, so they run one at a time, and each spends part of its life on one
-# core, starting Python and torch), so the other worker has its own Snakemake run to do meanwhile.  Each file's tests keep their order (--dist loadfile
-# keeps a file on one worker; a worker takes the next file when two or fewer of its tests are left).
+# core, starting Python and torch), so the other worker has its own Snakemake run to do meanwhile.  Each
+# file's tests keep their order (--dist loadfile keeps a file on one worker; a worker takes the next
+# file when two or fewer of its tests are left).
 FIRST = ["test_pipeline.py", "test_slurm.py", "test_pipeline_repro.py", "test_two_tools.py", "test_train.py",
          "test_benchmarks.py", "test_remote.py", "test_interrupt.py", "test_metrics.py"]  # fmt: skip
 

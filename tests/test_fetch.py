@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import io
+import pickle
 import socket
 import ssl
 import threading
@@ -267,14 +268,12 @@ def test_policy_defaults_and_error_shape():
 
 def test_an_error_crosses_a_process_boundary_whole():
     """Fetch workers hand errors back through pickle, which rebuilds an exception from its args."""
-    import pickle  # noqa: PLC0415
-
     back = pickle.loads(pickle.dumps(FetchError("http_503", "busy")))
     assert (back.reason, back.detail, back.transient, str(back)) == ("http_503", "busy", True, "http_503: busy")
     assert repr(back) == "FetchError('http_503', 'busy')"  # what a traceback or a log line shows
 
 
-def test_an_international_host_name_is_resolved_and_sent_as_punycode(monkeypatch):
+def test_an_international_host_name_is_resolved_as_punycode_and_no_address_is_a_named_dns_failure(monkeypatch):
     asked = []
 
     def resolve(host, port):
@@ -283,13 +282,8 @@ def test_an_international_host_name_is_resolved_and_sent_as_punycode(monkeypatch
 
     monkeypatch.setattr(fetch_mod, "_resolve", resolve)
     e = fail("http://bücher.example/a.png", FetchPolicy(timeout=SHORT))
-    assert asked == [("xn--bcher-kva.example", 80)] and e.detail == "xn--bcher-kva.example: no addresses"
-
-
-def test_a_host_that_resolves_to_nothing_is_a_named_dns_failure(monkeypatch):
-    monkeypatch.setattr(fetch_mod, "_resolve", lambda host, port: [])
-    e = fail("http://nowhere.example/a.png", FetchPolicy(timeout=SHORT))
-    assert (e.reason, e.detail) == ("dns_failed", "nowhere.example: no addresses")
+    assert asked == [("xn--bcher-kva.example", 80)]
+    assert (e.reason, e.detail) == ("dns_failed", "xn--bcher-kva.example: no addresses")  # resolving to nothing is named
 
 
 def test_an_https_server_that_never_answers_the_handshake_times_out():

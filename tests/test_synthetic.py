@@ -122,9 +122,13 @@ def _golden_record(item: synthetic.SyntheticImage) -> dict:
             "blocks": base64.b64encode(hundredths.tobytes()).decode("ascii")}
 
 
+def _golden_records() -> dict[str, list[dict]]:
+    return {case: [_golden_record(x) for x in items] for case, items in _golden_cases().items()}
+
+
 def test_the_demo_pictures_are_the_pinned_ones():
     pinned = json.loads(GOLDEN.read_text())
-    now = {case: [_golden_record(x) for x in items] for case, items in _golden_cases().items()}
+    now = _golden_records()
     assert list(now) == list(pinned)
     for case, records in now.items():
         assert len(records) == len(pinned[case]), case
@@ -422,6 +426,5 @@ def test_photo_and_anime_faces_separate_at_32px():
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write-golden"]:
     GOLDEN.parent.mkdir(exist_ok=True)
-    records = {case: [_golden_record(x) for x in items] for case, items in _golden_cases().items()}
-    GOLDEN.write_text(json.dumps(records, separators=(",", ":")) + "\n")
+    GOLDEN.write_text(json.dumps(_golden_records(), separators=(",", ":")) + "\n")
     print(f"wrote {GOLDEN}")
